@@ -1,0 +1,130 @@
+"""The ``reconcile`` command line: one typer app, errors caught in one place (``main``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from reconciler import __version__
+from reconciler.errors import ReconcileError
+
+app = typer.Typer(
+    name="reconcile", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
+    help="Converge a Docker stack that holds data: plan, back up, apply, restore, verify.",
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ProfileOpt = Annotated[Optional[list[str]], typer.Option(
+    "--profile", "-p", help="Limit to a profile (repeatable), e.g. infrastructure, app.")]
+
+
+class State:
+    """Per-invocation options shared by every command."""
+
+    file: Path = Path("reconcile.yaml")
+    json: bool = False
+
+
+STATE = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"reconcile {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    file: Annotated[Path, typer.Option("--file", "-f", envvar="RECONCILE_FILE",
+                                       help="Spec file (default: reconcile.yaml here).")] = Path(
+        "reconcile.yaml"),
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    STATE.file = file
+
+
+@app.command()
+def validate(as_json: JsonOpt = False) -> None:
+    """Check the spec: syntax, types, references, cycles, ports. Exit 0 valid, 1 not."""
+    from reconciler.spec.load import load_spec
+
+    STATE.json = as_json
+    loaded = load_spec(STATE.file)
+    spec = loaded.spec
+    if as_json:
+        from reconciler.cli.output import print_json
+
+        print_json({"valid": True, "file": str(loaded.file), "project": spec.project,
+                    "services": sorted(spec.services)})
+        return
+    typer.echo(f"{STATE.file}: valid ({len(spec.services)} services, project {spec.project}).")
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (schemas/reconcile.schema.json is this output)."""
+    from reconciler.spec.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
+def plan(
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Markdown for a pull-request comment.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan to apply later.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")] = False,
+) -> None:
+    """Show what apply would change, without changing anything."""
+    from reconciler.cli import output
+    from reconciler.pipeline import snapshot
+    from reconciler.plan import render
+
+    STATE.json = as_json
+    snap = snapshot(STATE.file, profile or ())
+    if out is not None:
+        save_plan(snap, out)
+    if as_json:
+        output.print_json(render.render_json(snap.plan))
+    elif markdown:
+        sys.stdout.write(render.render_markdown(snap.plan))
+    else:
+        output.print_plan_text(render.render_text(snap.plan))
+        if out is not None:
+            typer.echo(f"\nSaved to {out}. Apply it with: reconcile apply {out}")
+    if detailed_exitcode and not snap.plan.empty:
+        raise typer.Exit(2)
+
+
+def save_plan(snap, out: Path) -> None:
+    """A saved plan: the plan, its fingerprint, and where it came from (no secrets)."""
+    data = snap.plan.to_dict()
+    data["meta"] = {"spec_file": str(snap.loaded.file), "created_at": datetime.now(UTC).isoformat(),
+                    "reconcile_version": __version__}
+    out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    """Entry point: run the app and map every ``ReconcileError`` to its exit code."""
+    from reconciler.cli import commands  # noqa: F401  (registers the other commands)
+
+    try:
+        app()
+    except ReconcileError as error:
+        from reconciler.cli.output import report_error
+
+        report_error(error, STATE.json)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

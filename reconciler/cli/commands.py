@@ -1,0 +1,1 @@
+"""Commands beyond the foundation (health, backup, apply…) register here as they land."""

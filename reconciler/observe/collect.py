@@ -1,0 +1,135 @@
+"""Take one read-only snapshot of the engine for a project (the only reader of Docker state)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from reconciler import dockerio
+from reconciler.observe.models import (
+    Health,
+    Observed,
+    ObservedContainer,
+    ObservedImage,
+    ObservedMount,
+    ObservedNetwork,
+    ObservedVolume,
+    Role,
+    State,
+)
+from reconciler.spec.normalise import (
+    LABEL_CONFIG,
+    LABEL_KIND,
+    LABEL_PROFILE,
+    LABEL_PROJECT,
+    LABEL_PROTECT,
+    LABEL_ROLE,
+    LABEL_SERVICE,
+    LABEL_SPEC_HASH,
+    LABEL_STATEFUL,
+)
+
+
+def observe(client, project: str, image_refs: Iterable[str] = ()) -> Observed:
+    """Containers, networks and volumes labelled with ``project``, plus the spec's images."""
+    refs = sorted(set(image_refs))
+    images = dockerio.inspect_images(client, refs)
+    return Observed(
+        project=project,
+        containers=tuple(sorted((container_from(doc) for doc in
+                                 dockerio.project_containers(client, project)),
+                                key=lambda c: (c.service or "", c.name))),
+        networks=tuple(network_from(doc) for doc in dockerio.project_networks(client, project)),
+        volumes=tuple(volume_from(doc) for doc in dockerio.project_volumes(client, project)),
+        images=tuple(image_from(ref, doc) for ref, doc in images.items() if doc is not None),
+        missing_images=tuple(ref for ref, doc in images.items() if doc is None),
+        engine_version="",
+    )
+
+
+def container_from(doc: dict) -> ObservedContainer:
+    config = doc.get("Config") or {}
+    labels = config.get("Labels") or {}
+    state = doc.get("State") or {}
+    health = (state.get("Health") or {}).get("Status") or "none"
+    return ObservedContainer(
+        id=doc["Id"],
+        name=doc.get("Name", "").lstrip("/"),
+        project=labels.get(LABEL_PROJECT, ""),
+        service=labels.get(LABEL_SERVICE),
+        profile=labels.get(LABEL_PROFILE),
+        role=_role(labels.get(LABEL_ROLE)),
+        spec_hash=labels.get(LABEL_SPEC_HASH),
+        config=_config(labels.get(LABEL_CONFIG)),
+        image_ref=config.get("Image", ""),
+        image_id=doc.get("Image", ""),
+        state=_enum(State, state.get("Status"), State.DEAD),
+        health=_enum(Health, health, Health.NONE),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        restart_count=int(doc.get("RestartCount") or 0),
+        started_at=state.get("StartedAt"),
+        mounts=tuple(_mount(m) for m in doc.get("Mounts") or ()),
+        ports=_ports(doc.get("HostConfig") or {}),
+        networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
+        kind=labels.get(LABEL_KIND),
+        stateful=labels.get(LABEL_STATEFUL) == "true",
+        protected=labels.get(LABEL_PROTECT) == "true",
+    )
+
+
+def _role(value: str | None) -> Role:
+    return _enum(Role, value, Role.CURRENT)
+
+
+def _enum(enum, value, default):
+    try:
+        return enum(value)
+    except ValueError:
+        return default
+
+
+def _config(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _mount(doc: dict) -> ObservedMount:
+    source = doc.get("Name") if doc.get("Type") == "volume" else doc.get("Source")
+    return ObservedMount(source=source or "", target=doc.get("Destination", ""),
+                         type=doc.get("Type", ""), read_only=not doc.get("RW", True))
+
+
+def _ports(host_config: dict) -> tuple[str, ...]:
+    out = []
+    for container_port, bindings in (host_config.get("PortBindings") or {}).items():
+        for binding in bindings or ():
+            ip = binding.get("HostIp") or ""
+            host = binding.get("HostPort") or ""
+            out.append(f"{ip + ':' if ip else ''}{host + ':' if host else ''}{container_port}")
+    return tuple(sorted(out))
+
+
+def network_from(doc: dict) -> ObservedNetwork:
+    labels = doc.get("Labels") or {}
+    return ObservedNetwork(name=doc["Name"], id=doc["Id"], driver=doc.get("Driver", ""),
+                           project=labels.get(LABEL_PROJECT))
+
+
+def volume_from(doc: dict) -> ObservedVolume:
+    labels = doc.get("Labels") or {}
+    options = doc.get("Options") or {}
+    bind = options.get("device") if options.get("o") == "bind" else None
+    return ObservedVolume(name=doc["Name"], driver=doc.get("Driver", ""),
+                          project=labels.get(LABEL_PROJECT), bind=bind)
+
+
+def image_from(ref: str, doc: dict) -> ObservedImage:
+    env = (doc.get("Config") or {}).get("Env") or []
+    major = next((e.split("=", 1)[1] for e in env if e.startswith("PG_MAJOR=")), None)
+    return ObservedImage(ref=ref, id=doc["Id"], pg_major=int(major) if major and major.isdigit() else None)

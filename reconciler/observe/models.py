@@ -1,0 +1,141 @@
+"""One read-only snapshot of the engine, as frozen dataclasses with labels already parsed.
+
+Collected once per run by ``collect.py``; the planner decides from this alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    PAUSED = "paused"
+    EXITED = "exited"
+    DEAD = "dead"
+    REMOVING = "removing"
+
+
+class Health(StrEnum):
+    NONE = "none"
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class Role(StrEnum):
+    """Why a container of a service exists: the live one, a kept older version, a new one."""
+
+    CURRENT = "current"
+    PREVIOUS = "previous"
+    CANDIDATE = "candidate"
+
+
+@dataclass(frozen=True)
+class ObservedMount:
+    source: str
+    target: str
+    type: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    id: str
+    name: str
+    project: str
+    service: str | None
+    profile: str | None
+    role: Role
+    spec_hash: str | None
+    config: dict | None
+    image_ref: str
+    image_id: str
+    state: State
+    health: Health
+    exit_code: int | None = None
+    oom_killed: bool = False
+    restart_count: int = 0
+    started_at: str | None = None
+    mounts: tuple[ObservedMount, ...] = ()
+    ports: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+    kind: str | None = None
+    stateful: bool = False
+    protected: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.state is State.RUNNING
+
+
+@dataclass(frozen=True)
+class ObservedNetwork:
+    name: str
+    id: str
+    driver: str
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class ObservedVolume:
+    name: str
+    driver: str
+    project: str | None = None
+    bind: str | None = None
+
+
+@dataclass(frozen=True)
+class ObservedImage:
+    """A local image the spec refers to; ``pg_major`` read from its env, when it says."""
+
+    ref: str
+    id: str
+    pg_major: int | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    project: str
+    containers: tuple[ObservedContainer, ...] = ()
+    networks: tuple[ObservedNetwork, ...] = ()
+    volumes: tuple[ObservedVolume, ...] = ()
+    images: tuple[ObservedImage, ...] = ()
+    missing_images: tuple[str, ...] = ()
+    engine_version: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def image(self, ref: str) -> ObservedImage | None:
+        return next((i for i in self.images if i.ref == ref), None)
+
+    def current(self, service: str) -> ObservedContainer | None:
+        found = [c for c in self.containers if c.service == service and c.role is Role.CURRENT]
+        return found[0] if found else None
+
+    def network(self, name: str) -> ObservedNetwork | None:
+        return next((n for n in self.networks if n.name == name), None)
+
+    def volume(self, name: str) -> ObservedVolume | None:
+        return next((v for v in self.volumes if v.name == name), None)
+
+    def fingerprint(self) -> str:
+        """What a saved plan was made from; any change in these facts makes the plan stale."""
+        facts = {
+            "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value)
+                                 for c in self.containers),
+            "networks": sorted(n.id for n in self.networks),
+            "volumes": sorted(v.name for v in self.volumes),
+            "images": sorted((i.ref, i.id) for i in self.images),
+        }
+        return "sha256:" + hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: golden test cases are written in this shape."""
+        data = asdict(self)
+        data.pop("extra", None)
+        return json.loads(json.dumps(data, default=str))

@@ -1,0 +1,42 @@
+"""The read side shared by plan, apply and drift: load the spec, observe once, plan purely."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.observe.models import Observed
+from reconciler.plan.actions import Plan
+from reconciler.spec.load import LoadedSpec, load_spec
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    loaded: LoadedSpec
+    observed: Observed
+    plan: Plan
+
+
+def observe_for(loaded: LoadedSpec, client=None) -> Observed:
+    from reconciler import dockerio
+    from reconciler.observe.collect import observe
+
+    client = client or dockerio.connect()
+    refs = [s.image for s in loaded.spec.services.values()]
+    return observe(client, loaded.spec.project, refs)
+
+
+def snapshot(spec_file: Path, profiles: Collection[str] = (), client=None) -> Snapshot:
+    from reconciler.plan.planner import make_plan
+
+    loaded = load_spec(spec_file)
+    unknown = set(profiles) - {s.profile for s in loaded.spec.services.values()}
+    if unknown:
+        from reconciler.errors import SpecError
+
+        known = sorted({s.profile for s in loaded.spec.services.values()})
+        raise SpecError(f"unknown profile {', '.join(sorted(unknown))}", ref="spec.profile",
+                        hint=f"profiles in {spec_file}: {', '.join(known)}")
+    observed = observe_for(loaded, client)
+    return Snapshot(loaded, observed, make_plan(loaded, observed, profiles))

@@ -1,0 +1,124 @@
+"""The plan is data: typed, frozen actions, each with its resource, cause and dependencies.
+
+The same ``Plan`` is rendered for people, written as JSON for machines, saved with ``--out``
+and applied later; ``fingerprint`` ties a saved plan to the observed state it was made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+PLAN_FORMAT = 1
+
+
+class ActionKind(StrEnum):
+    CREATE_NETWORK = "create-network"
+    CREATE_VOLUME = "create-volume"
+    CREATE = "create"
+    RECREATE = "recreate"
+    START = "start"
+    REMOVE = "remove"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    VERIFY = "verify"
+
+
+DESTRUCTIVE = frozenset({ActionKind.RECREATE, ActionKind.REMOVE})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field-level difference, already safe to display (secrets read ``(sensitive)``)."""
+
+    field: str
+    before: str
+    after: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.before} → {self.after}"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    resource: str
+    cause: str
+    changes: tuple[Change, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    profile: str | None = None
+    stateful: bool = False
+    protected: bool = False
+    fresh_volume: bool = False
+    container_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind.value}:{self.resource}"
+
+    @property
+    def destructive(self) -> bool:
+        return self.kind in DESTRUCTIVE
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "kind": self.kind.value, "resource": self.resource,
+            "cause": self.cause, "changes": [vars(c) for c in self.changes],
+            "depends_on": list(self.depends_on), "profile": self.profile,
+            "stateful": self.stateful, "protected": self.protected,
+            "fresh_volume": self.fresh_volume, "container_id": self.container_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Action:
+        return cls(
+            kind=ActionKind(data["kind"]), resource=data["resource"], cause=data["cause"],
+            changes=tuple(Change(**c) for c in data.get("changes", ())),
+            depends_on=tuple(data.get("depends_on", ())), profile=data.get("profile"),
+            stateful=bool(data.get("stateful")), protected=bool(data.get("protected")),
+            fresh_volume=bool(data.get("fresh_volume")), container_id=data.get("container_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    actions: tuple[Action, ...]
+    fingerprint: str
+    profiles: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    spec_hash: str = ""
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for action in self.actions:
+            out[action.kind.value] = out.get(action.kind.value, 0) + 1
+        return out
+
+    def action(self, action_id: str) -> Action | None:
+        return next((a for a in self.actions if a.id == action_id), None)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": PLAN_FORMAT, "project": self.project, "fingerprint": self.fingerprint,
+            "spec_hash": self.spec_hash, "profiles": list(self.profiles),
+            "summary": self.counts(), "changes": not self.empty,
+            "warnings": list(self.warnings), "actions": [a.to_dict() for a in self.actions],
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"unsupported plan format {data.get('format')!r}")
+        return cls(
+            project=data["project"], fingerprint=data["fingerprint"],
+            actions=tuple(Action.from_dict(a) for a in data["actions"]),
+            profiles=tuple(data.get("profiles", ())), warnings=tuple(data.get("warnings", ())),
+            spec_hash=data.get("spec_hash", ""), meta=data.get("meta", {}),
+        )

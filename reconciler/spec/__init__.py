@@ -1,0 +1,1 @@
+"""The spec: models, loading with positions, interpolation and cross-checks (pure)."""

@@ -1,0 +1,141 @@
+"""Cross-checks that no single field can make: references, cycles, port clashes, backups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reconciler.errors import Location, SpecError
+from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
+
+Locate = Callable[[tuple], Location]
+
+
+def cross_check(spec: Spec, locate: Locate) -> list[SpecError]:
+    errors: list[SpecError] = []
+    for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references,
+                  _backupable, _app_depends_only_known_profiles):
+        errors.extend(check(spec, locate))
+    return errors
+
+
+def _unknown_dependencies(spec: Spec, locate: Locate) -> list[SpecError]:
+    errors = []
+    for name, service in spec.services.items():
+        for dep in service.depends_on:
+            if dep == name:
+                errors.append(SpecError(f"service {name} depends on itself", ref="spec.cycle",
+                                        location=locate(("services", name, "depends_on", dep)),
+                                        hint="remove the entry"))
+            elif dep not in spec.services:
+                errors.append(SpecError(
+                    f"service {name} depends on unknown service {dep!r}", ref="spec.unknown-service",
+                    location=locate(("services", name, "depends_on", dep)),
+                    hint=f"declared services: {', '.join(sorted(spec.services))}"))
+    return errors
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One dependency cycle as a path that starts and ends on the same name, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, [])):
+            if nxt not in graph or nxt == node:
+                continue
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def _cycles(spec: Spec, locate: Locate) -> list[SpecError]:
+    cycle = find_cycle({name: list(s.depends_on) for name, s in spec.services.items()})
+    if not cycle:
+        return []
+    return [SpecError(f"dependency cycle: {' → '.join(cycle)}", ref="spec.cycle",
+                      location=locate(("services", cycle[0], "depends_on", cycle[1])),
+                      hint="break the cycle: one of these services must not wait for the other")]
+
+
+def _port_clashes(spec: Spec, locate: Locate) -> list[SpecError]:
+    taken: dict[tuple[int, str], tuple[str, str, int]] = {}
+    errors = []
+    for name, service in spec.services.items():
+        for index, port in enumerate(service.ports):
+            if port.host is None:
+                continue
+            key = (port.host, port.protocol)
+            ip = port.host_ip or "0.0.0.0"
+            other = taken.get(key)
+            if other and (other[1] == ip or "0.0.0.0" in (ip, other[1])):
+                errors.append(SpecError(
+                    f"services {other[0]} and {name} both publish host port {port.host}/{port.protocol}",
+                    ref="spec.port-clash", location=locate(("services", name, "ports", index)),
+                    hint="give one of them another host port"))
+            else:
+                taken[key] = (name, ip, index)
+    return errors
+
+
+def _undeclared_references(spec: Spec, locate: Locate) -> list[SpecError]:
+    errors = []
+    for name, service in spec.services.items():
+        for index, mount in enumerate(service.volumes):
+            if not mount.is_host_path and mount.source not in spec.volumes:
+                errors.append(SpecError(
+                    f"service {name} mounts undeclared volume {mount.source!r}",
+                    ref="spec.undeclared-volume", location=locate(("services", name, "volumes", index)),
+                    hint=f"declare it under top-level volumes: ({mount.source}: {{}}) "
+                         "or use an absolute host path"))
+        for index, network in enumerate(service.networks):
+            if network not in spec.networks:
+                errors.append(SpecError(
+                    f"service {name} joins undeclared network {network!r}",
+                    ref="spec.undeclared-network", location=locate(("services", name, "networks", index)),
+                    hint=f"declare it under top-level networks: ({network}: {{}})"))
+    return errors
+
+
+def _backupable(spec: Spec, locate: Locate) -> list[SpecError]:
+    errors = []
+    for name, service in spec.services.items():
+        if not service.stateful:
+            continue
+        where = locate(("services", name, "stateful"))
+        if service.kind not in BACKUPABLE_KINDS:
+            errors.append(SpecError(
+                f"service {name} is stateful but kind {service.kind.value} cannot be backed up",
+                ref="spec.not-backupable", location=where,
+                hint="use kind postgres, redis or generic (volume archive), or drop stateful"))
+        elif service.kind is Kind.GENERIC and not service.volumes:
+            errors.append(SpecError(
+                f"service {name} is stateful but has no volume to back up", location=where,
+                ref="spec.not-backupable", hint="mount its data on a declared volume"))
+    return errors
+
+
+def _app_depends_only_known_profiles(spec: Spec, locate: Locate) -> list[SpecError]:
+    """Infrastructure must not wait for the app: apply brings infrastructure up first."""
+    errors = []
+    for name, service in spec.services.items():
+        if service.profile != "infrastructure":
+            continue
+        for dep in service.depends_on:
+            other = spec.services.get(dep)
+            if other is not None and other.profile == "app":
+                errors.append(SpecError(
+                    f"infrastructure service {name} depends on app service {dep}",
+                    ref="spec.profile-order", location=locate(("services", name, "depends_on", dep)),
+                    hint="infrastructure is converged before the app; move the dependency the other way"))
+    return errors

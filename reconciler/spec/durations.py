@@ -1,0 +1,48 @@
+"""Durations written the way operators write them: ``30s``, ``5m``, ``1h30m``, ``500ms``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (seconds) or a string such as ``2m30s``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 5m or 1h")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if text and _PART.sub("", text) == "":
+            return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+    raise ValueError("a duration such as 30s, 5m or 1h")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1 and seconds:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return text + (f"{secs}s" if secs or not text else "")
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
+                              {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$"}],
+                    "description": "seconds, or a duration such as 30s, 5m, 1h30m"}),
+]

@@ -1,0 +1,96 @@
+"""``${env:NAME}``, ``${env:NAME:-default}`` and ``${file:PATH}`` in spec strings.
+
+Every substituted value counts as a secret for display: the caller gets the resolved text and
+a display text in which each substitution reads ``(sensitive)``. ``$${`` escapes a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SENSITIVE = "(sensitive)"
+_REF = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}")
+_ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$", re.S)
+_FILE = re.compile(r"^file:(?P<path>.+)$", re.S)
+
+
+class InterpolationError(ValueError):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Resolved:
+    value: str
+    display: str
+    interpolated: bool
+
+
+def interpolate(text: str, environ: Mapping[str, str], base_dir: Path) -> Resolved:
+    """Resolve every reference in ``text``; raise ``InterpolationError`` naming what is missing."""
+    parts: list[str] = []
+    shown: list[str] = []
+    found = False
+    pos = 0
+    for match in _REF.finditer(text):
+        parts.append(text[pos:match.start()])
+        shown.append(text[pos:match.start()])
+        pos = match.end()
+        if match.group(0) == "$${":
+            parts.append("${")
+            shown.append("${")
+            continue
+        parts.append(_resolve(match["body"], environ, base_dir))
+        shown.append(SENSITIVE)
+        found = True
+    parts.append(text[pos:])
+    shown.append(text[pos:])
+    return Resolved("".join(parts), "".join(shown), found)
+
+
+def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
+    if env := _ENV.match(body):
+        name, default = env["name"], env["default"]
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise InterpolationError(
+            f"environment variable {name} is not set",
+            f"export {name}=… before running, or write ${{env:{name}:-default}} in the spec")
+    if file := _FILE.match(body):
+        path = (base_dir / file["path"].strip()).resolve()
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise InterpolationError(
+                f"cannot read {path} for ${{file:…}}: {exc.strerror}",
+                "the path is relative to the spec file's folder; check it exists and is readable"
+            ) from None
+    raise InterpolationError(
+        f"unknown reference ${{{body.split(':', 1)[0]}:…}}",
+        "use ${env:NAME}, ${env:NAME:-default} or ${file:PATH}; write $${ for a literal ${")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A Compose-style env file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values

@@ -1,0 +1,254 @@
+"""Read a spec file: YAML with positions (ruamel), interpolation, pydantic, cross-checks.
+
+Every problem becomes a ``SpecError`` with ``file:line:col``, the field path and a hint.
+All problems of a file are reported together so an operator fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from reconciler.errors import Location, SpecError, SpecErrors
+from reconciler.spec.interpolate import InterpolationError, interpolate, read_env_file
+from reconciler.spec.models import Spec
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec and what the loader learnt on the way (positions, secret fields)."""
+
+    spec: Spec
+    file: Path
+    positions: Mapping[PathKey, tuple[int, int]] = field(default_factory=dict)
+    display: Mapping[PathKey, str] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.file.parent
+
+    def shown(self, path: PathKey, value: object) -> str:
+        """How a spec value may be displayed: interpolated parts read ``(sensitive)``."""
+        return self.display.get(path, str(value))
+
+    def state_dir(self) -> Path:
+        return (self.base_dir / self.spec.state_dir).resolve()
+
+
+class _Positions:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.at: dict[PathKey, tuple[int, int]] = {}
+        self.value_at: dict[PathKey, tuple[int, int]] = {}
+
+    def location(self, path: PathKey, *, value: bool = False) -> Location:
+        """The key's place, or with ``value`` the scalar value's place when known."""
+        if value and path in self.value_at:
+            line, col = self.value_at[path]
+            return Location(str(self.file), line, col, _dotted(path))
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.at:
+                line, col = self.at[path[:cut]]
+                return Location(str(self.file), line, col, _dotted(path))
+        return Location(str(self.file), path=_dotted(path))
+
+
+def _dotted(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load_spec(file: Path | str, environ: Mapping[str, str] | None = None) -> LoadedSpec:
+    """Load, interpolate, validate and cross-check a spec; raise ``SpecErrors`` on any problem."""
+    path = Path(file)
+    environ = os.environ if environ is None else environ
+    raw = _read_yaml(path)
+    positions = _Positions(path)
+    errors: list[SpecError] = []
+    display: dict[PathKey, str] = {}
+    data = _plain(raw, (), positions, environ, path.parent.resolve(), display, errors)
+    if not isinstance(data, dict):
+        raise SpecError("the spec must be a mapping at the top level", location=Location(str(path)),
+                        hint="start from specs/healthcare.yaml", ref="spec.shape")
+    _merge_env_files(data, path.parent.resolve(), positions, display, errors)
+    spec = None
+    if not errors:
+        try:
+            spec = Spec.model_validate(data)
+        except ValidationError as exc:
+            errors.extend(_from_validation(exc, positions))
+    if spec is not None:
+        from reconciler.spec.checks import cross_check
+
+        errors.extend(cross_check(spec, positions.location))
+    if errors:
+        raise SpecErrors(errors)
+    return LoadedSpec(spec, path.resolve(), dict(positions.at), display)
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} not found", ref="spec.missing",
+                        hint="pass -f FILE, set RECONCILE_FILE, or create reconcile.yaml "
+                             "(see specs/healthcare.yaml)") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror}", ref="spec.unreadable",
+                        hint="check the file's permissions") from None
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
+        raise SpecError(f"invalid YAML: {exc.problem}", location=where, ref="spec.yaml",
+                        hint="check indentation and quoting near this line") from None
+
+
+def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[str, str],
+           base: Path, display: dict[PathKey, str], errors: list[SpecError]) -> object:
+    """Plain Python data from ruamel nodes, recording positions and resolving references."""
+    if isinstance(node, CommentedMap):
+        out = {}
+        for key, value in node.items():
+            line, col = node.lc.key(key)
+            positions.at[(*path, str(key))] = (line + 1, col + 1)
+            line, col = node.lc.value(key)
+            positions.value_at[(*path, str(key))] = (line + 1, col + 1)
+            out[str(key)] = _plain(value, (*path, str(key)), positions, environ, base, display, errors)
+        return out
+    if isinstance(node, CommentedSeq):
+        out_list = []
+        for index, value in enumerate(node):
+            line, col = node.lc.item(index)
+            positions.at[(*path, index)] = (line + 1, col + 1)
+            out_list.append(_plain(value, (*path, index), positions, environ, base, display, errors))
+        return out_list
+    if isinstance(node, str):
+        return _resolve(node, path, positions, environ, base, display, errors)
+    return node
+
+
+def _resolve(text: str, path: PathKey, positions: _Positions, environ: Mapping[str, str],
+             base: Path, display: dict[PathKey, str], errors: list[SpecError]) -> str:
+    try:
+        resolved = interpolate(text, environ, base)
+    except InterpolationError as exc:
+        errors.append(SpecError(str(exc), hint=exc.hint, location=positions.location(path, value=True),
+                                ref="spec.interpolation"))
+        return text
+    if resolved.interpolated:
+        display[path] = resolved.display
+    return resolved.value
+
+
+def _merge_env_files(data: dict, base: Path, positions: _Positions,
+                     display: dict[PathKey, str], errors: list[SpecError]) -> None:
+    """Fold each service's ``env_file`` under its ``env`` (explicit ``env`` wins)."""
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return
+    for name, service in services.items():
+        if not isinstance(service, dict) or not isinstance(service.get("env_file"), str):
+            continue
+        env_path = (base / service["env_file"]).resolve()
+        try:
+            from_file = read_env_file(env_path)
+        except OSError as exc:
+            errors.append(SpecError(
+                f"cannot read env_file {env_path}: {exc.strerror}", ref="spec.env-file",
+                location=positions.location(("services", name, "env_file")),
+                hint="the path is relative to the spec file's folder; create it with mode 0600"))
+            continue
+        env = service.get("env") if isinstance(service.get("env"), dict) else {}
+        service["env"] = {**from_file, **env}
+
+
+def _from_validation(exc: ValidationError, positions: _Positions) -> list[SpecError]:
+    errors = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc: PathKey = tuple(p for p in err["loc"] if not _is_validator_tag(p))
+        where = positions.location(loc)
+        if err["type"] == "extra_forbidden":
+            errors.append(SpecError(f"unknown key {loc[-1]!r}", location=where, ref="spec.unknown-key",
+                                    hint=_did_you_mean(str(loc[-1]), _fields_at(Spec, loc[:-1]))))
+        elif err["type"] == "missing":
+            errors.append(SpecError(f"missing required key {loc[-1]!r}", location=where,
+                                    ref="spec.missing-key", hint="add it; see specs/healthcare.yaml"))
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            errors.append(SpecError(f"invalid value: {message}", ref="spec.invalid",
+                                    location=positions.location(loc, value=True),
+                                    hint=_type_hint(loc)))
+    return errors
+
+
+def _is_validator_tag(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _type_hint(loc: PathKey) -> str:
+    allowed = _fields_at(Spec, loc[:-1])
+    return f"see the JSON Schema (reconcile schema) for {_dotted(loc) or 'the top level'}" + (
+        f"; allowed keys here: {', '.join(sorted(allowed))}" if allowed and len(allowed) < 25 else "")
+
+
+def _did_you_mean(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else "remove this key"
+
+
+def _fields_at(model: type[BaseModel], loc: PathKey) -> set[str]:
+    """The field names a model allows at ``loc`` (for "did you mean")."""
+    current: object = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return set()
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return set(current.model_fields)
+    return set()
+
+
+def _step(annotation: object, part: str | int) -> object:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        info = annotation.model_fields.get(str(part))
+        return info.annotation if info else None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return args[1]
+    if origin is list and args:
+        return args[0]
+    return None
+
+
+def _unwrap(annotation: object) -> object:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation

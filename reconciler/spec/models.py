@@ -1,0 +1,274 @@
+"""The spec: frozen pydantic models. Their JSON Schema is ``reconcile schema``.
+
+These models are the contract with operators' files: fields may be added, never renamed.
+Values in ``env`` are ``SecretStr`` so a stray repr or log line cannot print them.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+)
+
+from reconciler.spec.durations import Duration
+
+NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class Kind(StrEnum):
+    """How a service is probed, backed up and restored."""
+
+    POSTGRES = "postgres"
+    REDIS = "redis"
+    HTTP = "http"
+    GENERIC = "generic"
+
+
+BACKUPABLE_KINDS = frozenset({Kind.POSTGRES, Kind.REDIS, Kind.GENERIC})
+
+
+class Condition(StrEnum):
+    HEALTHY = "healthy"
+    STARTED = "started"
+
+
+class Strategy(StrEnum):
+    RECREATE = "recreate"
+    BLUE_GREEN = "blue-green"
+
+
+class Compression(StrEnum):
+    ZSTD = "zstd"
+    GZIP = "gzip"
+
+
+class VolumeSpec(Frozen):
+    """A named volume; ``bind`` makes it a host folder (created 0700 if missing)."""
+
+    bind: str | None = Field(None, description="Host folder backing this volume.")
+    driver: str = "local"
+    driver_opts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bind")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("bind must be an absolute host path, e.g. /srv/data/postgres")
+        return value
+
+
+class NetworkSpec(Frozen):
+    driver: str = "bridge"
+    internal: bool = False
+
+
+_MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?$")
+
+
+class Mount(Frozen):
+    """``source:/target[:ro]``; source is a declared volume name or an absolute host path."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_host_path(self) -> bool:
+        return self.source.startswith("/")
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.target}" + (":ro" if self.read_only else "")
+
+
+def _parse_mount(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    match = _MOUNT.match(value.strip())
+    if not match:
+        raise ValueError("a mount such as 'postgres_data:/var/lib/postgresql/data' or '/host:/ctr:ro'")
+    return {"source": match["source"], "target": match["target"],
+            "read_only": match["mode"] == "ro"}
+
+
+MountField = Annotated[Mount, BeforeValidator(_parse_mount), WithJsonSchema({
+    "type": "string", "description": "source:/target[:ro]; source is a declared volume or /host/path",
+    "examples": ["postgres_data:/var/lib/postgresql/data"]})]
+
+_PORT = re.compile(
+    r"^(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?:(?P<host>\d+):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
+)
+
+
+class Port(Frozen):
+    """``[ip:][host:]container[/proto]`` as in Compose."""
+
+    container: int = Field(ge=1, le=65535)
+    host: int | None = Field(None, ge=1, le=65535)
+    host_ip: str = ""
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    def __str__(self) -> str:
+        host = f"{self.host_ip}:" if self.host_ip else ""
+        host += f"{self.host}:" if self.host else ""
+        return f"{host}{self.container}/{self.protocol}"
+
+
+def _parse_port(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"container": value}
+    if not isinstance(value, str):
+        return value
+    match = _PORT.match(value.strip())
+    if not match:
+        raise ValueError("a port such as '8080:3000', '127.0.0.1:5432:5432' or '53/udp'")
+    return {"container": int(match["ctr"]), "host": int(match["host"]) if match["host"] else None,
+            "host_ip": (match["ip"] or "").strip("[]"), "protocol": match["proto"] or "tcp"}
+
+
+PortField = Annotated[Port, BeforeValidator(_parse_port), WithJsonSchema({
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+    "description": "[ip:][host:]container[/tcp|udp]", "examples": ["127.0.0.1:5432:5432", "8080:3000"]})]
+
+
+def _depends_list(value: object) -> object:
+    if isinstance(value, list):
+        return {name: Condition.STARTED.value for name in value}
+    return value
+
+
+class HttpCheck(Frozen):
+    port: int = Field(ge=1, le=65535)
+    path: str = "/"
+    timeout: Duration = 5.0
+    expect_status: int = Field(200, ge=100, le=599)
+
+
+class HealthSpec(Frozen):
+    """How readiness is judged; ``interval``/``timeout`` gate apply after each start."""
+
+    http: HttpCheck | None = None
+    interval: Duration = 2.0
+    timeout: Duration = 300.0
+
+
+class DeploySpec(Frozen):
+    strategy: Strategy = Strategy.RECREATE
+    drain: Duration = 30.0
+    health_timeout: Duration = 120.0
+    stop_grace: Duration = 30.0
+
+
+class ServiceBackup(Frozen):
+    databases: list[str] = Field(default_factory=list)
+    critical_tables: list[str] = Field(default_factory=list)
+    stop_service: bool = Field(False, description="Stop a generic service while its volume is archived.")
+
+
+class Service(Frozen):
+    profile: str = Field("app", pattern=NAME)
+    kind: Kind = Kind.GENERIC
+    image: str = Field(min_length=1)
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    env_file: str | None = None
+    volumes: list[MountField] = Field(default_factory=list)
+    networks: list[str] = Field(default_factory=list)
+    ports: list[PortField] = Field(default_factory=list)
+    depends_on: Annotated[dict[str, Condition], BeforeValidator(_depends_list)] = Field(
+        default_factory=dict)
+    stateful: bool = False
+    protect: bool = False
+    backup: ServiceBackup = Field(default_factory=ServiceBackup)
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    user: str | None = None
+    mem_limit: str | None = Field(None, pattern=r"^\d+[bkmg]?$")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_as_text(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, str) else _scalar_text(v) for k, v in value.items()}
+        return value
+
+
+def _scalar_text(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class LocalStore(Frozen):
+    path: str = "./backups"
+
+
+class S3Store(Frozen):
+    enabled: bool = False
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    bucket: str = ""
+    prefix: str = "backups/"
+    path_style: bool = True
+    required: bool = False
+    part_size_mb: int = Field(64, ge=5, le=5120, description="Multipart part size.")
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class Retention(Frozen):
+    daily: int = Field(7, ge=0)
+    weekly: int = Field(4, ge=0)
+    monthly: int = Field(12, ge=0)
+    timezone: str = "UTC"
+
+
+class BackupPolicy(Frozen):
+    local: LocalStore = Field(default_factory=LocalStore)
+    s3: S3Store = Field(default_factory=S3Store)
+    retention: Retention = Field(default_factory=Retention)
+    compression: Compression = Compression.ZSTD
+
+
+class Spec(Frozen):
+    """A whole stack. ``source`` is the file it came from (set by the loader, not by users)."""
+
+    version: Literal[1] = 1
+    project: str = Field(pattern=NAME)
+    state_dir: str = ".reconcile"
+    volumes: dict[str, VolumeSpec] = Field(default_factory=dict)
+    networks: dict[str, NetworkSpec] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(min_length=1)
+    backup: BackupPolicy = Field(default_factory=BackupPolicy)
+    changes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Path globs per class (infra, app) for `reconcile changes`.")
+
+    @field_validator("services", "volumes", "networks")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.match(NAME, name):
+                raise ValueError(f"name {name!r} must be lower-case letters, digits, '_', '.', '-'")
+        return value
