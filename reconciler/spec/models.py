@@ -109,7 +109,7 @@ MountField = Annotated[Mount, BeforeValidator(_parse_mount), WithJsonSchema({
     "examples": ["postgres_data:/var/lib/postgresql/data"]})]
 
 _PORT = re.compile(
-    r"^(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?:(?P<host>\d+):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
+    r"^(?:(?P<ip>\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):)?(?:(?P<host>\d+):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
 )
 
 
