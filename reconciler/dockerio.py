@@ -8,9 +8,13 @@ an engine.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -116,5 +120,259 @@ def inspect_images(client: docker.DockerClient, refs: list[str]) -> dict[str, di
         return dict(zip(refs, pool.map(one, refs)))
 
 
-__all__ = ["ImageNotFound", "connect", "engine_errors", "engine_version", "inspect_images",
-           "project_containers", "project_networks", "project_volumes"]
+def create_network(client: docker.DockerClient, args: dict) -> str:
+    with engine_errors(f"creating network {args['name']}"):
+        return client.api.create_network(check_duplicate=True, **args)["Id"]
+
+
+def create_volume(client: docker.DockerClient, args: dict) -> str:
+    with engine_errors(f"creating volume {args['name']}"):
+        return client.api.create_volume(**args)["Name"]
+
+
+def create_container(client: docker.DockerClient, args: dict) -> str:
+    """Create a container from ``builders.container_args``, joined to all its networks."""
+    args = dict(args)
+    networks, aliases = args.pop("networks"), args.pop("aliases")
+    api = client.api
+    with engine_errors(f"creating container {args['name']}"):
+        host_config = api.create_host_config(**{k: v for k, v in args.pop("host_config").items()
+                                                if v is not None})
+        networking = None
+        if networks:
+            networking = api.create_networking_config(
+                {networks[0]: api.create_endpoint_config(aliases=aliases)})
+        created = api.create_container(host_config=host_config, networking_config=networking, **args)
+        for network in networks[1:]:
+            api.connect_container_to_network(created["Id"], network, aliases=aliases)
+    return created["Id"]
+
+
+def start(client: docker.DockerClient, container: str) -> None:
+    with engine_errors(f"starting container {container[:24]}"):
+        client.api.start(container)
+
+
+def stop(client: docker.DockerClient, container: str, timeout: float = 30) -> None:
+    with engine_errors(f"stopping container {container[:24]}"):
+        client.api.stop(container, timeout=int(timeout))
+
+
+def remove_container(client: docker.DockerClient, container: str) -> None:
+    with engine_errors(f"removing container {container[:24]}"):
+        client.api.remove_container(container, force=True)
+
+
+def rename(client: docker.DockerClient, container: str, name: str) -> None:
+    with engine_errors(f"renaming container {container[:24]} to {name}"):
+        client.api.rename(container, name)
+
+
+def inspect_container(client: docker.DockerClient, container: str) -> dict:
+    with engine_errors(f"inspecting container {container[:24]}"):
+        return client.api.inspect_container(container)
+
+
+def logs(client: docker.DockerClient, container: str, lines: int = 30) -> str:
+    with engine_errors(f"reading logs of {container[:24]}"):
+        return client.api.logs(container, tail=lines).decode("utf-8", "replace")
+
+
+def remove_volume(client: docker.DockerClient, name: str) -> None:
+    with engine_errors(f"removing volume {name}"):
+        client.api.remove_volume(name, force=True)
+
+
+def remove_network(client: docker.DockerClient, name: str) -> None:
+    with engine_errors(f"removing network {name}"):
+        client.api.remove_network(name)
+
+
+# --- Streaming exec and helper containers (used by reconciler.engines) ----------------------
+#
+# Data moves through the engine's hijacked attach socket, not through the docker CLI: the
+# speed is the same (measured: 178 MB pg_dump in 1.5 s either way), there is no dependency on
+# a CLI binary, and the exit code comes from the API. Docker does NOT stop an exec'd process
+# when its client disconnects, so commands run under a tiny ``sh`` wrapper that reports its
+# PID first; ``abort`` uses it to kill the process (a blocked pg_dump would otherwise hold its
+# locks and snapshot forever).
+
+STREAM_CHUNK = 1024 * 1024
+STDERR_KEEP = 16 * 1024
+_PID_LINE = b"reconcile-exec-pid "
+_WRAPPER = 'echo "reconcile-exec-pid $$" >&2; exec "$@"'
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a streamed process ended: its exit code and the tail of its stderr."""
+
+    exit_code: int
+    stderr: bytes
+
+
+class StreamAborted(Exception):
+    """The local side of a stream failed (a sink or source raised); carries that cause."""
+
+
+def _raw_socket(response: object) -> socket.socket:
+    sock = getattr(response, "_sock", response)
+    sock.settimeout(None)
+    return sock
+
+
+class _Demux:
+    """Splits Docker's multiplexed attach stream (8-byte frame headers) into stdout/stderr."""
+
+    def __init__(self, sink: Callable[[bytes], object] | None) -> None:
+        self.sink = sink
+        self.stderr = bytearray()
+        self.pid = ""
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        data = self._pending + data if self._pending else data
+        view, pos, out = memoryview(data), 0, []
+        while len(data) - pos >= 8:
+            size = int.from_bytes(data[pos + 4:pos + 8], "big")
+            if len(data) - pos - 8 < size:
+                break
+            body = view[pos + 8:pos + 8 + size]
+            if data[pos] == 1:
+                out.append(body)
+            else:
+                self._stderr(bytes(body))
+            pos += 8 + size
+        self._pending = bytes(view[pos:])
+        if out and self.sink is not None:
+            self.sink(out[0] if len(out) == 1 else b"".join(out))
+
+    def _stderr(self, body: bytes) -> None:
+        if not self.pid and body.startswith(_PID_LINE):
+            line, _, body = body.partition(b"\n")
+            self.pid = line[len(_PID_LINE):].decode("ascii", "replace").strip()
+        self.stderr += body
+        del self.stderr[:-STDERR_KEEP]
+
+
+def exec_stream(client: docker.DockerClient, container: str, cmd: list[str], *,
+                sink: Callable[[bytes], object] | None = None,
+                source: Iterable[bytes] | None = None,
+                environment: dict[str, str] | None = None, user: str = "") -> ExecResult:
+    """Run ``cmd`` in a running container, streaming stdout to ``sink`` and ``source`` to stdin.
+
+    If ``sink`` or ``source`` raises, the process is killed and ``StreamAborted`` is raised
+    from the original error. ``environment`` is how secrets reach the process (never argv).
+    """
+    with engine_errors(f"starting a command in {container[:24]}"):
+        created = client.api.exec_create(container, ["sh", "-c", _WRAPPER, "sh", *cmd],
+                                         stdout=True, stderr=True, stdin=source is not None,
+                                         environment=environment, user=user)
+        sock = _raw_socket(client.api.exec_start(created["Id"], socket=True))
+    demux = _Demux(sink)
+    try:
+        _pump(sock, demux, source)
+    except StreamAborted:
+        _kill_exec(client, container, demux.pid)
+        raise
+    finally:
+        sock.close()
+    return ExecResult(_exec_exit_code(client, created["Id"]), bytes(demux.stderr))
+
+
+def _pump(sock: socket.socket, demux: _Demux, source: Iterable[bytes] | None) -> None:
+    """Feed ``source`` from a thread while this thread drains the output."""
+    failure: list[BaseException] = []
+    feeder = None
+    if source is not None:
+        feeder = threading.Thread(target=_feed, args=(sock, source, failure), daemon=True)
+        feeder.start()
+    buffer = bytearray(STREAM_CHUNK)
+    try:
+        while (count := sock.recv_into(buffer)) > 0:
+            demux.feed(bytes(buffer[:count]))
+    except OSError as exc:
+        if not failure:
+            raise StreamAborted("the engine closed the stream") from exc
+    except Exception as exc:  # noqa: BLE001 - the sink's own error, re-raised with its cause
+        raise StreamAborted("the output could not be written") from exc
+    if feeder is not None:
+        feeder.join()
+    if failure:
+        raise StreamAborted("the input could not be read") from failure[0]
+
+
+def _feed(sock: socket.socket, source: Iterable[bytes], failure: list[BaseException]) -> None:
+    """Send ``source`` to stdin; on error shut the socket so the reader stops too."""
+    try:
+        for chunk in source:
+            sock.sendall(chunk)
+        sock.shutdown(socket.SHUT_WR)
+    except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+        failure.append(exc)
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _kill_exec(client: docker.DockerClient, container: str, pid: str) -> None:
+    """TERM then KILL the wrapped process by its in-container PID; best effort."""
+    if not pid.isdigit():
+        return
+    script = 'kill -TERM "$0" 2>/dev/null; sleep 2; kill -KILL "$0" 2>/dev/null; exit 0'
+    with suppress(DockerException):
+        created = client.api.exec_create(container, ["sh", "-c", script, pid])
+        client.api.exec_start(created["Id"], detach=True)
+
+
+def _exec_exit_code(client: docker.DockerClient, exec_id: str) -> int:
+    """The exit code; the engine may report it a moment after the stream closes."""
+    with engine_errors("reading a command's exit code"):
+        for _ in range(200):
+            state = client.api.exec_inspect(exec_id)
+            if not state["Running"] and state["ExitCode"] is not None:
+                return int(state["ExitCode"])
+            time.sleep(0.05)
+    return -1
+
+
+def run_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
+               volumes_from: str, read_only: bool, sink: Callable[[bytes], object] | None = None,
+               source: Iterable[bytes] | None = None) -> ExecResult:
+    """``docker run --rm -i --volumes-from CONTAINER[:ro] --entrypoint '' IMAGE cmd…``, streamed.
+
+    The helper sees the service's volumes at the same paths, also while the service is
+    stopped. It is removed (killed first if needed) whatever happens.
+    """
+    api = client.api
+    with engine_errors(f"creating a helper container from {image}"):
+        host_config = api.create_host_config(
+            volumes_from=[f"{volumes_from}:{'ro' if read_only else 'rw'}"], network_mode="none")
+        created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
+                                       stdin_open=source is not None, stdin_once=True,
+                                       labels={"reconcile.helper": "volume"})
+    helper = created["Id"]
+    try:
+        with engine_errors("attaching to the helper container"):
+            sock = _raw_socket(api.attach_socket(helper, params={
+                "stdin": int(source is not None), "stdout": 1, "stderr": 1, "stream": 1}))
+            api.start(helper)
+        demux = _Demux(sink)
+        try:
+            _pump(sock, demux, source)
+        finally:
+            sock.close()
+        with engine_errors("waiting for the helper container"):
+            code = api.wait(helper, timeout=600)["StatusCode"]
+        return ExecResult(int(code), bytes(demux.stderr))
+    finally:
+        with suppress(DockerException):
+            api.remove_container(helper, force=True)
+
+
+def container_ip(doc: dict) -> str:
+    """The first IP the host can reach the container on (bridge networks on Linux)."""
+    networks = (doc.get("NetworkSettings") or {}).get("Networks") or {}
+    for settings in networks.values():
+        if settings.get("IPAddress"):
+            return str(settings["IPAddress"])
+    return str((doc.get("NetworkSettings") or {}).get("IPAddress") or "")

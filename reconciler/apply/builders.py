@@ -1,0 +1,92 @@
+"""Small builders: what the engine is asked to create for a network, a volume or a service.
+
+Pure functions returning the keyword arguments of the Docker API calls (Kamal's command
+builders), so labels and config are decided in one place and tested without an engine.
+"""
+
+from __future__ import annotations
+
+from reconciler.spec.load import LoadedSpec
+from reconciler.spec.normalise import (
+    LABEL_CONFIG,
+    LABEL_IMAGE_ID,
+    LABEL_KIND,
+    LABEL_PROFILE,
+    LABEL_PROJECT,
+    LABEL_PROTECT,
+    LABEL_ROLE,
+    LABEL_SERVICE,
+    LABEL_SPEC_HASH,
+    LABEL_STATEFUL,
+    config_hash,
+    container_name,
+    encode_config,
+    network_name,
+    normalised_config,
+    volume_name,
+)
+
+
+def project_labels(loaded: LoadedSpec) -> dict[str, str]:
+    return {LABEL_PROJECT: loaded.spec.project}
+
+
+def network_args(loaded: LoadedSpec, network: str) -> dict:
+    declared = loaded.spec.networks[network]
+    return {"name": network_name(loaded.spec, network), "driver": declared.driver,
+            "internal": declared.internal, "labels": project_labels(loaded)}
+
+
+def volume_args(loaded: LoadedSpec, volume: str, name: str | None = None) -> dict:
+    """A named volume; a ``bind`` volume is a local volume bound to the host folder."""
+    declared = loaded.spec.volumes[volume]
+    opts = dict(declared.driver_opts)
+    if declared.bind:
+        opts.update({"type": "none", "o": "bind", "device": declared.bind})
+    return {"name": name or volume_name(loaded.spec, volume), "driver": declared.driver,
+            "driver_opts": opts, "labels": {**project_labels(loaded), "reconcile.volume": volume}}
+
+
+def service_labels(loaded: LoadedSpec, name: str, image_id: str, role: str = "current") -> dict:
+    spec = loaded.spec
+    service = spec.services[name]
+    config = normalised_config(spec, name)
+    return {
+        **service.labels,
+        LABEL_PROJECT: spec.project, LABEL_SERVICE: name, LABEL_PROFILE: service.profile,
+        LABEL_SPEC_HASH: config_hash(config), LABEL_CONFIG: encode_config(config),
+        LABEL_IMAGE_ID: image_id, LABEL_ROLE: role, LABEL_KIND: service.kind.value,
+        LABEL_STATEFUL: str(service.stateful).lower(), LABEL_PROTECT: str(service.protect).lower(),
+    }
+
+
+def container_args(loaded: LoadedSpec, name: str, image_id: str, *, container: str | None = None,
+                   role: str = "current", volume_names: dict[str, str] | None = None) -> dict:
+    """``create_container`` arguments; ``volume_names`` overrides engine volume names (fresh volumes)."""
+    spec = loaded.spec
+    service = spec.services[name]
+    volume_names = volume_names or {}
+    binds = {}
+    for mount in service.volumes:
+        source = mount.source if mount.is_host_path else volume_names.get(
+            mount.source, volume_name(spec, mount.source))
+        binds[source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+    port_bindings: dict[str, list] = {}
+    for port in service.ports:
+        key = f"{port.container}/{port.protocol}"
+        port_bindings.setdefault(key, []).append((port.host_ip, port.host) if port.host_ip
+                                                 else port.host)
+    networks = [network_name(spec, n) for n in service.networks]
+    host_config = {
+        "binds": binds, "port_bindings": port_bindings,
+        "restart_policy": {"Name": service.restart} if service.restart != "no" else None,
+        "mem_limit": service.mem_limit, "init": False,
+    }
+    return {
+        "image": service.image, "name": container or container_name(spec, name),
+        "command": service.command, "entrypoint": service.entrypoint,
+        "environment": {k: v.get_secret_value() for k, v in service.env.items()},
+        "user": service.user, "labels": service_labels(loaded, name, image_id, role),
+        "ports": [(p.container, p.protocol) for p in service.ports],
+        "host_config": host_config, "networks": networks, "aliases": [name],
+    }

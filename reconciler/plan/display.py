@@ -1,0 +1,217 @@
+"""What a plan may show of a config value: field-level diffs with secrets kept out.
+
+Every ``env`` value and every interpolated spec value is a secret for display (issue 2,
+section 2). A field's new side is shown with the loader's display text, in which each
+interpolated part reads ``(sensitive)``. The old side comes from the container's config
+label, whose provenance we cannot know, so it is shown only when the new spec writes that
+field literally, or when it equals a new element, or when it fits the new element's template
+(``app:(sensitive)`` fits ``app:1``); otherwise it reads ``(sensitive)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from reconciler.plan.actions import Change
+from reconciler.spec.load import LoadedSpec
+from reconciler.spec.normalise import network_name, normalised_config
+
+SENSITIVE = "(sensitive)"
+NONE = "(none)"
+FIELD_ORDER = ("image", "command", "entrypoint", "env", "volumes", "networks", "ports", "restart",
+               "user", "mem_limit", "labels")
+_KEYED = frozenset({"env", "labels"})
+_LISTS = frozenset({"command", "entrypoint"})
+_SCALARS = ("image", "restart", "user", "mem_limit")
+_MISSING = object()
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    """Dotted names of the fields that differ: ``env.LOG_LEVEL``, ``ports``, ``image``."""
+    from deepdiff import DeepDiff  # only when a config changed: most plans never need it
+
+    fields: set[str] = set()
+    for report in DeepDiff(old, new, view="tree").values():
+        for level in report:
+            path = level.path(output_format="list")
+            if not path:
+                continue
+            top = str(path[0])
+            fields.add(f"{top}.{path[1]}" if top in _KEYED and len(path) > 1 else top)
+    return sorted(fields, key=_field_rank)
+
+
+def _field_rank(name: str) -> tuple[int, str]:
+    top = name.split(".", 1)[0]
+    return (FIELD_ORDER.index(top) if top in FIELD_ORDER else len(FIELD_ORDER), name)
+
+
+def short_id(image_id: str) -> str:
+    """``sha256:1111aaaa``: enough to tell two images apart, and not a secret."""
+    if not image_id:
+        return "(unknown)"
+    algo, sep, digest = image_id.partition(":")
+    return f"{algo}:{digest[:8]}" if sep else image_id[:12]
+
+
+class Views:
+    """Display rules for one service's config fields, knowing which parts were interpolated."""
+
+    def __init__(self, loaded: LoadedSpec, service: str) -> None:
+        self.loaded = loaded
+        self.service = service
+        self._config: dict | None = None
+
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            self._config = normalised_config(self.loaded.spec, self.service)
+        return self._config
+
+    def engine_name(self, logical: str) -> str:
+        """``project_name``. The project is the stack's identity, printed in every plan header
+        and container name, so it is shown even when interpolated (the lab picks it per run)."""
+        return f"{self.loaded.spec.project}_{logical}"
+
+    def change(self, name: str, old: dict, new: dict) -> Change:
+        return Change(name, self.before_text(name, _lookup(old, name)), self.after_text(name, new))
+
+    def after_text(self, name: str, config: dict) -> str:
+        """The new side of a field: literal parts as written, interpolated parts hidden."""
+        value = _lookup(config, name)
+        if name.startswith("env."):
+            return NONE if value is _MISSING else SENSITIVE
+        hidden = self._hidden(name)
+        return _join(name, [hidden.get(e, e) for e in _elements(name, value)])
+
+    def before_text(self, name: str, value: object) -> str:
+        """The old side of a field, from the container's label (see the module docstring)."""
+        if name.startswith("env."):
+            return NONE if value is _MISSING else SENSITIVE
+        hidden = self._hidden(name)
+        literal = set(_elements(name, _lookup(self.config, name))) - set(hidden)
+        shown = []
+        for element in _elements(name, value):
+            if element in hidden:
+                shown.append(hidden[element])
+            elif not hidden or element in literal:
+                shown.append(element)
+            else:
+                shown.append(_fitting_template(element, hidden.values()))
+        return _join(name, shown)
+
+    def _hidden(self, name: str) -> dict[str, str]:
+        """Raw element text → display text, for the new spec's elements that differ in display."""
+        pairs = list(self._pairs(name))
+        return {raw: shown for raw, shown in pairs if raw != shown}
+
+    def _pairs(self, name: str) -> Iterable[tuple[str, str]]:
+        spec = self.loaded.spec
+        service = spec.services[self.service]
+        base = ("services", self.service)
+        top, _, key = name.partition(".")
+        if top in _SCALARS and getattr(service, top) is not None:
+            value = str(getattr(service, top))
+            yield value, self.loaded.shown((*base, top), value)
+        elif top in _LISTS:
+            for index, item in enumerate(getattr(service, top) or ()):
+                yield item, self.loaded.shown((*base, top, index), item)
+        elif top == "labels":
+            for label, value in service.labels.items():
+                if not key or key == label:
+                    shown = self.loaded.shown((*base, "labels", label), value)
+                    yield (value, shown) if key else (f"{label}={value}", f"{label}={shown}")
+        elif top == "ports":
+            for index, port in enumerate(service.ports):
+                shown = self.loaded.shown((*base, "ports", index), port)
+                yield str(port), shown if "/" in shown else f"{shown}/{port.protocol}"
+        elif top == "networks":
+            for index, net in enumerate(service.networks):
+                shown = self.loaded.shown((*base, "networks", index), net)
+                yield network_name(spec, net), self.engine_name(shown)
+        elif top == "volumes":
+            for index, entry in enumerate(self.config["volumes"]):
+                yield volume_text(entry), self._volume_shown(index, entry)
+
+    def _volume_shown(self, index: int, entry: dict) -> str:
+        mount = self.loaded.spec.services[self.service].volumes[index]
+        path = ("services", self.service, "volumes", index)
+        if path in self.loaded.display:
+            head = self.loaded.display[path]
+        else:
+            source = mount.source if mount.is_host_path else self.engine_name(mount.source)
+            head = f"{source}:{mount.target}" + (":ro" if mount.read_only else "")
+        return head + _definition_text(entry.get("definition"), ("volumes", mount.source), self.loaded)
+
+
+def volume_text(entry: object) -> str:
+    """``source:/target[:ro]`` plus how the volume is made: ``(bind /srv/pg)``."""
+    if not isinstance(entry, dict):
+        return json.dumps(entry, sort_keys=True)
+    head = f"{entry.get('source')}:{entry.get('target')}" + (":ro" if entry.get("read_only") else "")
+    return head + _definition_text(entry.get("definition"), None, None)
+
+
+def _definition_text(definition: object, path: tuple | None, loaded: LoadedSpec | None) -> str:
+    if not isinstance(definition, dict):
+        return ""
+
+    def shown(key: tuple, value: object) -> str:
+        return loaded.shown((*path, *key), value) if loaded and path else str(value)
+
+    parts = []
+    if definition.get("bind"):
+        parts.append(f"bind {shown(('bind',), definition['bind'])}")
+    if definition.get("driver") not in (None, "local"):
+        parts.append(f"driver {shown(('driver',), definition['driver'])}")
+    opts = definition.get("driver_opts") or {}
+    if isinstance(opts, dict) and opts:
+        pairs = (f"{k}={shown(('driver_opts', k), v)}" for k, v in sorted(opts.items()))
+        parts.append("opts " + ",".join(pairs))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _lookup(config: object, name: str) -> object:
+    if not isinstance(config, dict):
+        return _MISSING
+    top, _, key = name.partition(".")
+    value = config.get(top, _MISSING)
+    if key:
+        return value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+    return value
+
+
+def _elements(name: str, value: object) -> list[str]:
+    """A field's value as display elements: one per list item or mapping entry."""
+    if value is _MISSING or value is None:
+        return []
+    if isinstance(value, list):
+        return [volume_text(v) if name == "volumes" else _scalar(v) for v in value]
+    if isinstance(value, dict):
+        if name == "env":
+            return [f"{k}={SENSITIVE}" for k in sorted(value)]
+        return [f"{k}={_scalar(v)}" for k, v in sorted(value.items())]
+    return [_scalar(value)]
+
+
+def _scalar(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _join(name: str, elements: list[str]) -> str:
+    if not elements:
+        return NONE
+    if name.split(".", 1)[0] in _LISTS:
+        return "[" + ", ".join(json.dumps(e, ensure_ascii=False) for e in elements) + "]"
+    return ", ".join(elements)
+
+
+def _fitting_template(element: str, templates: Iterable[str]) -> str:
+    """The first display template whose literal parts fit ``element``, else ``(sensitive)``."""
+    for template in templates:
+        pattern = ".*".join(re.escape(part) for part in template.split(SENSITIVE))
+        if re.fullmatch(pattern, element, flags=re.S):
+            return template
+    return SENSITIVE

@@ -1,0 +1,386 @@
+"""Decide what to do: a pure function from a loaded spec and one observed snapshot to a Plan.
+
+Kopf-style cause detection: each situation of a service (missing, changed, rebuilt, stopped,
+unhealthy, orphaned) is recognised by one small function and becomes typed actions with a
+cause in words. Nothing here talks to Docker or the clock, so the same inputs always give the
+same plan, and golden tests can pin it down. What may be shown of a value is decided in
+``reconciler.plan.display``; this module only decides what happens and in which order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
+from reconciler.plan import safety
+from reconciler.plan.actions import Action, ActionKind, Change, Plan
+from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
+from reconciler.spec.load import LoadedSpec
+from reconciler.spec.models import Kind, Spec
+from reconciler.spec.normalise import config_hash, network_name, normalised_config, volume_name
+
+INFRASTRUCTURE = "infrastructure"
+_STOPPED = frozenset({State.CREATED, State.EXITED, State.DEAD})
+_TAG_MAJOR = re.compile(r"^(\d+)(?:[.\-_]|$)")
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything a decision may look at; configs are normalised once per service."""
+
+    loaded: LoadedSpec
+    observed: Observed
+    selected: frozenset[str]
+    scope: tuple[str, ...]
+    configs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Spec:
+        return self.loaded.spec
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What a service needs; ``fresh_cause`` says why its data cannot carry over, if so."""
+
+    kind: ActionKind
+    cause: str
+    changes: tuple[Change, ...] = ()
+    fresh_cause: str | None = None
+
+
+def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] = ()) -> Plan:
+    """The actions that turn ``observed`` into the spec, ordered and safety-checked."""
+    spec = loaded.spec
+    selected = frozenset(profiles)
+    scope = tuple(n for n in sorted(spec.services)
+                  if not selected or spec.services[n].profile in selected)
+    ctx = _Context(loaded, observed, selected, scope,
+                   {n: normalised_config(spec, n) for n in scope})
+    warnings = [f"profile {p} selects no service" for p in sorted(selected)
+                if not any(s.profile == p for s in spec.services.values())]
+    actions = [*_network_actions(ctx), *_volume_actions(ctx), *_orphan_actions(ctx)]
+    last_of: dict[str, str] = {}
+    for name in service_order(spec, scope):
+        group = _service_actions(ctx, name, {a.id for a in actions}, last_of, warnings)
+        if group:
+            actions.extend(group)
+            last_of[name] = group[-1].id
+    plan = Plan(project=spec.project, actions=tuple(actions), fingerprint=observed.fingerprint(),
+                profiles=tuple(sorted(selected)), warnings=tuple(warnings),
+                spec_hash=_plan_spec_hash(ctx))
+    safety.check(plan)
+    return plan
+
+
+def service_order(spec: Spec, scope: Collection[str]) -> list[str]:
+    """Dependencies first, infrastructure before other profiles, then by name.
+
+    The loader rejects cycles, but a plan must never hang: when nothing is ready the
+    remaining services are taken in rank order.
+    """
+    def rank(name: str) -> tuple[int, str]:
+        return (0 if spec.services[name].profile == INFRASTRUCTURE else 1, name)
+
+    deps = {n: {d for d in spec.services[n].depends_on if d in scope and d != n} for n in scope}
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(deps):
+        waiting = [n for n in deps if n not in done]
+        ready = [n for n in waiting if deps[n] <= done] or waiting
+        chosen = min(ready, key=rank)
+        order.append(chosen)
+        done.add(chosen)
+    return order
+
+
+def _plan_spec_hash(ctx: _Context) -> str:
+    hashes = {n: config_hash(ctx.configs[n]) for n in ctx.scope}
+    return "sha256:" + hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+# -- networks and volumes ---------------------------------------------------------------
+
+def _network_actions(ctx: _Context) -> list[Action]:
+    used = sorted({n for s in ctx.scope for n in ctx.spec.services[s].networks})
+    engine = {net: network_name(ctx.spec, net) for net in used}
+    return [Action(ActionKind.CREATE_NETWORK, net, f"new network {engine[net]}")
+            for net in used if ctx.observed.network(engine[net]) is None]
+
+
+def _volume_actions(ctx: _Context) -> list[Action]:
+    used = sorted({m.source for s in ctx.scope for m in ctx.spec.services[s].volumes
+                   if not m.is_host_path})
+    actions = []
+    for vol in used:
+        engine = volume_name(ctx.spec, vol)
+        if ctx.observed.volume(engine) is not None:
+            continue
+        cause = f"new volume {engine}"
+        bind = ctx.spec.volumes[vol].bind
+        if bind:
+            cause += f" on host folder {ctx.loaded.shown(('volumes', vol, 'bind'), bind)}"
+        actions.append(Action(ActionKind.CREATE_VOLUME, vol, cause))
+    return actions
+
+
+# -- orphans ------------------------------------------------------------------------------
+
+def _orphan_actions(ctx: _Context) -> list[Action]:
+    """Containers whose service left the spec; never those of unselected profiles."""
+    actions: list[Action] = []
+    taken: set[str] = set()
+    for container in sorted(ctx.observed.containers, key=lambda c: (c.service or "", c.name)):
+        if container.service in ctx.spec.services or container.project != ctx.spec.project:
+            continue
+        if ctx.selected and container.profile not in ctx.selected:
+            continue
+        resource = _orphan_resource(container, taken)
+        taken.add(resource)
+        common = dict(resource=resource, profile=container.profile, stateful=container.stateful,
+                      protected=container.protected, container_id=container.id)
+        deps: tuple[str, ...] = ()
+        if container.stateful:
+            backup = Action(ActionKind.BACKUP, cause="back up the data before the container is removed",
+                            **common)
+            actions.append(backup)
+            deps = (backup.id,)
+        actions.append(Action(ActionKind.REMOVE, cause=_orphan_cause(container), depends_on=deps,
+                              **common))
+    return actions
+
+
+def _orphan_resource(container: ObservedContainer, taken: set[str]) -> str:
+    """The service name for its live container, else the container name (ids stay unique)."""
+    if container.service and container.role is Role.CURRENT and container.service not in taken:
+        return container.service
+    return container.name
+
+
+def _orphan_cause(container: ObservedContainer) -> str:
+    if not container.service:
+        return f"container {container.name} has no reconcile.service label"
+    if container.role is not Role.CURRENT:
+        return (f"{container.role.value} container of service {container.service}, "
+                "which is no longer in the spec")
+    return f"service {container.service} is no longer in the spec"
+
+
+# -- services -----------------------------------------------------------------------------
+
+def _service_actions(ctx: _Context, name: str, infra_ids: set[str], last_of: dict[str, str],
+                     warnings: list[str]) -> list[Action]:
+    """A service's group: backup → create/recreate/start → restore → verify."""
+    decision = _decide(ctx, name, warnings)
+    if decision is None:
+        return []
+    service = ctx.spec.services[name]
+    current = ctx.observed.current(name)
+    common = dict(resource=name, profile=service.profile, stateful=service.stateful,
+                  protected=service.protect, container_id=current.id if current else None)
+    deps = _service_deps(ctx, name, infra_ids, last_of)
+    guarded = decision.kind is ActionKind.RECREATE and service.stateful
+    group: list[Action] = []
+    if guarded:
+        group.append(Action(ActionKind.BACKUP, **common,
+                            cause="back up the data before the container is replaced"))
+        deps.insert(0, group[0].id)
+    main = Action(decision.kind, cause=decision.cause, changes=decision.changes,
+                  depends_on=tuple(deps), fresh_volume=decision.fresh_cause is not None, **common)
+    group.append(main)
+    if guarded:
+        group.extend(_after_recreate(ctx, name, decision, group[0], main, common))
+    elif decision.fresh_cause:
+        reason = decision.fresh_cause.split(";")[0]
+        warnings.append(f"{name}: {reason}; it is not stateful, so its old data is neither backed up "
+                        "nor restored (set stateful: true to keep it)")
+    return group
+
+
+def _service_deps(ctx: _Context, name: str, infra_ids: set[str], last_of: dict[str, str]) -> list[str]:
+    """The planned networks and volumes it uses, and the last step of each planned dependency.
+
+    Waiting for a dependency's last step (its verify, after a stateful recreate) is what the
+    decision matrix asks: infrastructure is backed up, replaced, restored and verified before
+    the app that uses it is touched.
+    """
+    service = ctx.spec.services[name]
+    wanted = [f"{ActionKind.CREATE_NETWORK.value}:{n}" for n in service.networks]
+    wanted += [f"{ActionKind.CREATE_VOLUME.value}:{m.source}" for m in service.volumes]
+    deps = [i for i in dict.fromkeys(wanted) if i in infra_ids]
+    return deps + [last_of[d] for d in sorted(service.depends_on) if d in last_of]
+
+
+def _after_recreate(ctx: _Context, name: str, decision: _Decision, backup: Action, main: Action,
+                    common: dict) -> list[Action]:
+    """Restore when the data cannot carry over, then verify. Both act on the new container,
+    whose id is not known yet, so they carry none."""
+    common = {**common, "container_id": None}
+    out = []
+    last = main
+    if decision.fresh_cause:
+        last = Action(ActionKind.RESTORE, cause=decision.fresh_cause, depends_on=(backup.id, main.id),
+                      fresh_volume=True, **common)
+        out.append(last)
+    what = "the restored data" if decision.fresh_cause else "the data after the recreate"
+    if ctx.spec.services[name].kind is Kind.POSTGRES:
+        what += " (row counts, critical tables)"
+    out.append(Action(ActionKind.VERIFY, cause=f"check {what}", depends_on=(last.id,), **common))
+    return out
+
+
+def _decide(ctx: _Context, name: str, warnings: list[str]) -> _Decision | None:
+    current = ctx.observed.current(name)
+    config = ctx.configs[name]
+    if current is None:
+        return _Decision(ActionKind.CREATE, "new service" + _pull_note(ctx, name))
+    if current.spec_hash != config_hash(config):
+        return _config_recreate(ctx, name, current, warnings)
+    image = ctx.observed.image(str(config["image"]))
+    if image is not None and current.image_id and image.id != current.image_id:
+        return _rebuilt_recreate(ctx, name, current, image.id, warnings)
+    if current.state in _STOPPED:
+        return _Decision(ActionKind.START, _stopped_cause(current))
+    if (warning := _health_warning(name, current)) is not None:
+        warnings.append(warning)
+    return None
+
+
+def _pull_note(ctx: _Context, name: str) -> str:
+    ref = str(ctx.configs[name]["image"])
+    if ref not in ctx.observed.missing_images:
+        return ""
+    return f"; image {ctx.loaded.shown(('services', name, 'image'), ref)} will be pulled"
+
+
+def _config_recreate(ctx: _Context, name: str, current: ObservedContainer,
+                     warnings: list[str]) -> _Decision:
+    new = ctx.configs[name]
+    views = Views(ctx.loaded, name)
+    old = current.config
+    changes = tuple(views.change(f, old, new) for f in changed_fields(old, new)) if old else ()
+    image = next((c for c in changes if c.field == "image"), None)
+    rest = [c.field for c in changes if c.field != "image"]
+    parts = []
+    if image is not None:
+        new_id = ctx.observed.image(str(new["image"]))
+        ids = _ids_text(current.image_id, new_id.id if new_id else "")
+        parts.append(f"image {image.before} → {image.after}{ids}")
+    if rest:
+        parts.append(f"{rest[0]} changed" if len(rest) == 1 else f"config changed: {', '.join(rest)}")
+    if not parts:
+        parts.append("spec hash changed (the container carries no readable config label)"
+                     if not old else "spec hash changed")
+    cause = "; ".join(parts) + _pull_note(ctx, name)
+    return _Decision(ActionKind.RECREATE, cause, changes,
+                     _fresh_cause(ctx, name, current, views, warnings, image is not None))
+
+
+def _rebuilt_recreate(ctx: _Context, name: str, current: ObservedContainer, new_id: str,
+                      warnings: list[str]) -> _Decision:
+    ref = ctx.loaded.shown(("services", name, "image"), ctx.configs[name]["image"])
+    cause = f"image {ref} was rebuilt{_ids_text(current.image_id, new_id)}"
+    change = Change("image_id", short_id(current.image_id), short_id(new_id))
+    return _Decision(ActionKind.RECREATE, cause, (change,),
+                     _fresh_cause(ctx, name, current, Views(ctx.loaded, name), warnings, True))
+
+
+def _ids_text(old: str, new: str) -> str:
+    return f" ({short_id(old)} → {short_id(new)})" if old and new and old != new else ""
+
+
+def _stopped_cause(current: ObservedContainer) -> str:
+    if current.state is State.CREATED:
+        return "created but never started"
+    details = []
+    if current.exit_code is not None:
+        details.append(f"exited {current.exit_code}")
+    if current.oom_killed:
+        details.append("OOM-killed")
+    word = "dead" if current.state is State.DEAD else "stopped"
+    return f"{word} ({', '.join(details)})" if details else word
+
+
+def _health_warning(name: str, current: ObservedContainer) -> str | None:
+    """Running but not well: apply heals it; plan only says so (no action without a cause)."""
+    unhealthy = current.state is State.RUNNING and current.health is Health.UNHEALTHY
+    if not unhealthy and current.state is State.RUNNING:
+        return None
+    details = [] if current.state is State.RUNNING else [f"state: {current.state.value}"]
+    if current.health is not Health.NONE:
+        details.append(f"health: {current.health.value}")
+    if current.restart_count:
+        details.append(f"{current.restart_count} restart{'s' if current.restart_count != 1 else ''}")
+    word = "unhealthy" if unhealthy else current.state.value
+    return f"{name} is {word} ({', '.join(details)}): apply will heal it"
+
+
+# -- can the data carry over? ---------------------------------------------------------------
+
+def _fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Views,
+                 warnings: list[str], image_changed: bool) -> str | None:
+    """Why the new container cannot start on the old data, or None when it can."""
+    moved = _moved_volume(ctx, name, current.config)
+    if moved is not None:
+        return (f"{moved} changed: the new container starts on a fresh volume; "
+                "restore from the backup")
+    if ctx.spec.services[name].kind is not Kind.POSTGRES:
+        return None
+    old_major, old_fact = _old_pg_major(ctx.observed, current)
+    new_major, new_fact = _new_pg_major(ctx.observed, str(ctx.configs[name]["image"]))
+    if old_major is None or new_major is None:
+        if image_changed:
+            warnings.append(f"{name}: cannot tell the PostgreSQL major version of the old or new image; "
+                            "assuming the data directory carries over")
+        return None
+    if old_major == new_major:
+        return None
+    shown_old = old_fact or SENSITIVE not in views.before_text("image", current.image_ref)
+    shown_new = new_fact or SENSITIVE not in views.after_text("image", ctx.configs[name])
+    versions = f"{old_major} → {new_major}" if shown_old and shown_new else "major version changes"
+    return f"PostgreSQL {versions}: the data directory cannot carry over; restore from the backup"
+
+
+def _moved_volume(ctx: _Context, name: str, old: dict | None) -> str | None:
+    """A mount whose target stays but whose volume source or definition changed."""
+    if not old or not isinstance(old.get("volumes"), list):
+        return None
+    before = {v.get("target"): v for v in old["volumes"] if isinstance(v, dict)}
+    for index, entry in enumerate(ctx.configs[name]["volumes"]):
+        prior = before.get(entry["target"])
+        if prior is None:
+            continue
+        if prior.get("source") != entry["source"] or prior.get("definition") != entry.get("definition"):
+            mount = ctx.spec.services[name].volumes[index]
+            hidden = ("services", name, "volumes", index) in ctx.loaded.display
+            return "a volume" if hidden else f"volume {mount.source}"
+    return None
+
+
+def _old_pg_major(observed: Observed, current: ObservedContainer) -> tuple[int | None, bool]:
+    """The old server's major: the engine's fact for its image id, else its tag."""
+    image = next((i for i in observed.images if i.id == current.image_id), None)
+    if image is not None and image.pg_major is not None:
+        return image.pg_major, True
+    return tag_major(current.image_ref), False
+
+
+def _new_pg_major(observed: Observed, ref: str) -> tuple[int | None, bool]:
+    image = observed.image(ref)
+    if image is not None and image.pg_major is not None:
+        return image.pg_major, True
+    return tag_major(ref), False
+
+
+def tag_major(ref: str) -> int | None:
+    """The leading number of an image tag: ``postgres:16.4-bookworm`` → 16; no tag → None."""
+    name = ref.split("@", 1)[0]
+    _, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return None
+    match = _TAG_MAJOR.match(tag)
+    return int(match[1]) if match else None

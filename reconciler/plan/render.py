@@ -1,0 +1,203 @@
+"""A plan for people (text, Markdown) and for machines (JSON). Pure: returns strings and dicts.
+
+Text, like Terraform: a header, one line per action — symbol, verb, resource, cause — with a
+recreate's field changes indented under it, the warnings, and a summary line. Symbols are
+plain ASCII so they survive any terminal, log or CI page:
+
+    +  create (a service's container, a network, a volume)
+    ~  recreate (replace a container; the old one is kept until the new one is healthy)
+    >  start (a stopped container, unchanged)
+    -  remove (an orphan: its service left the spec)
+    *  backup (before a recreate or removal of a stateful service)
+    <  restore (the backup, into a fresh volume)
+    ?  verify (the data after a stateful recreate)
+    !  a warning (no action; apply will heal it or an operator should look)
+
+``color=True`` adds rich markup tags (``[green]+[/green]``) for the CLI to print with rich;
+this module does not import rich, and escapes ``[`` in causes so they cannot act as tags.
+
+JSON (``render_json``), a stable shape (``format`` is bumped on any incompatible change)::
+
+    {
+      "format": 1,                     # plan format version
+      "project": "healthcare",
+      "fingerprint": "sha256:…",       # of the observed state; apply refuses a stale plan
+      "spec_hash": "sha256:…",         # of the in-scope services' config hashes
+      "profiles": ["app"],             # selected profiles, [] = all
+      "summary": {"create": 1, …},     # count per action kind (only kinds present)
+      "changes": true,                 # false when the plan is empty
+      "warnings": ["…"],
+      "actions": [{
+        "id": "recreate:postgres",     # "<kind>:<resource>", unique in a plan
+        "kind": "recreate",            # create-network | create-volume | create | recreate
+                                       # | start | remove | backup | restore | verify
+        "resource": "postgres",        # service, network or volume name (or container name)
+        "cause": "image postgres:15 → postgres:17",
+        "changes": [{"field": "image", "before": "postgres:15", "after": "postgres:17"}],
+        "depends_on": ["backup:postgres"],
+        "profile": "infrastructure", "stateful": true, "protected": true,
+        "fresh_volume": true, "container_id": "…"
+      }],
+      "meta": {…}                      # only when set by the caller
+    }
+
+Every text in it is already display-safe: env values and interpolated parts read
+``(sensitive)``. ``Plan.from_dict`` reads it back.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reconciler.plan.actions import Action, ActionKind, Plan
+
+NO_CHANGES = "No changes. The stack matches the spec."
+MARKER = "<!-- reconcile-plan -->"
+
+SYMBOLS = {
+    ActionKind.CREATE_NETWORK: "+", ActionKind.CREATE_VOLUME: "+", ActionKind.CREATE: "+",
+    ActionKind.RECREATE: "~", ActionKind.START: ">", ActionKind.REMOVE: "-",
+    ActionKind.BACKUP: "*", ActionKind.RESTORE: "<", ActionKind.VERIFY: "?",
+}
+COLOURS = {"+": "green", "~": "yellow", ">": "cyan", "-": "red", "*": "blue", "<": "magenta",
+           "?": "blue"}
+_NOUNS = {ActionKind.CREATE_NETWORK: "network ", ActionKind.CREATE_VOLUME: "volume "}
+_MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def verb(action: Action) -> str:
+    """``create`` for a network too: the resource column says what is created."""
+    return "create" if action.kind in _NOUNS else action.kind.value
+
+
+def resource_label(action: Action) -> str:
+    return _NOUNS.get(action.kind, "") + action.resource
+
+
+def summary(plan: Plan) -> str:
+    """``Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup.`` (start/restore/verify if any)."""
+    counts = plan.counts()
+    created = sum(counts.get(k.value, 0) for k in (ActionKind.CREATE, ActionKind.CREATE_NETWORK,
+                                                   ActionKind.CREATE_VOLUME))
+    parts = [f"{created} to create", f"{counts.get('recreate', 0)} to recreate"]
+    if counts.get("start"):
+        parts.append(f"{counts['start']} to start")
+    parts.append(f"{counts.get('remove', 0)} to remove")
+    parts.append(_count(counts.get("backup", 0), "backup"))
+    if counts.get("restore"):
+        parts.append(_count(counts["restore"], "restore"))
+    if counts.get("verify"):
+        parts.append(_count(counts["verify"], "verification"))
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def header(plan: Plan) -> str:
+    scope = f"profiles: {', '.join(plan.profiles)}" if plan.profiles else "all profiles"
+    return f"Plan for project {plan.project} ({scope}):"
+
+
+# -- text -------------------------------------------------------------------------------------
+
+def render_text(plan: Plan, color: bool = False) -> str:
+    """The plan as people read it in a terminal or a CI log."""
+    esc = escape if color else _same
+    lines = [_paint(esc(header(plan)), "bold", color), ""]
+    if plan.empty:
+        lines.append(NO_CHANGES)
+    else:
+        lines.extend(_action_lines(plan, color))
+    if plan.warnings:
+        lines += ["", "Warnings:"]
+        lines += [f"  {_paint('!', 'yellow', color)} {esc(w)}" for w in plan.warnings]
+    if not plan.empty:
+        lines += ["", _paint(summary(plan), "bold", color)]
+    return "\n".join(lines) + "\n"
+
+
+def _action_lines(plan: Plan, color: bool) -> list[str]:
+    esc = escape if color else _same
+    verb_width = max(len(verb(a)) for a in plan.actions)
+    resource_width = max(len(resource_label(a)) for a in plan.actions)
+    indent = " " * (2 + 2 + verb_width + 2 + 2)
+    lines = []
+    for action in plan.actions:
+        symbol = SYMBOLS[action.kind]
+        tag = _paint(f"{symbol} {verb(action).ljust(verb_width)}", COLOURS[symbol], color)
+        resource = esc(resource_label(action).ljust(resource_width))
+        lines.append(f"  {tag}  {resource}  {esc(action.cause)}")
+        lines.extend(f"{indent}{esc(str(change))}" for change in _untold(action))
+    return lines
+
+
+def _untold(action: Action) -> list:
+    """Field changes the cause line does not already spell out (``image a → b`` once is enough)."""
+    return [c for c in action.changes if f"{c.before} → {c.after}" not in action.cause]
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"[{style}]{text}[/{style}]" if color else text
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def escape(text: str) -> str:
+    """Make text inert under rich markup (rich's own ``escape`` rule, without importing rich)."""
+    def backslash(match: re.Match[str]) -> str:
+        slashes, tag = match.groups()
+        return f"{slashes}{slashes}\\{tag}"
+
+    text = _MARKUP.sub(backslash, text)
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
+
+
+# -- markdown ---------------------------------------------------------------------------------
+
+def render_markdown(plan: Plan) -> str:
+    """A pull-request comment; the hidden marker lets CI find and update its own comment."""
+    scope = f"profiles: {', '.join(plan.profiles)}" if plan.profiles else "all profiles"
+    lines = [MARKER, f"### reconcile plan: `{_code(plan.project)}` ({scope})", ""]
+    if plan.empty:
+        lines.append(f"**{NO_CHANGES}**")
+    else:
+        lines += [f"**{summary(plan)}**", "", "| | action | resource | cause |", "|:-:|---|---|---|"]
+        lines += [f"| `{SYMBOLS[a.kind]}` | {verb(a)} | {_cell(resource_label(a))} | {_cell(a.cause)} |"
+                  for a in plan.actions]
+        lines += _details(plan)
+    if plan.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- ⚠️ {_cell(w)}" for w in plan.warnings]
+    lines += ["", f"<sub>fingerprint `{plan.fingerprint}`</sub>"]
+    return "\n".join(lines) + "\n"
+
+
+def _details(plan: Plan) -> list[str]:
+    rows = [(a, c) for a in plan.actions for c in a.changes]
+    if not rows:
+        return []
+    lines = ["", "<details>", f"<summary>Field changes ({len(rows)})</summary>", "",
+             "| resource | field | before | after |", "|---|---|---|---|"]
+    lines += [f"| {_cell(a.resource)} | `{_code(c.field)}` | `{_code(c.before)}` | `{_code(c.after)}` |"
+              for a, c in rows]
+    return lines + ["", "</details>"]
+
+
+def _cell(text: str) -> str:
+    """Table-safe and HTML-inert: a cause cannot break the table or inject markup."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("\n", " "))
+
+
+def _code(text: str) -> str:
+    return text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
+
+
+# -- json -------------------------------------------------------------------------------------
+
+def render_json(plan: Plan) -> dict:
+    """The documented shape above; ``Plan.from_dict`` is its inverse."""
+    return plan.to_dict()

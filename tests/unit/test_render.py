@@ -1,0 +1,181 @@
+"""Renderings of a plan: JSON round-trips, Markdown for PRs, colour markup, and no secrets."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_planner_cases import CASES, case_environ, made_container, observed_for
+
+from reconciler.observe.codec import observed_from_dict
+from reconciler.observe.models import Observed
+from reconciler.plan.actions import Action, ActionKind, Change, Plan
+from reconciler.plan.planner import make_plan
+from reconciler.plan.render import (
+    MARKER,
+    NO_CHANGES,
+    escape,
+    render_json,
+    render_markdown,
+    render_text,
+    summary,
+)
+from reconciler.spec.load import load_spec
+
+SECRETS = ("hunter2-secret", "hunter2-old", "tok3n-value")
+
+SECRET_SPEC = """\
+version: 1
+project: vault
+volumes:
+  data: { bind: "/srv/${env:DATA_DIR}" }
+services:
+  db:
+    profile: infrastructure
+    kind: postgres
+    image: "postgres:16"
+    env: { POSTGRES_PASSWORD: "${env:DB_PASSWORD}", PLAIN: not-a-secret-but-hidden }
+    volumes: ["data:/var/lib/postgresql/data"]
+    stateful: true
+  api:
+    image: "acme/api:${env:API_TAG}"
+    command: ["api", "--token=${env:API_TOKEN}"]
+    labels: { owner: "${env:OWNER}" }
+    ports: ["127.0.0.1:${env:API_PORT}:8000"]
+    env: { TOKEN: "${env:API_TOKEN}" }
+"""
+
+SECRET_ENV = {"DB_PASSWORD": "hunter2-secret", "API_TAG": "hunter2-secret", "API_TOKEN": "tok3n-value",
+              "OWNER": "hunter2-secret", "API_PORT": "48213", "DATA_DIR": "hunter2-secret"}
+
+
+def case_plan(name: str) -> Plan:
+    case = CASES / name
+    loaded = load_spec(case / "spec.yaml", case_environ(case))
+    return make_plan(loaded, observed_for(case, loaded))
+
+
+def secret_plan(tmp_path: Path) -> Plan:
+    """A stack whose every interpolated value is secret, made from older secret values."""
+    spec_file = tmp_path / "reconcile.yaml"
+    spec_file.write_text(SECRET_SPEC)
+    loaded = load_spec(spec_file, SECRET_ENV)
+    old_api = {"image": "acme/api:hunter2-old", "command": ["api", "--token=hunter2-old"],
+               "labels": {"owner": "hunter2-old"}, "ports": ["127.0.0.1:41111:8000"],
+               "env": {"TOKEN": "hunter2-old"}}
+    containers = [
+        made_container({"service": "db", "made_from": {"env": {"POSTGRES_PASSWORD": "hunter2-old"}},
+                        "made_from_volumes": {"data": {"bind": "/srv/hunter2-old"}}}, loaded.spec, {}),
+        made_container({"service": "api", "made_from": old_api}, loaded.spec, {}),
+    ]
+    observed = observed_from_dict({"project": "vault", "containers": containers,
+                                   "missing_images": ["acme/api:hunter2-secret"]})
+    return make_plan(loaded, observed)
+
+
+def test_no_secret_reaches_any_rendering(tmp_path: Path) -> None:
+    plan = secret_plan(tmp_path)
+    assert {a.id for a in plan.actions} >= {"recreate:api", "recreate:db", "restore:db"}
+    outputs = [render_text(plan), render_text(plan, color=True), render_markdown(plan),
+               json.dumps(render_json(plan))]
+    for output in outputs:
+        for secret in (*SECRETS, "48213", "41111"):
+            assert secret not in output
+    text = outputs[0]
+    assert "image acme/api:(sensitive) → acme/api:(sensitive)" in text
+    assert 'command: ["api", "--token=(sensitive)"] → ["api", "--token=(sensitive)"]' in text
+    assert "labels.owner: (sensitive) → (sensitive)" in text
+    assert "env.TOKEN: (sensitive) → (sensitive)" in text
+    assert "(bind /srv/(sensitive))" in text
+
+
+def test_json_round_trips_through_plan_from_dict() -> None:
+    plan = case_plan("postgres-major-upgrade")
+    data = json.loads(json.dumps(render_json(plan)))
+    assert Plan.from_dict(data) == plan
+    assert data["format"] == 1 and data["changes"] is True
+    assert data["summary"] == {"backup": 1, "recreate": 1, "restore": 1, "verify": 1}
+    assert [a["id"] for a in data["actions"]] == [
+        "backup:postgres", "recreate:postgres", "restore:postgres", "verify:postgres"]
+    assert data["actions"][1]["depends_on"] == ["backup:postgres"]
+    assert data["actions"][1]["fresh_volume"] is True
+
+
+def test_markdown_has_the_marker_the_table_and_the_field_changes() -> None:
+    markdown = render_markdown(case_plan("stateful-recreate-backup"))
+    assert markdown.startswith(MARKER + "\n")
+    assert "| | action | resource | cause |" in markdown
+    assert "| `~` | recreate | postgres | command changed |" in markdown
+    assert "| `*` | backup | postgres |" in markdown
+    assert "<details>" in markdown and "</details>" in markdown
+    assert '| postgres | `command` | `["postgres", "-c", "max_connections=100"]` |' in markdown
+    assert "**Plan: 0 to create, 1 to recreate, 0 to remove, 1 backup, 1 verification.**" in markdown
+
+
+def test_markdown_of_an_empty_plan_says_no_changes() -> None:
+    markdown = render_markdown(Plan(project="p", actions=(), fingerprint="sha256:0"))
+    assert MARKER in markdown and NO_CHANGES in markdown and "|" not in markdown
+
+
+def test_markdown_cells_cannot_break_the_table_or_inject_html() -> None:
+    action = Action(ActionKind.CREATE, "api", cause="a | b <script>")
+    markdown = render_markdown(Plan(project="p", actions=(action,), fingerprint="sha256:0"))
+    assert "a \\| b &lt;script&gt;" in markdown and "<script>" not in markdown
+
+
+def test_text_is_plain_without_colour_and_marked_up_with_it() -> None:
+    plan = case_plan("orphan")
+    plain, coloured = render_text(plan), render_text(plan, color=True)
+    assert "[" not in plain
+    assert "[red]- remove[/red]" in coloured and "[blue]* backup[/blue]" in coloured
+    assert "[bold]Plan: 0 to create, 0 to recreate, 3 to remove, 1 backup.[/bold]" in coloured
+
+
+def test_colour_markup_escapes_brackets_in_causes() -> None:
+    action = Action(ActionKind.CREATE, "api", cause="new service [bold]x")
+    coloured = render_text(Plan(project="p", actions=(action,), fingerprint="sha256:0"), color=True)
+    assert "\\[bold]x" in coloured
+    assert escape("a [b] c\\") == "a \\[b] c\\\\"
+
+
+def test_empty_plan_text() -> None:
+    text = render_text(Plan(project="p", actions=(), fingerprint="sha256:0", profiles=("app",)))
+    assert text == f"Plan for project p (profiles: app):\n\n{NO_CHANGES}\n"
+
+
+@pytest.mark.parametrize(("kinds", "line"), [
+    ((ActionKind.CREATE, ActionKind.CREATE_NETWORK, ActionKind.RECREATE, ActionKind.BACKUP),
+     "Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup."),
+    ((ActionKind.START, ActionKind.REMOVE, ActionKind.REMOVE),
+     "Plan: 0 to create, 0 to recreate, 1 to start, 2 to remove, 0 backups."),
+])
+def test_summary_line(kinds: tuple[ActionKind, ...], line: str) -> None:
+    actions = tuple(Action(k, f"r{i}", cause="c") for i, k in enumerate(kinds))
+    assert summary(Plan(project="p", actions=actions, fingerprint="f")) == line
+
+
+def test_changes_already_told_by_the_cause_are_not_repeated() -> None:
+    change = Change("image", "app:1", "app:2")
+    action = Action(ActionKind.RECREATE, "api", cause="image app:1 → app:2", changes=(change,))
+    text = render_text(Plan(project="p", actions=(action,), fingerprint="f"))
+    assert text.count("app:1 → app:2") == 1
+
+
+def test_warnings_are_rendered_everywhere() -> None:
+    plan = Plan(project="p", actions=(), fingerprint="f", warnings=("postgres is unhealthy",))
+    assert "  ! postgres is unhealthy" in render_text(plan)
+    assert "- ⚠️ postgres is unhealthy" in render_markdown(plan)
+    assert render_json(plan)["warnings"] == ["postgres is unhealthy"]
+
+
+def test_an_empty_engine_is_planned_from_a_textwrapped_spec(tmp_path: Path) -> None:
+    spec_file = tmp_path / "reconcile.yaml"
+    spec_file.write_text(textwrap.dedent("""\
+        version: 1
+        project: tiny
+        services: { web: { image: nginx:1.27 } }
+    """))
+    plan = make_plan(load_spec(spec_file, {}), Observed(project="tiny"))
+    assert render_text(plan).splitlines()[2] == "  + create  web  new service"
