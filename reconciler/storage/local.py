@@ -1,0 +1,251 @@
+"""The local backup folder: the primary copy, so it is strict about durability and access.
+
+Folders are 0700 and files 0600 whatever the umask; every file appears under its final
+name only when complete (temporary name + fsync + rename); a free-space preflight refuses
+before a long dump starts rather than failing with a full disk halfway through.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from reconciler.errors import StorageError
+from reconciler.storage.base import (
+    StoredObject,
+    check_key,
+    normalise_sha256,
+    sha256_file,
+)
+from reconciler.storage.files import (
+    AtomicFile,
+    checksum_mismatch,
+    copy_hashing,
+    ensure_dest_dir,
+    human_bytes,
+    is_temp_name,
+    make_private_dir,
+    os_error,
+)
+
+FREE_SPACE_MARGIN = 0.10
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+T = TypeVar("T")
+
+
+class LocalStore:
+    """Backups in a folder on this host; keys map to paths below ``root``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+        self._root_ready = False
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+    def path_of(self, key: str) -> Path:
+        """Where ``key`` lives on disk (whether or not it exists yet)."""
+        return self.root / check_key(key)
+
+    # -- preflight -------------------------------------------------------------------
+
+    def ensure_root(self) -> None:
+        """Create the root 0700 (or tighten it); raise a StorageError saying how to fix it."""
+        if not self._root_ready:
+            self._guard("create backup folder", self.root, lambda: make_private_dir(self.root))
+            self._root_ready = True
+
+    def check_writable(self) -> None:
+        """Prove we can create, sync and rename a file in the root before a backup starts."""
+        self.ensure_root()
+        probe = AtomicFile(self.root / ".write-probe")
+        try:
+            handle = self._guard("write to", self.root, probe.open)
+            self._guard("write to", self.root, lambda: handle.write(b"ok") and handle.flush())
+        finally:
+            probe.abort()
+
+    def free_space_check(self, needed_bytes: int, what: str) -> int:
+        """Refuse early if the disk cannot take ``needed_bytes`` plus a 10 % margin.
+
+        Returns the free bytes. The estimate is the caller's (e.g. the database size),
+        so the margin absorbs estimates that are a little low.
+        """
+        anchor = _existing_ancestor(self.root)
+        info = self._guard("check free space on", anchor, lambda: os.statvfs(anchor))
+        free = info.f_bavail * info.f_frsize
+        required = math.ceil(max(needed_bytes, 0) * (1 + FREE_SPACE_MARGIN))
+        if free < required:
+            raise StorageError(
+                f"not enough free space for {what}: need {human_bytes(required)} "
+                f"(estimate {human_bytes(needed_bytes)} + 10 % margin), "
+                f"only {human_bytes(free)} free on the disk holding {self.root}",
+                hint="free space there (e.g. prune old backups), or point backup.local.path "
+                     "at a bigger disk")
+        return free
+
+    # -- writing ---------------------------------------------------------------------
+
+    @contextmanager
+    def open_for_write(self, key: str) -> Iterator[BinaryIO]:
+        """Yield a binary file that appears as ``key`` (0600) only if the block succeeds.
+
+        On an exception in the block the temporary file is removed and nothing exists
+        under the final name; a full disk is reported as a StorageError.
+        """
+        final = self._prepare(key)
+        target = AtomicFile(final)
+        self._guard("create", final, target.open)
+        try:
+            yield target.handle
+        except BaseException as exc:
+            target.abort()
+            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                raise os_error(exc, "write", final) from exc
+            raise
+        self._finish(target)
+
+    def put(self, src: Path, key: str, sha256: str) -> StoredObject:
+        """Copy ``src`` into the store, re-hashing on the way; a mismatch stores nothing."""
+        expected = normalise_sha256(sha256)
+        final = self._prepare(key)
+        if final.exists() and Path(src).resolve() == final.resolve():
+            self.verify(key, expected)  # already in place (written by open_for_write)
+            return StoredObject(key, final.stat().st_size, expected)
+        target = AtomicFile(final)
+        handle = self._guard("create", final, target.open)
+        try:
+            with open(src, "rb") as source:
+                actual, size = copy_hashing(source, handle)
+        except OSError as exc:
+            target.abort()
+            raise os_error(exc, "copy into", final) from exc
+        if actual != expected:
+            target.abort()
+            raise checksum_mismatch(str(src), "the file to store")
+        self._finish(target)
+        return StoredObject(key, size, actual)
+
+    def write_bytes(self, key: str, data: bytes) -> StoredObject:
+        """Write a small file (the metadata JSON) atomically."""
+        with self.open_for_write(key) as handle:
+            handle.write(data)
+        return StoredObject(key, len(data), _sha256_bytes(data))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing file is not an error, so prune can be re-run."""
+        path = self.path_of(key)
+        self._guard("delete", path, lambda: path.unlink(missing_ok=True))
+
+    # -- reading ---------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self.path_of(key)
+        return self._guard("read", path, path.read_bytes)
+
+    def verify(self, key: str, expected_sha256: str) -> Path:
+        """Check ``key`` in place and return its path: restore reads it without a copy."""
+        expected = normalise_sha256(expected_sha256)
+        path = self.path_of(key)
+        actual = self._guard("read", path, lambda: sha256_file(path))
+        if actual != expected:
+            raise checksum_mismatch(key, self.describe())
+        return path
+
+    def get(self, key: str, dest: Path, expected_sha256: str) -> Path:
+        """Copy ``key`` to ``dest`` (0600), re-hashing; on mismatch ``dest`` is not created."""
+        expected = normalise_sha256(expected_sha256)
+        source_path = self.path_of(key)
+        dest = Path(dest).absolute()
+        if dest.exists() and dest.resolve() == source_path.resolve():
+            return self.verify(key, expected)
+        self._guard("create", dest.parent, lambda: ensure_dest_dir(dest.parent))
+        target = AtomicFile(dest)
+        handle = self._guard("create", dest, target.open)
+        try:
+            with open(source_path, "rb") as source:
+                actual, _ = copy_hashing(source, handle)
+        except OSError as exc:
+            target.abort()
+            raise os_error(exc, "read", source_path) from exc
+        if actual != expected:
+            target.abort()
+            raise checksum_mismatch(key, self.describe())
+        self._finish(target)
+        return dest
+
+    def list(self, prefix: str = "") -> list[StoredObject]:
+        """Every complete file whose key starts with ``prefix``, sorted by key.
+
+        ``sha256`` is ``""``: hashing every backup to list them would read gigabytes.
+        """
+        if not self.root.is_dir():
+            return []
+        found: list[StoredObject] = []
+        for folder, dirs, files in os.walk(self._walk_start(prefix)):
+            dirs.sort()
+            for name in sorted(files):
+                if is_temp_name(name):
+                    continue
+                path = Path(folder) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(StoredObject(key, path.stat().st_size, ""))
+        return sorted(found, key=lambda item: item.key)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _walk_start(self, prefix: str) -> Path:
+        """Walk only the folder the prefix names (``postgres/…`` → ``root/postgres``)."""
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / folder if folder and ".." not in folder.split("/") else self.root
+        return start if start.is_dir() else self.root
+
+    def _prepare(self, key: str) -> Path:
+        """Path for ``key`` with its folders created 0700 below the root."""
+        final = self.path_of(key)
+        self.ensure_root()
+        self._guard("create folder", final.parent,
+                    lambda: make_private_dir(final.parent, stop_at=self.root))
+        return final
+
+    def _finish(self, target: AtomicFile) -> None:
+        try:
+            target.commit()
+        except BaseException as exc:
+            target.abort()
+            if isinstance(exc, OSError):
+                raise os_error(exc, "write", target.final) from exc
+            raise
+
+    @staticmethod
+    def _guard(action: str, path: Path, work: Callable[[], T]) -> T:
+        """Run ``work``; turn an OSError into a StorageError with a hint."""
+        try:
+            return work()
+        except OSError as exc:
+            raise os_error(exc, action, path) from exc
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest folder that exists: free space is asked of the disk that will hold it."""
+    current = path
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return current
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,167 @@
+"""Applying retention to one store: decide per service, delete what the decision removes.
+
+Each store (local folder, S3 bucket) is pruned on its own, from the metadata it holds and
+the files it actually has, so a backup that never reached S3 does not count towards S3's
+retention, and a local copy removed by hand does not shift local decisions. Timestamps
+come from the metadata, never from file mtimes (a copy or restore changes mtimes).
+
+Deletion is conservative: data files first, then the metadata JSON of a backup only when
+this prune removed its last file in this store. Metadata that cannot be read, and files
+no metadata names, are reported and left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+
+from reconciler.spec.models import Retention
+from reconciler.storage.base import METADATA_FOLDER, Store, metadata_key
+from reconciler.storage.retention import Decision, Snapshot, decide
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """What prune needs from one backup's metadata: id, time, verified, files per service.
+
+    ``files`` maps a service name to its key in the store (``postgres/postgres-….sql.zst``).
+    """
+
+    backup_id: str
+    timestamp: datetime
+    files: Mapping[str, str]
+    verified: bool = False
+
+    @property
+    def metadata_key(self) -> str:
+        return metadata_key(self.backup_id)
+
+    @classmethod
+    def from_metadata(cls, doc: Mapping[str, object]) -> BackupRecord:
+        """Read the seed's metadata JSON (see module doc of ``reconciler.storage``).
+
+        Services are the entries of ``services`` if present, else every top-level object
+        that has a ``file`` field (the seed's ``postgres: {file: …}`` shape). The key is
+        always ``<service>/<file name>``: the layout names folders by service.
+        """
+        backup_id = doc.get("backup_id")
+        if not isinstance(backup_id, str) or not backup_id:
+            raise ValueError("metadata has no backup_id")
+        entries = doc.get("services")
+        if not isinstance(entries, Mapping):
+            entries = {name: value for name, value in doc.items()
+                       if isinstance(value, Mapping) and "file" in value}
+        files = {str(name): f"{name}/{PurePosixPath(str(entry['file'])).name}"
+                 for name, entry in entries.items()
+                 if isinstance(entry, Mapping) and entry.get("file")}
+        return cls(backup_id, parse_timestamp(doc.get("timestamp")), files,
+                   doc.get("verified") is True)
+
+
+def parse_timestamp(value: object) -> datetime:
+    """ISO 8601 from metadata; a timestamp without offset is UTC (the seed writes UTC)."""
+    if not isinstance(value, str):
+        raise ValueError("metadata has no timestamp")
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What prune decided and did (or, with ``dry_run``, would do) in one store."""
+
+    store: str
+    dry_run: bool
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    deleted_metadata: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
+    """Every backup's metadata in ``store``; unreadable ones are returned, not raised."""
+    records: list[BackupRecord] = []
+    unreadable: list[Unreadable] = []
+    for item in store.list(f"{METADATA_FOLDER}/"):
+        if not item.key.endswith(".json"):
+            continue
+        try:
+            doc = json.loads(store.read_bytes(item.key))
+            if not isinstance(doc, Mapping):
+                raise ValueError("not a JSON object")
+            records.append(BackupRecord.from_metadata(doc))
+        except (ValueError, KeyError, TypeError) as exc:
+            unreadable.append(Unreadable(item.key, str(exc)))
+    return records, unreadable
+
+
+def snapshots_by_service(records: Sequence[BackupRecord],
+                         present: set[str]) -> dict[str, list[Snapshot]]:
+    """Per service, the backups whose file for that service is in this store."""
+    grouped: dict[str, list[Snapshot]] = defaultdict(list)
+    for record in records:
+        for service, key in record.files.items():
+            if key in present:
+                grouped[service].append(Snapshot(record.backup_id, record.timestamp,
+                                                 record.verified))
+    return dict(grouped)
+
+
+def plan_prune(records: Sequence[BackupRecord], present: set[str],
+               retention: Retention) -> tuple[dict[str, Decision], list[str], list[str]]:
+    """Pure part of prune: (decisions per service, data keys to delete, metadata keys to
+    delete). A key some decision keeps is never deleted, whichever service removes it."""
+    by_id = {record.backup_id: record for record in records}
+    decisions = {service: decide(snaps, retention)
+                 for service, snaps in sorted(snapshots_by_service(records, present).items())}
+    doomed: set[str] = set()
+    kept: set[str] = set()
+    for service, decision in decisions.items():
+        doomed.update(by_id[i].files[service] for i in decision.remove)
+        kept.update(by_id[i].files[service] for i in decision.keep)
+    doomed -= kept
+    emptied = [record.metadata_key for record in records
+               if any(key in doomed for key in record.files.values())
+               and not any(key in present and key not in doomed
+                           for key in record.files.values())]
+    return decisions, sorted(doomed), sorted(key for key in emptied if key in present)
+
+
+def prune(store: Store, records: Sequence[BackupRecord], retention: Retention,
+          dry_run: bool = False, unreadable: Sequence[Unreadable] = ()) -> PruneReport:
+    """Apply ``retention`` to ``store``. With ``dry_run`` nothing is deleted.
+
+    ``records`` should be this store's own metadata (``load_records(store)``).
+    """
+    present = {item.key for item in store.list()}
+    decisions, doomed, emptied = plan_prune(records, present, retention)
+    if not dry_run:
+        for key in doomed:
+            store.delete(key)
+        for key in emptied:
+            store.delete(key)
+    return PruneReport(store.describe(), dry_run, decisions, doomed, emptied,
+                       _kept_keys(records, decisions), list(unreadable))
+
+
+def _kept_keys(records: Sequence[BackupRecord], decisions: Mapping[str, Decision]) -> list[str]:
+    by_id = {record.backup_id: record for record in records}
+    return sorted({by_id[i].files[service] for service, decision in decisions.items()
+                   for i in decision.keep})
+
+
+def prune_store(store: Store, retention: Retention, dry_run: bool = False) -> PruneReport:
+    """Load the store's metadata and prune it: the one call the CLI needs per store."""
+    records, unreadable = load_records(store)
+    return prune(store, records, retention, dry_run, unreadable)

@@ -1,0 +1,409 @@
+"""LocalStore: permissions, atomic writes, checksums, free space, unwritable roots, prune.
+
+These run as root in the lab, so "unwritable" is simulated with a root whose parent is a
+regular file (root ignores mode bits, but not ENOTDIR).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import StorageError
+from reconciler.spec.models import Retention
+from reconciler.storage.base import (
+    Store,
+    StoredObject,
+    check_key,
+    data_key,
+    metadata_key,
+    normalise_sha256,
+    sha256_file,
+)
+from reconciler.storage.local import LocalStore
+from reconciler.storage.prune import (
+    BackupRecord,
+    load_records,
+    plan_prune,
+    prune,
+    prune_store,
+)
+
+KEY = "postgres/postgres-2026-11-28-020000.sql.zst"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(params=[0o000, 0o022, 0o077], ids=["umask000", "umask022", "umask077"])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+@pytest.fixture()
+def store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "backups")
+
+
+# -- keys --------------------------------------------------------------------------------
+
+def test_keys_follow_the_seed_layout():
+    when = datetime(2026, 11, 28, 3, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert data_key("postgres", when, ".sql.zst") == KEY
+    assert data_key("dragonfly", when, ".jsonl.zst") == \
+        "dragonfly/dragonfly-2026-11-28-020000.jsonl.zst"
+    assert metadata_key("20261128-020000") == "metadata/backup-20261128-020000.json"
+
+
+@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b",
+                                 "a\\b", "postgres/.x.sql.partial-abc", "a/"])
+def test_unsafe_keys_are_rejected(bad):
+    with pytest.raises(StorageError, match="invalid backup key"):
+        check_key(bad)
+
+
+def test_checksums_accept_the_metadata_prefix():
+    digest = sha(b"x")
+    assert normalise_sha256(f"sha256:{digest.upper()}") == digest
+    with pytest.raises(StorageError):
+        normalise_sha256("md5:abc")
+
+
+def test_sha256_file_streams(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * (3 * 1024 * 1024 + 7))
+    assert sha256_file(path) == sha(path.read_bytes())
+
+
+def test_local_store_is_a_store(store):
+    assert isinstance(store, Store)
+
+
+# -- permissions -------------------------------------------------------------------------
+
+def test_folders_are_0700_and_files_0600_whatever_the_umask(store, umask):
+    with store.open_for_write(KEY) as handle:
+        handle.write(b"dump")
+    store.write_bytes("metadata/backup-1.json", b"{}")
+    assert mode(store.root) == 0o700
+    assert mode(store.root / "postgres") == 0o700
+    assert mode(store.root / "metadata") == 0o700
+    assert mode(store.path_of(KEY)) == 0o600
+    assert mode(store.path_of("metadata/backup-1.json")) == 0o600
+
+
+def test_a_looser_existing_root_is_tightened(tmp_path):
+    root = tmp_path / "backups"
+    (root / "postgres").mkdir(parents=True)
+    os.chmod(root, 0o755)
+    os.chmod(root / "postgres", 0o777)
+    LocalStore(root).write_bytes(KEY, b"x")
+    assert mode(root) == 0o700
+    assert mode(root / "postgres") == 0o700
+
+
+def test_missing_parents_of_the_root_are_created_0755(tmp_path, umask):
+    store = LocalStore(tmp_path / "opt" / "app" / "backups")
+    store.write_bytes(KEY, b"x")
+    assert mode(tmp_path / "opt") == mode(tmp_path / "opt" / "app") == 0o755
+    assert mode(store.root) == 0o700
+
+
+def test_downloaded_copies_are_0600(store, tmp_path, umask):
+    obj = store.write_bytes(KEY, b"dump")
+    dest = store.get(KEY, tmp_path / "restore" / "x.sql.zst", obj.sha256)
+    assert mode(dest) == 0o600
+    assert mode(dest.parent) == 0o700
+
+
+# -- atomic writes -----------------------------------------------------------------------
+
+def test_open_for_write_commits_on_success(store):
+    with store.open_for_write(KEY) as handle:
+        handle.write(b"part one,")
+        assert not store.exists(KEY)  # nothing under the final name while writing
+        handle.write(b"part two")
+    assert store.path_of(KEY).read_bytes() == b"part one,part two"
+    assert all_files(store.root) == [KEY]
+
+
+def test_an_exception_inside_open_for_write_leaves_nothing(store):
+    with pytest.raises(RuntimeError, match="pg_dump died"):
+        with store.open_for_write(KEY) as handle:
+            handle.write(b"half a dump")
+            raise RuntimeError("pg_dump died")
+    assert not store.exists(KEY)
+    assert all_files(store.root) == []
+
+
+def test_a_failed_rewrite_keeps_the_previous_file(store):
+    store.write_bytes(KEY, b"good")
+    with pytest.raises(KeyboardInterrupt):
+        with store.open_for_write(KEY) as handle:
+            handle.write(b"bad")
+            raise KeyboardInterrupt
+    assert store.read_bytes(KEY) == b"good"
+    assert all_files(store.root) == [KEY]
+
+
+def test_disk_full_inside_open_for_write_is_a_storage_error(store):
+    import errno
+
+    with pytest.raises(StorageError, match="disk full") as caught:
+        with store.open_for_write(KEY):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert "free space" in caught.value.hint
+    assert all_files(store.root) == []
+
+
+def test_temporary_files_are_not_listed(store):
+    store.write_bytes(KEY, b"x")
+    (store.root / "postgres" / f".{Path(KEY).name}.partial-abc123").write_bytes(b"junk")
+    assert [o.key for o in store.list()] == [KEY]
+
+
+# -- put / get / checksums ---------------------------------------------------------------
+
+def test_put_and_get_round_trip(store, tmp_path):
+    src = tmp_path / "dump.sql.zst"
+    src.write_bytes(os.urandom(2 * 1024 * 1024 + 3))
+    digest = sha256_file(src)
+    stored = store.put(src, KEY, f"sha256:{digest}")
+    assert stored == StoredObject(KEY, src.stat().st_size, digest)
+    out = store.get(KEY, tmp_path / "out" / "dump.sql.zst", digest)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_put_with_a_wrong_checksum_stores_nothing(store, tmp_path):
+    src = tmp_path / "dump"
+    src.write_bytes(b"real bytes")
+    with pytest.raises(StorageError, match="checksum mismatch"):
+        store.put(src, KEY, sha(b"other bytes"))
+    assert all_files(store.root) == []
+
+
+def test_put_of_a_file_already_in_place_only_verifies(store):
+    with store.open_for_write(KEY) as handle:
+        handle.write(b"streamed")
+    assert store.put(store.path_of(KEY), KEY, sha(b"streamed")).size == 8
+    with pytest.raises(StorageError, match="checksum mismatch"):
+        store.put(store.path_of(KEY), KEY, sha(b"other"))
+
+
+def test_get_of_a_corrupt_file_raises_and_leaves_no_dest(store, tmp_path):
+    obj = store.write_bytes(KEY, b"original")
+    store.path_of(KEY).write_bytes(b"bit rot!")
+    dest = tmp_path / "restore" / "x"
+    with pytest.raises(StorageError, match="checksum mismatch") as caught:
+        store.get(KEY, dest, obj.sha256)
+    assert caught.value.hint
+    assert not dest.exists()
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_get_does_not_replace_an_existing_dest_on_mismatch(store, tmp_path):
+    store.write_bytes(KEY, b"new")
+    dest = tmp_path / "x"
+    dest.write_bytes(b"previous")
+    with pytest.raises(StorageError, match="checksum mismatch"):
+        store.get(KEY, dest, sha(b"something else"))
+    assert dest.read_bytes() == b"previous"
+
+
+def test_verify_in_place(store):
+    obj = store.write_bytes(KEY, b"abc")
+    assert store.verify(KEY, obj.sha256) == store.path_of(KEY)
+    with pytest.raises(StorageError, match="checksum mismatch"):
+        store.verify(KEY, sha(b"abd"))
+
+
+def test_missing_key_is_a_storage_error_with_a_hint(store, tmp_path):
+    with pytest.raises(StorageError, match="not found") as caught:
+        store.get(KEY, tmp_path / "x", sha(b""))
+    assert caught.value.hint
+    with pytest.raises(StorageError, match="not found"):
+        store.read_bytes("metadata/backup-x.json")
+
+
+# -- list / delete -----------------------------------------------------------------------
+
+def test_list_filters_by_prefix_and_sorts(store):
+    for key in ["postgres/b.sql.zst", "postgres/a.sql.zst", "dragonfly/a.bin",
+                "metadata/backup-1.json"]:
+        store.write_bytes(key, b"12345")
+    assert [o.key for o in store.list("postgres/")] == ["postgres/a.sql.zst",
+                                                        "postgres/b.sql.zst"]
+    assert [o.key for o in store.list("postgres/a")] == ["postgres/a.sql.zst"]
+    assert [o.key for o in store.list("metadata")] == ["metadata/backup-1.json"]
+    assert len(store.list()) == 4
+    assert store.list()[0] == StoredObject("dragonfly/a.bin", 5, "")
+
+
+def test_list_of_a_missing_root_is_empty(tmp_path):
+    assert LocalStore(tmp_path / "nope").list() == []
+
+
+def test_delete_is_idempotent(store):
+    store.write_bytes(KEY, b"x")
+    store.delete(KEY)
+    store.delete(KEY)
+    assert not store.exists(KEY)
+
+
+# -- free space and unwritable roots -----------------------------------------------------
+
+def free_bytes(path: Path) -> int:
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+def test_free_space_check_passes_when_there_is_room(store):
+    assert store.free_space_check(1024, "the postgres dump") > 1024
+
+
+def test_free_space_check_refuses_more_than_the_disk_has(store, tmp_path):
+    with pytest.raises(StorageError, match="not enough free space for the postgres dump") as c:
+        store.free_space_check(free_bytes(tmp_path) * 4, "the postgres dump")
+    assert "backup.local.path" in c.value.hint
+    assert not store.root.exists()  # a preflight creates nothing
+
+
+def test_free_space_check_includes_a_ten_percent_margin(store, tmp_path):
+    needed = int(free_bytes(tmp_path) / 1.05)  # fits, but not with 10 % on top
+    with pytest.raises(StorageError, match="10 % margin"):
+        store.free_space_check(needed, "the dump")
+
+
+def test_unwritable_root_says_how_to_fix_it(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file")
+    store = LocalStore(blocker / "backups")
+    for attempt in (store.check_writable, lambda: store.write_bytes(KEY, b"x")):
+        with pytest.raises(StorageError) as caught:
+            attempt()
+        assert str(store.root) in caught.value.message
+        assert f"check that {store.root} is writable by uid {os.geteuid()}" in caught.value.hint
+        assert "read-only" in caught.value.hint
+
+
+def test_check_writable_leaves_no_probe(store):
+    store.check_writable()
+    assert list(store.root.iterdir()) == []
+
+
+# -- prune (local) -----------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
+
+
+def write_backup(store: LocalStore, day: int, services=("postgres", "dragonfly"),
+                 verified: bool = False, shape: str = "services") -> BackupRecord:
+    when = T0 + timedelta(days=day)
+    backup_id = when.strftime("%Y%m%d-%H%M%S")
+    entries = {}
+    for service in services:
+        key = data_key(service, when, ".sql.zst" if service == "postgres" else ".bin")
+        obj = store.write_bytes(key, f"{service} {day}".encode())
+        entries[service] = {"file": Path(key).name, "size": obj.size,
+                            "checksum": f"sha256:{obj.sha256}"}
+    doc = {"timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "backup_id": backup_id,
+           "verified": verified}
+    doc.update({"services": entries} if shape == "services" else entries)
+    store.write_bytes(metadata_key(backup_id), json.dumps(doc).encode())
+    return BackupRecord.from_metadata(doc)
+
+
+def test_metadata_parsing_accepts_both_shapes(store):
+    nested = write_backup(store, 0, shape="services")
+    flat = write_backup(store, 1, shape="flat")
+    for record in (nested, flat):
+        assert set(record.files) == {"postgres", "dragonfly"}
+        assert record.files["postgres"].startswith("postgres/postgres-2026-11-0")
+        assert record.timestamp.tzinfo is not None
+
+
+def test_local_prune_applies_retention_and_removes_emptied_metadata(store):
+    for day in range(10):
+        write_backup(store, day)
+    report = prune_store(store, Retention(daily=3, weekly=0, monthly=0))
+    kept_days = ["2026-11-10", "2026-11-09", "2026-11-08"]
+    assert report.decisions["postgres"].reasons[kept_days[0].replace("-", "") + "-020000"] \
+        == ["daily 2026-11-10"]
+    left = [o.key for o in store.list()]
+    assert len([k for k in left if k.startswith("postgres/")]) == 3
+    assert len([k for k in left if k.startswith("dragonfly/")]) == 3
+    assert [k for k in left if k.startswith("metadata/")] == [
+        f"metadata/backup-{d.replace('-', '')}-020000.json" for d in sorted(kept_days)]
+    assert len(report.deleted) == 14 and len(report.deleted_metadata) == 7
+    assert prune_store(store, Retention(daily=3, weekly=0, monthly=0)).deleted == []
+
+
+def test_dry_run_deletes_nothing_but_reports_the_same(store):
+    for day in range(5):
+        write_backup(store, day)
+    before = all_files(store.root)
+    report = prune_store(store, Retention(daily=1, weekly=0, monthly=0), dry_run=True)
+    assert report.dry_run and len(report.deleted) == 8 and len(report.deleted_metadata) == 4
+    assert all_files(store.root) == before
+
+
+def test_prune_keeps_metadata_while_any_file_of_the_backup_remains(store):
+    # dragonfly only in the oldest two: its own retention keeps both, postgres keeps one
+    write_backup(store, 0)
+    write_backup(store, 1)
+    write_backup(store, 2, services=("postgres",))
+    report = prune_store(store, Retention(daily=2, weekly=0, monthly=0))
+    assert report.deleted == ["postgres/postgres-2026-11-01-020000.sql.zst"]
+    assert report.deleted_metadata == []
+    assert store.exists("dragonfly/dragonfly-2026-11-01-020000.bin")
+
+
+def test_prune_never_deletes_the_newest_verified_backup(store):
+    for day in range(4):
+        write_backup(store, day, verified=(day == 1))
+    prune_store(store, Retention(daily=1, weekly=0, monthly=0))
+    assert store.exists("postgres/postgres-2026-11-02-020000.sql.zst")
+    assert store.exists("metadata/backup-20261102-020000.json")
+    assert not store.exists("postgres/postgres-2026-11-01-020000.sql.zst")
+
+
+def test_prune_reports_unreadable_metadata_and_leaves_it(store):
+    write_backup(store, 0)
+    store.write_bytes("metadata/backup-broken.json", b"{not json")
+    report = prune_store(store, Retention(daily=1, weekly=0, monthly=0))
+    assert [u.key for u in report.unreadable] == ["metadata/backup-broken.json"]
+    assert store.exists("metadata/backup-broken.json")
+
+
+def test_prune_counts_only_files_present_in_the_store(store):
+    records = [write_backup(store, day) for day in range(3)]
+    store.delete("postgres/postgres-2026-11-03-020000.sql.zst")  # newest gone from disk
+    present = {o.key for o in store.list()}
+    decisions, doomed, _ = plan_prune(records, present, Retention(daily=1, weekly=0, monthly=0))
+    assert decisions["postgres"].keep == ["20261102-020000"]
+    assert "postgres/postgres-2026-11-02-020000.sql.zst" not in doomed
+
+
+def test_prune_refuses_an_all_zero_policy_and_deletes_nothing(store):
+    write_backup(store, 0)
+    before = all_files(store.root)
+    with pytest.raises(StorageError, match="refusing"):
+        prune(store, load_records(store)[0], Retention(daily=0, weekly=0, monthly=0))
+    assert all_files(store.root) == before
