@@ -1,1 +1,4 @@
-"""Commands beyond the foundation (health, backup, apply…) register here as they land."""
+"""Commands beyond plan/validate/schema register here, so `main` sees them all."""
+
+from reconciler.cli import data  # noqa: F401
+from reconciler.cli import ci  # noqa: F401

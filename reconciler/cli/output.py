@@ -56,3 +56,91 @@ def report_error(error: ReconcileError, as_json: bool) -> None:
             console.print(Text.assemble(("  hint: ", "cyan"), err.hint))
     if len(errors) > 1:
         console.print(f"{len(errors)} problems found.")
+
+
+_LEVEL_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "stopped": "red",
+                "unhealthy": "red", "unreachable": "red", "restarting": "red"}
+
+
+def print_health(results) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("service", "status", "details"):
+        table.add_column(column)
+    for result in results:
+        details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v not in (None, ""))
+        table.add_row(result.service, Text(result.status, style=_LEVEL_STYLE.get(result.status, "")),
+                      details)
+    stdout_console().print(table)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
+    console = stdout_console()
+    console.print(f"Backup {doc['backup_id']} (local: {doc['storage']['local']}, "
+                  f"S3: {doc['storage']['s3']})")
+    for service, entry in doc["services"].items():
+        facts = [f"{_size(entry['size'])}", entry["checksum"][:19] + "…"]
+        if entry.get("table_count") is not None:
+            facts.append(f"{entry['table_count']} tables, {entry['row_count']} rows")
+        if entry.get("key_count") is not None:
+            facts.append(f"{entry['key_count']} keys")
+        console.print(f"  {service}: {entry['local_path']} ({', '.join(facts)})")
+    for report in pruned:
+        if report["deleted"]:
+            console.print(f"  retention: {report['store']}: deleted {len(report['deleted'])} old files")
+    for warning in warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+def print_restore(data: dict) -> None:
+    console = stdout_console()
+    console.print(f"Restored backup {data['backup_id']}:")
+    for service, entry in data.items():
+        if not isinstance(entry, dict):
+            continue
+        facts = [f"from {entry.get('source')}"]
+        if entry.get("tables_restored") is not None:
+            facts.append(f"{entry['tables_restored']} tables, {entry['rows_restored']} rows")
+        if entry.get("keys_restored") is not None:
+            facts.append(f"{entry['keys_restored']} keys")
+        console.print(f"  {service}: {', '.join(facts)}, verified")
+    for note in data.get("notes", []):
+        console.print(Text(f"note: {note}", style="yellow"))
+
+
+def print_verify(data: dict) -> None:
+    console = stdout_console()
+    console.print(f"Verify against backup {data['backup_id']}: {data['status']}")
+    for service, report in data["services"].items():
+        failed = [c for c in report["checks"] if not c["ok"]]
+        state = "ok" if not failed else f"{len(failed)} checks failed"
+        console.print(f"  {service}: {len(report['checks'])} checks, {state}")
+        for check in failed[:10]:
+            console.print(Text(f"    {check['name']}: expected {check['expected']}, found {check['actual']}",
+                               style="red"))
+
+
+def print_catalogue(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("backup", "taken (UTC)", "services", "size", "stores", "verified"):
+        table.add_column(column)
+    for row in rows:
+        size = sum(e["size"] or 0 for e in row["services"].values())
+        table.add_row(row["backup_id"], row["timestamp"], ", ".join(row["services"]), _size(size),
+                      ", ".join(row["stores"]), "yes" if row["verified"] else "no")
+    stdout_console().print(table)
+    if not rows:
+        stdout_console().print("No backups yet. Take one with: reconcile backup")

@@ -1,0 +1,95 @@
+"""The metadata JSON written beside every backup, in the seed's shape.
+
+One document per backup (``metadata/backup-<id>.json`` in each store): ``timestamp`` (UTC),
+``backup_id``, ``verified``, per service ``file``, ``size``, ``checksum`` (``sha256:…``),
+``database_size``, ``table_count``, ``row_count`` (and per table), ``key_count``,
+``local_path``, ``s3_path``, the engine's ``stats``, and ``storage: {local, s3}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler.engines.base import BackupStats
+from reconciler.errors import RestoreError
+from reconciler.storage.base import metadata_key
+from reconciler.storage.prune import parse_timestamp
+
+
+def new_backup_id(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d-%H%M%S")
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    service: str
+    key: str
+    size: int
+    sha256: str
+    compression: str
+    stats: BackupStats
+    local_path: str
+    s3_path: str | None = None
+
+    def as_dict(self) -> dict:
+        stats = self.stats.as_dict()
+        seed = {k: stats[k] for k in ("database_size", "table_count", "row_count", "tables",
+                                      "key_count") if k in stats}
+        return {"kind": self.stats.kind.value, "file": self.key.rsplit("/", 1)[-1], "key": self.key,
+                "size": self.size, "checksum": f"sha256:{self.sha256}",
+                "compression": self.compression, **seed, "local_path": self.local_path,
+                "s3_path": self.s3_path, "stats": stats}
+
+
+def document(backup_id: str, taken_at: datetime, project: str, reason: str,
+             entries: list[ServiceEntry], local: str, s3: str, s3_error: str = "") -> dict:
+    doc = {
+        "backup_id": backup_id, "timestamp": taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "project": project, "reason": reason, "verified": local == "ok",
+        "services": {e.service: e.as_dict() for e in entries},
+        "storage": {"local": local, "s3": s3},
+    }
+    if s3_error:
+        doc["s3_error"] = s3_error
+    return doc
+
+
+def encode(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def key_for(backup_id: str) -> str:
+    return metadata_key(backup_id)
+
+
+def load_all(store) -> list[dict]:
+    """Every readable metadata document in a store, oldest first."""
+    docs = []
+    for obj in store.list("metadata/"):
+        if not obj.key.endswith(".json"):
+            continue
+        try:
+            doc = json.loads(store.read_bytes(obj.key))
+            parse_timestamp(doc.get("timestamp"))
+        except (ValueError, TypeError):
+            continue
+        docs.append(doc)
+    return sorted(docs, key=lambda d: (parse_timestamp(d["timestamp"]), d.get("backup_id", "")))
+
+
+def choose(docs: list[dict], wanted: str, services: list[str]) -> dict:
+    """``latest`` verified backup holding every wanted service, or the one named ``wanted``."""
+    if wanted != "latest":
+        for doc in docs:
+            if doc.get("backup_id") == wanted:
+                return doc
+        raise RestoreError(f"no backup with id {wanted}", ref="restore.unknown-id",
+                           hint="list them with: reconcile backups list")
+    for doc in reversed(docs):
+        held = set((doc.get("services") or {}).keys())
+        if doc.get("verified") and set(services) <= held:
+            return doc
+    raise RestoreError(f"no verified backup holds {', '.join(services) or 'any service'}",
+                       ref="restore.none", hint="take one with: reconcile backup")

@@ -1,0 +1,143 @@
+"""Take a backup of some services: preflight, stream, hash, verify locally, copy to S3, record.
+
+The local copy is primary: if it fails, the backup fails. An S3 failure is recorded
+(``storage.s3: failed``) and is a warning, unless ``s3.required``, when it fails the backup.
+Metadata is written after the data files, so a metadata file never claims a file that is
+not whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from reconciler.backup import metadata
+from reconciler.backup.metadata import ServiceEntry
+from reconciler.engines.compress import CompressingWriter, compressed_name
+from reconciler.errors import BackupError, ReconcileError, StorageError
+from reconciler.session import Session
+from reconciler.spec.models import BACKUPABLE_KINDS
+from reconciler.storage.base import data_key
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BackupRun:
+    backup_id: str
+    document: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def s3_status(self) -> str:
+        return self.document["storage"]["s3"]
+
+
+def backupable(session: Session, services: list[str] | None = None) -> list[str]:
+    """The services a plain ``reconcile backup`` covers: stateful ones of a backupable kind."""
+    spec = session.spec
+    if services:
+        for name in services:
+            if name not in spec.services:
+                raise BackupError(f"unknown service {name}", ref="backup.unknown-service",
+                                  hint=f"services: {', '.join(sorted(spec.services))}")
+            if spec.services[name].kind not in BACKUPABLE_KINDS:
+                raise BackupError(f"service {name} (kind {spec.services[name].kind.value}) holds no data",
+                                  ref="backup.not-backupable", hint="back up a stateful service")
+        return list(services)
+    return [n for n, s in spec.services.items() if s.stateful and s.kind in BACKUPABLE_KINDS]
+
+
+def backup_services(session: Session, services: list[str], *, reason: str = "manual",
+                    containers: dict[str, str] | None = None,
+                    progress: Progress = lambda _: None) -> BackupRun:
+    """Back up ``services`` (from ``containers[service]`` when given, else the live ones)."""
+    containers = containers or {}
+    targets = {s: session.target(s, containers.get(s)) for s in services}
+    local = session.local
+    local.ensure_root()
+    local.check_writable()
+    estimate = sum(session.engine(s).estimate_size(t) for s, t in targets.items())
+    local.free_space_check(estimate, f"the backup of {', '.join(services)}")
+    taken_at = datetime.now(UTC)
+    backup_id = _unique_id(session, taken_at)
+    entries: list[ServiceEntry] = []
+    try:
+        for service, target in targets.items():
+            progress(f"backing up {service}")
+            entries.append(_backup_one(session, service, target, taken_at))
+    except BaseException:
+        for entry in entries:  # files of a failed run would have no metadata: never kept
+            local.delete(entry.key)
+        raise
+    doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", "pending")
+    local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
+    run = BackupRun(backup_id, doc)
+    _copy_to_s3(session, run, entries, progress)
+    return run
+
+
+def _unique_id(session: Session, taken_at: datetime) -> str:
+    backup_id = metadata.new_backup_id(taken_at)
+    suffix = 1
+    while session.local.exists(metadata.key_for(backup_id)):
+        suffix += 1
+        backup_id = f"{metadata.new_backup_id(taken_at)}-{suffix}"
+    return backup_id
+
+
+def _backup_one(session: Session, service: str, target, taken_at: datetime) -> ServiceEntry:
+    engine = session.engine(service)
+    compression = session.spec.backup.compression
+    key = data_key(service, taken_at, "." + compressed_name(engine.file_extension, compression))
+    with session.local.open_for_write(key) as out:
+        writer = CompressingWriter(out, compression)
+        stats = engine.backup(target, writer)
+        written = writer.finish()
+    session.local.verify(key, written.sha256)
+    return ServiceEntry(service, key, written.size, written.sha256, compression.value, stats,
+                        str(session.local.path_of(key)))
+
+
+def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], progress: Progress) -> None:
+    settings = session.spec.backup.s3
+    if not settings.enabled:
+        _record(session, run, entries, "disabled")
+        return
+    try:
+        store = session.s3
+        for entry in entries:
+            progress(f"copying {entry.key} to S3")
+            store.put(session.local.path_of(entry.key), entry.key, entry.sha256)
+        with_s3 = [_with_s3_path(session, e) for e in entries]
+        doc = _record(session, run, with_s3, "ok")
+        store.write_bytes(metadata.key_for(run.backup_id), metadata.encode(doc))
+    except ReconcileError as exc:
+        _record(session, run, entries, "failed", exc.message)
+        if settings.required:
+            raise BackupError(f"backup {run.backup_id} is safe locally but the S3 copy failed: {exc.message}",
+                              ref="backup.s3-required", hint=exc.hint or "check the S3 settings") from None
+        run.warnings.append(f"S3 copy failed (local backup {run.backup_id} is fine): {exc.message}")
+
+
+def _with_s3_path(session: Session, entry: ServiceEntry) -> ServiceEntry:
+    settings = session.spec.backup.s3
+    path = f"s3://{settings.bucket}/{settings.prefix}{entry.key}"
+    return ServiceEntry(entry.service, entry.key, entry.size, entry.sha256, entry.compression,
+                        entry.stats, entry.local_path, path)
+
+
+def _record(session: Session, run: BackupRun, entries: list[ServiceEntry], s3: str, error: str = "") -> dict:
+    doc = run.document
+    run.document = metadata.document(run.backup_id, _taken(doc), doc["project"], doc["reason"],
+                                     entries, "ok", s3, error)
+    session.local.write_bytes(metadata.key_for(run.backup_id), metadata.encode(run.document))
+    return run.document
+
+
+def _taken(doc: dict) -> datetime:
+    return datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
+
+
+__all__ = ["BackupRun", "StorageError", "backup_services", "backupable"]

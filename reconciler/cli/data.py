@@ -1,0 +1,189 @@
+"""Data commands: health, backup, restore, verify, and the backups catalogue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from reconciler.cli.app import STATE, JsonOpt, app
+
+backups_app = typer.Typer(help="List, verify and prune stored backups.", no_args_is_help=True)
+app.add_typer(backups_app, name="backups")
+
+ServicesArg = Annotated[Optional[list[str]], typer.Argument(help="Services (default: all).")]
+
+
+def _session():
+    from reconciler.session import Session
+    from reconciler.spec.load import load_spec
+
+    return Session(load_spec(STATE.file))
+
+
+def _say(as_json: bool):
+    """A progress callback: a line on stderr for people, nothing in JSON mode."""
+    from reconciler.cli.output import stderr_console
+
+    console = stderr_console()
+    return (lambda _msg: None) if as_json else (lambda msg: console.print(f"… {msg}"))
+
+
+@app.command()
+def health(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
+    """Deep health of each service. Exit 0 healthy, 1 minor, 2 critical, 3 containers missing."""
+    from reconciler import health as checks
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    session = _session()
+    results = checks.check_all(session, services)
+    if as_json:
+        output.print_json(checks.report(results))
+    else:
+        output.print_health(results)
+    raise typer.Exit(checks.exit_code(results))
+
+
+@app.command()
+def backup(services: ServicesArg = None, as_json: JsonOpt = False,
+           prune: Annotated[bool, typer.Option(help="Apply retention afterwards.")] = True) -> None:
+    """Back up stateful services to the local folder and S3. Exit 1 when only S3 failed."""
+    from reconciler.backup.run import backup_services, backupable
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    session = _session()
+    run = backup_services(session, backupable(session, services), progress=_say(as_json))
+    pruned = _prune_after_backup(session, run) if prune else []
+    if as_json:
+        output.print_json({**run.document, "warnings": run.warnings, "pruned": pruned})
+    else:
+        output.print_backup(run.document, run.warnings, pruned)
+    if run.warnings:
+        raise typer.Exit(1)
+
+
+@app.command()
+def restore(
+    backup_id: Annotated[str, typer.Argument(help="latest, or a backup id.")] = "latest",
+    services: ServicesArg = None,
+    source: Annotated[str, typer.Option(help="auto | local | s3")] = "auto",
+    as_json: JsonOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask: replace the live data.")] = False,
+) -> None:
+    """Replace live data with a backup (local copy first, S3 when it is missing or corrupt)."""
+    from reconciler.backup.restore import Source, restore_services
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    chosen = Source(source) if source in {s.value for s in Source} else None
+    if chosen is None:
+        raise typer.BadParameter("auto, local or s3", param_hint="--source")
+    session = _session()
+    _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} "
+                  f"with backup {backup_id}?")
+    run = restore_services(session, backup_id, services, source=chosen, progress=_say(as_json))
+    output.print_json(run.as_dict()) if as_json else output.print_restore(run.as_dict())
+
+
+def _confirm(yes: bool, question: str) -> None:
+    import sys
+
+    from reconciler.errors import ReconcileError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ReconcileError("refusing to restore without confirmation", ref="restore.confirm",
+                             hint="pass --yes when running without a terminal")
+    if not typer.confirm(question):
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    backup_id: Annotated[str, typer.Argument(help="latest, or a backup id.")] = "latest",
+    services: ServicesArg = None, as_json: JsonOpt = False,
+) -> None:
+    """Check live data against a backup: row counts, critical tables, foreign keys, keys."""
+    from reconciler.backup.verify import as_seed_dict, verify_services
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    found, reports = verify_services(_session(), backup_id, services)
+    data = as_seed_dict(found, reports)
+    output.print_json(data) if as_json else output.print_verify(data)
+    if data["status"] != "success":
+        raise typer.Exit(2)
+
+
+@backups_app.command("list")
+def backups_list(as_json: JsonOpt = False) -> None:
+    """Backups in the local folder and on S3, newest first."""
+    from reconciler.backup.catalogue import catalogue
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    rows = catalogue(_session())
+    output.print_json(rows) if as_json else output.print_catalogue(rows)
+
+
+@backups_app.command("verify")
+def backups_verify(as_json: JsonOpt = False) -> None:
+    """Re-hash every stored backup file against its metadata checksum (local and S3)."""
+    from reconciler.backup.catalogue import check_files
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    problems, checked = check_files(_session())
+    data = {"checked": checked, "problems": problems, "status": "ok" if not problems else "failed"}
+    if as_json:
+        output.print_json(data)
+    else:
+        typer.echo(f"{checked} files checked, {len(problems)} problems.")
+        for problem in problems:
+            typer.echo(f"  {problem['store']}: {problem['key']}: {problem['error']}")
+    if problems:
+        raise typer.Exit(2)
+
+
+@backups_app.command("prune")
+def backups_prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show.")] = False,
+                  as_json: JsonOpt = False) -> None:
+    """Apply the retention policy (daily/weekly/monthly) to local and S3 separately."""
+    from reconciler.cli import output
+
+    STATE.json = as_json
+    reports = _prune_all(_session(), dry_run)
+    if as_json:
+        output.print_json(reports)
+        return
+    for report in reports:
+        verb = "would delete" if dry_run else "deleted"
+        typer.echo(f"{report['store']}: {verb} {len(report['deleted'])} files, kept {len(report['kept'])}.")
+        for key in report["deleted"]:
+            typer.echo(f"  - {key}")
+
+
+def _prune_after_backup(session, run) -> list[dict]:
+    """Retention after a backup; a failure to prune is a warning, never a failed backup."""
+    from reconciler.errors import ReconcileError
+
+    try:
+        return _prune_all(session, dry_run=False, with_s3=run.s3_status == "ok")
+    except ReconcileError as exc:
+        run.warnings.append(f"retention was not applied: {exc.message}")
+        return []
+
+
+def _prune_all(session, dry_run: bool, with_s3: bool = True) -> list[dict]:
+    from reconciler.storage.prune import prune_store
+
+    stores = [session.local] + ([session.s3] if with_s3 and session.s3 is not None else [])
+    out = []
+    for store in stores:
+        report = prune_store(store, session.spec.backup.retention, dry_run=dry_run)
+        out.append({"store": report.store, "dry_run": dry_run, "deleted": report.deleted,
+                    "deleted_metadata": report.deleted_metadata, "kept": report.kept})
+    return out

@@ -1,0 +1,89 @@
+"""One run's handles: the loaded spec, the engine client, the stores, and how to reach a service.
+
+Built once per command, connected lazily, so commands that never touch S3 never import
+boto3 and commands that never touch Docker never need an engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from reconciler.errors import EngineError, ReconcileError
+from reconciler.spec.load import LoadedSpec
+from reconciler.spec.normalise import container_name
+
+
+@dataclass
+class Session:
+    loaded: LoadedSpec
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _client: object = None
+
+    @property
+    def spec(self):
+        return self.loaded.spec
+
+    @property
+    def client(self):
+        if self._client is None:
+            from reconciler import dockerio
+
+            self._client = dockerio.connect()
+        return self._client
+
+    @cached_property
+    def local(self):
+        from reconciler.storage.local import LocalStore
+
+        root = Path(self.spec.backup.local.path)
+        return LocalStore(root if root.is_absolute() else (self.loaded.base_dir / root).resolve())
+
+    @cached_property
+    def s3(self):
+        """The off-site store, or None when S3 is not enabled in the spec."""
+        settings = self.spec.backup.s3
+        if not settings.enabled:
+            return None
+        from reconciler.storage.s3 import S3Store
+
+        return S3Store.from_env(settings, self.environ)
+
+    def state_dir(self) -> Path:
+        path = self.loaded.state_dir()
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def engine(self, service: str):
+        from reconciler.engines import engine_for
+
+        return engine_for(self.spec.services[service].kind, self.client)
+
+    def container_doc(self, service: str, container: str | None = None) -> dict | None:
+        """Inspect of the service's live container (or ``container``), None when absent."""
+        from reconciler import dockerio
+
+        try:
+            return dockerio.inspect_container(self.client, container or container_name(self.spec, service))
+        except EngineError as exc:
+            if exc.ref == "engine.not-found":
+                return None
+            raise
+
+    def target(self, service: str, container: str | None = None):
+        """How an engine reaches the service's running container from this host."""
+        from reconciler import dockerio
+        from reconciler.engines import make_target
+
+        doc = self.container_doc(service, container)
+        name = container or container_name(self.spec, service)
+        if doc is None:
+            raise ReconcileError(f"service {service} has no container ({name})", ref="service.missing",
+                                 hint="run `reconcile apply` to create it")
+        if not (doc.get("State") or {}).get("Running"):
+            raise ReconcileError(f"service {service}'s container {name} is not running",
+                                 ref="service.stopped", hint=f"start it: docker start {name}")
+        return make_target(service, self.spec.services[service], doc["Id"], dockerio.container_ip(doc))

@@ -1,0 +1,183 @@
+"""`reconcile backup / restore / verify / backups` end to end: real PostgreSQL, real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from reconciler import dockerio
+from reconciler.health import Level, wait_healthy
+from reconciler.session import Session
+from tests.conftest_s3 import empty_and_remove_bucket, raw_client
+from tests.integration.conftest import materialise
+
+pytestmark = [pytest.mark.engine, pytest.mark.s3]
+
+PASSWORD = "pw-" + secrets.token_hex(8)
+SPEC = """\
+version: 1
+project: {project}
+state_dir: ./state
+volumes:
+  pgdata: {}
+services:
+  postgres:
+    profile: infrastructure
+    kind: postgres
+    image: reconcile-lab/postgres:15
+    env: { POSTGRES_PASSWORD: "${env:PGPW}", POSTGRES_DB: clinic }
+    volumes: ["pgdata:/var/lib/postgresql/data"]
+    stateful: true
+    backup: { databases: [clinic], critical_tables: [patients, visits] }
+backup:
+  local: { path: ./backups }
+  s3:
+    enabled: true
+    endpoint: "${env:S3_ENDPOINT}"
+    bucket: "${env:S3_BUCKET}"
+    region: us-east-1
+    required: "${env:S3_REQUIRED:-false}"
+"""
+
+
+@pytest.fixture()
+def stack(client, write_spec, s3_endpoint, monkeypatch):
+    bucket = f"flow-{secrets.token_hex(4)}"
+    env = {"PGPW": PASSWORD, "S3_ENDPOINT": s3_endpoint.url, "S3_BUCKET": bucket,
+           **s3_endpoint.environ}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    loaded = write_spec(SPEC)
+    session = Session(loaded, environ=dict(os.environ))
+    session.s3.ensure_bucket()
+    materialise(client, loaded)
+    assert wait_healthy(session, "postgres", f"{loaded.spec.project}-postgres", timeout=60).level is Level.HEALTHY
+    seed(session)
+    yield loaded, session, env
+    empty_and_remove_bucket(raw_client(s3_endpoint), bucket)
+
+
+def dsn(session: Session) -> str:
+    doc = session.container_doc("postgres")
+    return f"postgresql://postgres:{PASSWORD}@{dockerio.container_ip(doc)}:5432/clinic"
+
+
+def seed(session: Session) -> None:
+    with psycopg.connect(dsn(session), autocommit=True) as conn:
+        conn.execute("""
+            CREATE TABLE patients (id serial PRIMARY KEY, name text NOT NULL, born date, note text);
+            CREATE TABLE visits (id serial PRIMARY KEY, patient_id int REFERENCES patients(id),
+                                 cost numeric(10,2), data bytea, at timestamptz DEFAULT now());
+            INSERT INTO patients (name, born, note)
+              SELECT 'patient ' || g || ' ünïcødé', date '1950-01-01' + g, md5(g::text)
+              FROM generate_series(1, 3000) g;
+            INSERT INTO visits (patient_id, cost, data)
+              SELECT 1 + g % 3000, g * 1.5, decode(md5(g::text), 'hex') FROM generate_series(1, 6000) g;
+        """)
+
+
+def table_digest(session: Session, table: str) -> str:
+    with psycopg.connect(dsn(session)) as conn:
+        return conn.execute(f"SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM {table} t").fetchone()[0]
+
+
+def cli(loaded, *args, env=None):
+    result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    for secret in (PASSWORD, os.environ.get("S3_SECRET_ACCESS_KEY", "never-set")):
+        assert secret not in result.stdout + result.stderr
+    return result
+
+
+def test_backup_drop_restore_gives_identical_rows(stack):
+    loaded, session, _ = stack
+    before = {t: table_digest(session, t) for t in ("patients", "visits")}
+    result = cli(loaded, "backup", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    entry = doc["services"]["postgres"]
+    assert doc["storage"] == {"local": "ok", "s3": "ok"} and doc["verified"] is True
+    assert entry["checksum"].startswith("sha256:") and entry["table_count"] == 2
+    assert entry["row_count"] == 9000 and entry["tables"]["public.visits"] == 6000
+    assert entry["file"].startswith("postgres-") and entry["file"].endswith(".sql.zst")
+    path = Path(entry["local_path"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((path.parent.parent / "metadata").stat().st_mode) == 0o700
+
+    with psycopg.connect(dsn(session), autocommit=True) as conn:
+        conn.execute("DROP TABLE visits")
+    result = cli(loaded, "restore", "latest", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    restored = json.loads(result.stdout)
+    assert restored["backup_id"] == doc["backup_id"] and restored["postgres"]["source"] == "local"
+    assert {t: table_digest(session, t) for t in ("patients", "visits")} == before
+    assert cli(loaded, "verify").returncode == 0
+
+
+def test_corrupt_local_copy_restores_from_s3_and_heals_local(stack):
+    loaded, session, _ = stack
+    doc = json.loads(cli(loaded, "backup", "--json").stdout)
+    path = Path(doc["services"]["postgres"]["local_path"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cli(loaded, "backups", "verify").returncode == 2
+    result = cli(loaded, "restore", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["postgres"]["source"] == "s3"
+    assert cli(loaded, "backups", "verify").returncode == 0
+
+
+def test_corrupt_s3_copy_local_is_used(stack, s3_endpoint):
+    loaded, session, env = stack
+    doc = json.loads(cli(loaded, "backup", "--json").stdout)
+    key = "backups/" + doc["services"]["postgres"]["key"]
+    s3 = raw_client(s3_endpoint)
+    meta = s3.head_object(Bucket=env["S3_BUCKET"], Key=key)["Metadata"]
+    s3.put_object(Bucket=env["S3_BUCKET"], Key=key, Body=b"garbage", Metadata=meta)
+    result = cli(loaded, "restore", "--yes", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["postgres"]["source"] == "local"
+    assert cli(loaded, "restore", "--yes", "--source", "s3").returncode != 0
+
+
+def test_s3_down_is_a_warning_unless_required(stack):
+    loaded, session, _ = stack
+    from tests.conftest_s3 import closed_port
+
+    down = {"S3_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    result = cli(loaded, "backup", "--json", env=down)
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["storage"] == {"local": "ok", "s3": "failed"} and doc["warnings"]
+    assert Path(doc["services"]["postgres"]["local_path"]).exists()
+    result = cli(loaded, "backup", env={**down, "S3_REQUIRED": "true"})
+    assert result.returncode == 1 and "S3 copy failed" in result.stderr and "hint:" in result.stderr
+
+
+def test_failed_dump_leaves_no_file_and_no_metadata(stack, write_spec):
+    loaded, session, _ = stack
+    broken = write_spec(SPEC.replace("databases: [clinic]", "databases: [no_such_db]"))
+    before = sorted(p.name for p in (loaded.file.parent / "backups").rglob("*") if p.is_file())
+    result = cli(broken, "backup")
+    assert result.returncode == 1 and "hint:" in result.stderr
+    after = sorted(p.name for p in (loaded.file.parent / "backups").rglob("*") if p.is_file())
+    assert after == before
+
+
+def test_backups_list_and_prune_dry_run(stack):
+    loaded, session, _ = stack
+    assert cli(loaded, "backup", "--no-prune").returncode == 0
+    rows = json.loads(cli(loaded, "backups", "list", "--json").stdout)
+    assert len(rows) == 1 and rows[0]["stores"] == ["local", "s3"]
+    result = cli(loaded, "backups", "prune", "--dry-run", "--json")
+    assert result.returncode == 0 and all(not r["deleted"] for r in json.loads(result.stdout))
