@@ -53,6 +53,12 @@ class _Positions:
         self.at: dict[PathKey, tuple[int, int]] = {}
         self.value_at: dict[PathKey, tuple[int, int]] = {}
 
+    def record(self, node: CommentedMap, key: object, path: PathKey) -> None:
+        line, col = node.lc.key(key)
+        self.at[path] = (line + 1, col + 1)
+        line, col = node.lc.value(key)
+        self.value_at[path] = (line + 1, col + 1)
+
     def location(self, path: PathKey, *, value: bool = False) -> Location:
         """The key's place, or with ``value`` the scalar value's place when known."""
         if value and path in self.value_at:
@@ -73,10 +79,23 @@ def _dotted(path: PathKey) -> str:
 
 
 def load_spec(file: Path | str, environ: Mapping[str, str] | None = None) -> LoadedSpec:
-    """Load, interpolate, validate and cross-check a spec; raise ``SpecErrors`` on any problem."""
+    """Load, interpolate, validate and cross-check a spec; raise ``SpecErrors`` on any problem.
+
+    A valid spec is read with the C parser, which keeps no positions; only when something is
+    wrong is the file read again with ruamel's round-trip parser, so that every error can name
+    its line and column. Plan stays fast and errors stay precise.
+    """
     path = Path(file)
     environ = os.environ if environ is None else environ
-    raw = _read_yaml(path)
+    text = _read_text(path)
+    try:
+        return _load(path, _parse(path, text, fast=True), environ)
+    except SpecErrors:
+        pass
+    return _load(path, _parse(path, text, fast=False), environ)
+
+
+def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
     positions = _Positions(path)
     errors: list[SpecError] = []
     display: dict[PathKey, str] = {}
@@ -100,9 +119,9 @@ def load_spec(file: Path | str, environ: Mapping[str, str] | None = None) -> Loa
     return LoadedSpec(spec, path.resolve(), dict(positions.at), display)
 
 
-def _read_yaml(path: Path) -> object:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"spec file {path} not found", ref="spec.missing",
                         hint="pass -f FILE, set RECONCILE_FILE, or create reconcile.yaml "
@@ -110,9 +129,15 @@ def _read_yaml(path: Path) -> object:
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror}", ref="spec.unreadable",
                         hint="check the file's permissions") from None
+
+
+def _parse(path: Path, text: str, fast: bool) -> object:
+    """Plain data from the C parser (fast), or ruamel nodes that carry their positions."""
     try:
-        return YAML(typ="rt").load(text)
+        return YAML(typ="safe", pure=False).load(text) if fast else YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
+        if fast:
+            return _parse(path, text, fast=False)
         mark = exc.problem_mark
         where = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
         raise SpecError(f"invalid YAML: {exc.problem}", location=where, ref="spec.yaml",
@@ -121,21 +146,20 @@ def _read_yaml(path: Path) -> object:
 
 def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[str, str],
            base: Path, display: dict[PathKey, str], errors: list[SpecError]) -> object:
-    """Plain Python data from ruamel nodes, recording positions and resolving references."""
-    if isinstance(node, CommentedMap):
+    """Plain Python data with references resolved; ruamel nodes also give their positions."""
+    if isinstance(node, dict):
         out = {}
         for key, value in node.items():
-            line, col = node.lc.key(key)
-            positions.at[(*path, str(key))] = (line + 1, col + 1)
-            line, col = node.lc.value(key)
-            positions.value_at[(*path, str(key))] = (line + 1, col + 1)
+            if isinstance(node, CommentedMap):
+                positions.record(node, key, (*path, str(key)))
             out[str(key)] = _plain(value, (*path, str(key)), positions, environ, base, display, errors)
         return out
-    if isinstance(node, CommentedSeq):
+    if isinstance(node, list):
         out_list = []
         for index, value in enumerate(node):
-            line, col = node.lc.item(index)
-            positions.at[(*path, index)] = (line + 1, col + 1)
+            if isinstance(node, CommentedSeq):
+                line, col = node.lc.item(index)
+                positions.at[(*path, index)] = (line + 1, col + 1)
             out_list.append(_plain(value, (*path, index), positions, environ, base, display, errors))
         return out_list
     if isinstance(node, str):
