@@ -1,0 +1,295 @@
+"""`reconcile changes`: globs → classes (pure, table-driven), then the CLI on a real git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reconciler.changes import (
+    APP,
+    DEFAULT_RULES,
+    INFRA,
+    classify,
+    compile_glob,
+    effective_rules,
+    make_rules,
+    matches,
+    read_rules,
+)
+from reconciler.errors import SpecError
+
+RECONCILE = Path(sys.executable).with_name("reconcile")
+
+GLOBS = [
+    # pattern, path, matches?
+    ("src/**", "src/a.ts", True),
+    ("src/**", "src/deep/er/a.ts", True),
+    ("src/**", "src", False),
+    ("src/**", "lib/src/a.ts", False),
+    ("src/", "src/a/b.ts", True),
+    ("/src/**", "src/a.ts", True),
+    ("package.json", "package.json", True),
+    ("package.json", "web/package.json", False),           # bare names are root-only
+    ("**/package.json", "web/package.json", True),
+    ("**/package.json", "package.json", True),
+    ("prisma/migrations/**", "prisma/migrations/2024_init/migration.sql", True),
+    ("prisma/migrations/**", "prisma/schema.prisma", False),
+    ("docker/**/Dockerfile*", "docker/postgres/Dockerfile", True),
+    ("docker/**/Dockerfile*", "docker/Dockerfile.redis", True),  # ** spans zero folders
+    ("docker/**/Dockerfile*", "docker/a/b/Dockerfile.pg", True),
+    ("docker/**/Dockerfile*", "docker/postgres/init.sql", False),
+    ("**/Dockerfile.postgres", "Dockerfile.postgres", True),
+    ("**/Dockerfile.postgres", "ops/docker/Dockerfile.postgres", True),
+    ("docker-compose*.yml", "docker-compose.prod.yml", True),
+    ("docker-compose*.yml", "deploy/docker-compose.yml", False),
+    ("*.yaml", "reconcile.yaml", True),
+    ("*.yaml", "specs/reconcile.yaml", False),                # * stops at /
+    ("specs/*.yaml", "specs/a.yaml", True),
+    ("specs/?.yaml", "specs/a.yaml", True),
+    ("specs/?.yaml", "specs/ab.yaml", False),
+    ("docker/[pr]*/**", "docker/postgres/Dockerfile", True),
+    ("docker/[!pr]*/**", "docker/postgres/Dockerfile", False),
+    ("docker/[!pr]*/**", "docker/nginx/Dockerfile", True),
+    ("a[.yaml", "a[.yaml", True),                            # an unclosed [ is literal
+    ("a.b", "axb", False),                                   # . is literal
+    ("src/**/*.ts", "src/a.ts", True),
+    ("src/**/*.ts", "src/x/y/a.ts", True),
+    ("src/**/*.ts", "src/x/a.js", False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "expected"), GLOBS)
+def test_glob(pattern, path, expected):
+    assert bool(compile_glob(pattern).match(path)) is expected
+
+
+NEGATIONS = [
+    (["src/**", "!src/**/*.md"], "src/a.ts", True),
+    (["src/**", "!src/**/*.md"], "src/docs/a.md", False),
+    (["src/**", "!src/**/*.md", "src/keep.md"], "src/keep.md", True),   # last match wins
+    (["!src/**"], "src/a.ts", False),
+]
+
+
+@pytest.mark.parametrize(("lines", "path", "expected"), NEGATIONS)
+def test_negation_last_match_wins(lines, path, expected):
+    assert matches(path, make_rules(lines)) is expected
+
+
+SEED_FILES = ["src/api/users.ts", "package.json", "yarn.lock", "tsconfig.json",
+              "docker/postgres/Dockerfile", "prisma/migrations/1_init/migration.sql",
+              "docker-compose.yml", "README.md", "web/package.json"]
+
+DEFAULTS = [
+    # changed files, expected infra, expected app, expected unclassified
+    (["src/api/users.ts"], [], ["src/api/users.ts"], []),
+    (["docker/postgres/Dockerfile"], ["docker/postgres/Dockerfile"], [], []),
+    (["docker-compose.yml", "README.md"], ["docker-compose.yml"], [], ["README.md"]),
+    (["prisma/migrations/1_init/migration.sql"], ["prisma/migrations/1_init/migration.sql"], [], []),
+    (["web/package.json"], [], [], ["web/package.json"]),
+    (["reconcile.yaml"], ["reconcile.yaml"], [], []),
+    (SEED_FILES, ["docker/postgres/Dockerfile", "prisma/migrations/1_init/migration.sql",
+                  "docker-compose.yml"],
+     ["src/api/users.ts", "package.json", "yarn.lock", "tsconfig.json"],
+     ["README.md", "web/package.json"]),
+]
+
+
+@pytest.mark.parametrize(("files", "infra", "app", "other"), DEFAULTS)
+def test_default_rules(files, infra, app, other):
+    result = classify(files, effective_rules({}, "reconcile.yaml"))
+    assert list(result.classes[INFRA]) == infra
+    assert list(result.classes[APP]) == app
+    assert list(result.unclassified) == other
+
+
+def test_defaults_are_the_seeds_lists():
+    assert set(DEFAULT_RULES[APP]) == {"src/**", "package.json", "yarn.lock", "tsconfig.json"}
+    assert "prisma/migrations/**" in DEFAULT_RULES[INFRA]
+
+
+def test_spec_file_always_counts_as_infra_even_against_a_negation():
+    rules = effective_rules({"infra": ["!specs/**"], "app": ["specs/**"]}, "specs/stack[1].yaml")
+    result = classify(["specs/stack[1].yaml", "specs/other.yaml"], rules)
+    assert result.classes[INFRA] == ("specs/stack[1].yaml",)
+    assert result.classes[APP] == ("specs/stack[1].yaml", "specs/other.yaml")
+
+
+def test_configured_classes_replace_the_defaults_and_infra_app_always_exist():
+    result = classify(["docs/x.md", "src/a.ts"], effective_rules({"docs": ["docs/**"]}, None))
+    assert set(result.classes) == {INFRA, APP, "docs"}
+    assert result.classes["docs"] == ("docs/x.md",)
+    assert result.unclassified == ("src/a.ts",)
+    assert not result.changed(INFRA) and result.changed("docs")
+
+
+def test_duplicates_are_listed_once_in_order():
+    result = classify(["b", "a", "b"], effective_rules({"x": ["*"]}, None))
+    assert result.files == ("b", "a") and result.classes["x"] == ("b", "a")
+
+
+# -- the spec's changes block -------------------------------------------------------------------
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+SPEC = """\
+version: 1
+project: demo
+services:
+  db: { image: "postgres:16", env: { PASSWORD: "${env:NOT_SET_ANYWHERE}" } }
+  api: { image: app:1, env_file: .env.missing }
+changes:
+  infra: ["docker/**"]
+  app: ["src/**"]
+"""
+
+
+def test_read_rules_needs_no_secrets_or_env_files(tmp_path):
+    assert read_rules(write(tmp_path / "r.yaml", SPEC)) == {"infra": ["docker/**"], "app": ["src/**"]}
+
+
+def test_the_reference_spec_has_a_changes_block():
+    root = Path(__file__).resolve().parents[2]
+    rules = read_rules(root / "specs" / "healthcare.yaml")
+    assert "prisma/migrations/**" in rules["infra"] and "src/**" in rules["app"]
+
+
+@pytest.mark.parametrize(("block", "ref"), [
+    ("changes: { infra: docker/** }", "spec.changes"),
+    ("changes: [docker/**]", "spec.changes"),
+    ("changes: { Infra Files: [docker/**] }", "spec.changes"),
+    ("changes: { infra: [1] }", "spec.changes"),
+    ("changes: {", "spec.yaml"),
+])
+def test_bad_changes_block(tmp_path, block, ref):
+    with pytest.raises(SpecError) as caught:
+        read_rules(write(tmp_path / "r.yaml", "project: demo\n" + block + "\n"))
+    assert caught.value.ref == ref and caught.value.hint
+
+
+def test_no_block_means_defaults(tmp_path):
+    assert read_rules(write(tmp_path / "r.yaml", "project: demo\n")) == {}
+
+
+# -- the CLI on a real repository -----------------------------------------------------------------
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    done = subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,
+                          capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def commit(repo: Path, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        write(repo / name, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    """base: a spec and an app; head: one infra file, two app files and a README."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    base = commit(root, {"deploy/reconcile.yaml": SPEC, "src/a.ts": "1", "README.md": "r"}, "base")
+    head = commit(root, {"docker/pg/Dockerfile": "FROM x", "src/a.ts": "2", "src/b.ts": "3",
+                         "README.md": "r2"}, "head")
+    return root, base, head
+
+
+def reconcile(spec: Path, *args: str, cwd: Path, output: Path | None = None):
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_OUTPUT", "RECONCILE_FILE")}
+    env["NO_COLOR"] = "1"
+    if output is not None:
+        env["GITHUB_OUTPUT"] = str(output)
+    return subprocess.run([str(RECONCILE), "-f", str(spec), "changes", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_cli_writes_github_outputs(repo, tmp_path):
+    root, base, _ = repo
+    out = tmp_path / "github_output"
+    out.write_text("earlier=kept\n")
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", base, cwd=tmp_path, output=out)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().splitlines() == [
+        "earlier=kept", "infra-changed=true", "app-changed=true", "changed-files=4"]
+    assert "infra: 1 file (docker/pg/Dockerfile)" in done.stdout
+    assert "app: 2 files (src/a.ts, src/b.ts)" in done.stdout
+    assert "other: 1 file (README.md)" in done.stdout
+
+
+def test_cli_json_and_no_changes_still_exits_zero(repo, tmp_path):
+    root, base, head = repo
+    out = tmp_path / "github_output"
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", head, "--head", head, "--json",
+                     cwd=root, output=out)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"] == []
+    assert "infra-changed=false" in out.read_text() and "changed-files=0" in out.read_text()
+
+
+def test_cli_spec_change_is_infra(repo, tmp_path):
+    root, _, head = repo
+    commit(root, {"deploy/reconcile.yaml": SPEC + "# tweak\n"}, "spec")
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", head, "--json", cwd=root)
+    report = json.loads(done.stdout)
+    assert report["spec"] == "deploy/reconcile.yaml"
+    assert report["classes"]["infra"] == {"changed": True, "files": ["deploy/reconcile.yaml"]}
+    assert report["classes"]["app"]["changed"] is False
+
+
+def test_cli_all_zero_base_counts_every_file(repo):
+    root, _, _ = repo
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", "0" * 40, "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["files"]) == 5
+
+
+def test_cli_unknown_ref_exits_1_with_hint(repo, tmp_path):
+    root, _, _ = repo
+    out = tmp_path / "github_output"
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", "no-such-ref", cwd=root, output=out)
+    assert done.returncode == 1
+    assert "unknown git revision 'no-such-ref'" in done.stderr
+    assert "fetch-depth: 0" in done.stderr
+    assert not out.exists()
+
+
+def test_cli_shallow_clone_says_so(repo, tmp_path):
+    root, base, _ = repo
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{root}", str(clone))
+    done = reconcile(clone / "deploy" / "reconcile.yaml", "--base", base, "--json", cwd=clone)
+    assert done.returncode == 1
+    error = json.loads(done.stdout)
+    assert error["error"] == "changes.unknown-ref"
+    assert "shallow" in error["message"] and "fetch-depth: 0" in error["hint"]
+
+
+def test_cli_outside_a_repository(tmp_path):
+    spec = write(tmp_path / "alone" / "reconcile.yaml", SPEC)
+    done = reconcile(spec, "--base", "HEAD", cwd=tmp_path, output=None)
+    assert done.returncode == 1
+    assert "not inside a git repository" in done.stderr
+
+
+def test_cli_base_is_required(repo):
+    root, _, _ = repo
+    done = reconcile(root / "deploy" / "reconcile.yaml", cwd=root)
+    assert done.returncode == 2 and "--base" in done.stderr
