@@ -178,6 +178,36 @@ def logs(client: docker.DockerClient, container: str, lines: int = 30) -> str:
         return client.api.logs(container, tail=lines).decode("utf-8", "replace")
 
 
+def engine_info(client: docker.DockerClient) -> dict:
+    """``docker info``: the engine's root folder, cgroup version, CPUs and memory."""
+    with engine_errors("reading the engine's info"):
+        return dict(client.api.info())
+
+
+def container_stats(client: docker.DockerClient, container: str) -> dict:
+    """One sample of a container's CPU and memory counters, without the engine's 1 s wait
+    (``one_shot``): callers that want a CPU percentage take two samples themselves."""
+    with engine_errors(f"reading resource use of {container[:24]}"):
+        return dict(client.api.stats(container, stream=False, one_shot=True))
+
+
+def restart(client: docker.DockerClient, container: str, timeout: float = 30) -> None:
+    with engine_errors(f"restarting container {container[:24]}"):
+        client.api.restart(container, timeout=int(timeout))
+
+
+def image_id(client: docker.DockerClient, ref: str) -> str:
+    """The local image id of ``ref`` (an ``EngineError`` ``engine.not-found`` when absent)."""
+    with engine_errors(f"inspecting image {ref}"):
+        return str(client.api.inspect_image(ref)["Id"])
+
+
+def pull(client: docker.DockerClient, ref: str) -> None:
+    with engine_errors(f"pulling image {ref}"):
+        repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+        client.api.pull(repository, tag=tag or "latest")
+
+
 def remove_volume(client: docker.DockerClient, name: str) -> None:
     with engine_errors(f"removing volume {name}"):
         client.api.remove_volume(name, force=True)
@@ -337,7 +367,7 @@ def _exec_exit_code(client: docker.DockerClient, exec_id: str) -> int:
 
 def run_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
                volumes_from: str, read_only: bool, sink: Callable[[bytes], object] | None = None,
-               source: Iterable[bytes] | None = None) -> ExecResult:
+               source: Iterable[bytes] | None = None, user: str = "0:0") -> ExecResult:
     """``docker run --rm -i --volumes-from CONTAINER[:ro] --entrypoint '' IMAGE cmd…``, streamed.
 
     The helper sees the service's volumes at the same paths, also while the service is
@@ -348,7 +378,7 @@ def run_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
         host_config = api.create_host_config(
             volumes_from=[f"{volumes_from}:{'ro' if read_only else 'rw'}"], network_mode="none")
         created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
-                                       stdin_open=source is not None, stdin_once=True,
+                                       stdin_open=source is not None, user=user,
                                        labels={"reconcile.helper": "volume"})
     helper = created["Id"]
     try:
@@ -376,3 +406,46 @@ def container_ip(doc: dict) -> str:
         if settings.get("IPAddress"):
             return str(settings["IPAddress"])
     return str((doc.get("NetworkSettings") or {}).get("IPAddress") or "")
+
+
+def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
+                 binds: dict[str, str] | None = None, volumes_from: str = "",
+                 read_only: bool = True, network_container: str = "",
+                 environment: dict[str, str] | None = None, user: str = "") -> str:
+    """Start a detached short-lived helper container (removed by ``remove_helper``).
+
+    ``network_container`` shares that container's network namespace (127.0.0.1 is the
+    server); ``volumes_from`` mounts its volumes at the same paths; ``binds`` maps host
+    folders (``{host: container_path}``) read-write.
+    """
+    api = client.api
+    with engine_errors(f"starting a helper container from {image[:40]}"):
+        host_config = api.create_host_config(
+            binds={host: {"bind": path, "mode": "rw"} for host, path in (binds or {}).items()},
+            volumes_from=[f"{volumes_from}:{'ro' if read_only else 'rw'}"] if volumes_from else None,
+            network_mode=f"container:{network_container}" if network_container else "none")
+        created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
+                                       environment=environment, user=user or None,
+                                       labels={"reconcile.helper": "stream"})
+        api.start(created["Id"])
+    return created["Id"]
+
+
+def wait_helper(client: docker.DockerClient, helper: str, timeout: float | None = None) -> ExecResult:
+    """Wait for a helper to exit; its exit code and the tail of its stderr."""
+    with engine_errors("waiting for a helper container"):
+        code = client.api.wait(helper, timeout=timeout)["StatusCode"]
+        stderr = client.api.logs(helper, stdout=False, stderr=True, tail=50)
+    return ExecResult(int(code), bytes(stderr[-STDERR_KEEP:]))
+
+
+def remove_helper(client: docker.DockerClient, helper: str) -> None:
+    """Kill and remove a helper; never raises (it runs in ``finally`` blocks)."""
+    with suppress(DockerException):
+        client.api.remove_container(helper, force=True)
+
+
+def local_engine() -> bool:
+    """Whether the engine shares this host's file system (host folders can be bind-mounted)."""
+    address = _engine_address()
+    return address.startswith("unix://") or address.startswith("/")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.normalise import (
     LABEL_CONFIG,
+    LABEL_GENERATION,
     LABEL_IMAGE_ID,
     LABEL_KIND,
     LABEL_PROFILE,
@@ -18,6 +19,7 @@ from reconciler.spec.normalise import (
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
+    LABEL_VOLUME,
     config_hash,
     container_name,
     encode_config,
@@ -37,14 +39,23 @@ def network_args(loaded: LoadedSpec, network: str) -> dict:
             "internal": declared.internal, "labels": project_labels(loaded)}
 
 
-def volume_args(loaded: LoadedSpec, volume: str, name: str | None = None) -> dict:
-    """A named volume; a ``bind`` volume is a local volume bound to the host folder."""
+def volume_args(loaded: LoadedSpec, volume: str, name: str | None = None, *,
+                generation: str = "", bind: str | None = None) -> dict:
+    """A named volume; a ``bind`` volume is a local volume bound to the host folder.
+
+    A fresh generation (``generation`` set, ``name`` its engine name) may get its own host
+    folder (``bind``): the old generation's folder stays untouched until the new one is verified.
+    """
     declared = loaded.spec.volumes[volume]
     opts = dict(declared.driver_opts)
-    if declared.bind:
-        opts.update({"type": "none", "o": "bind", "device": declared.bind})
+    folder = bind or declared.bind
+    if folder:
+        opts.update({"type": "none", "o": "bind", "device": folder})
+    labels = {**project_labels(loaded), LABEL_VOLUME: volume}
+    if generation:
+        labels[LABEL_GENERATION] = generation
     return {"name": name or volume_name(loaded.spec, volume), "driver": declared.driver,
-            "driver_opts": opts, "labels": {**project_labels(loaded), "reconcile.volume": volume}}
+            "driver_opts": opts, "labels": labels}
 
 
 def service_labels(loaded: LoadedSpec, name: str, image_id: str, role: str = "current") -> dict:
@@ -62,7 +73,12 @@ def service_labels(loaded: LoadedSpec, name: str, image_id: str, role: str = "cu
 
 def container_args(loaded: LoadedSpec, name: str, image_id: str, *, container: str | None = None,
                    role: str = "current", volume_names: dict[str, str] | None = None) -> dict:
-    """``create_container`` arguments; ``volume_names`` overrides engine volume names (fresh volumes)."""
+    """``create_container`` arguments.
+
+    ``volume_names`` maps logical volumes to the engine volumes to mount: the generation the
+    live container uses (so a later recreate keeps it) or a fresh generation; others get
+    the canonical ``<project>_<volume>``.
+    """
     spec = loaded.spec
     service = spec.services[name]
     volume_names = volume_names or {}

@@ -2,3 +2,5 @@
 
 from reconciler.cli import data  # noqa: F401
 from reconciler.cli import ci  # noqa: F401
+from reconciler.cli import apply_cmd  # noqa: F401
+from reconciler.cli import operate_cmd  # noqa: F401

@@ -27,6 +27,7 @@ from reconciler.spec.normalise import (
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
+    role_from_name,
 )
 
 
@@ -58,7 +59,7 @@ def container_from(doc: dict) -> ObservedContainer:
         project=labels.get(LABEL_PROJECT, ""),
         service=labels.get(LABEL_SERVICE),
         profile=labels.get(LABEL_PROFILE),
-        role=_role(labels.get(LABEL_ROLE)),
+        role=_role(doc.get("Name", "").lstrip("/"), labels),
         spec_hash=labels.get(LABEL_SPEC_HASH),
         config=_config(labels.get(LABEL_CONFIG)),
         image_ref=config.get("Image", ""),
@@ -78,8 +79,11 @@ def container_from(doc: dict) -> ObservedContainer:
     )
 
 
-def _role(value: str | None) -> Role:
-    return _enum(Role, value, Role.CURRENT)
+def _role(name: str, labels: dict) -> Role:
+    """From the container's NAME (renames are how apply swaps roles); the label is a fallback
+    for containers whose name does not follow the rule (made by hand or by older versions)."""
+    by_name = role_from_name(name, labels.get(LABEL_PROJECT, ""), labels.get(LABEL_SERVICE))
+    return _enum(Role, by_name or labels.get(LABEL_ROLE), Role.CURRENT)
 
 
 def _enum(enum, value, default):

@@ -141,8 +141,7 @@ class Views:
         if path in self.loaded.display:
             head = self.loaded.display[path]
         else:
-            source = mount.source if mount.is_host_path else self.engine_name(mount.source)
-            head = f"{source}:{mount.target}" + (":ro" if mount.read_only else "")
+            head = str(mount)  # logical volume name: the engine volume may be a generation
         return head + _definition_text(entry.get("definition"), ("volumes", mount.source), self.loaded)
 
 

@@ -12,16 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
-from reconciler.plan import safety
+from reconciler.plan import leftovers, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
 from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import Kind, Spec
-from reconciler.spec.normalise import config_hash, network_name, normalised_config, volume_name
+from reconciler.spec.normalise import (
+    config_hash,
+    network_name,
+    normalised_config,
+    volume_name,
+    volume_of,
+)
 
 INFRASTRUCTURE = "infrastructure"
 _STOPPED = frozenset({State.CREATED, State.EXITED, State.DEAD})
@@ -37,6 +43,7 @@ class _Context:
     selected: frozenset[str]
     scope: tuple[str, ...]
     configs: dict[str, dict] = field(default_factory=dict)
+    unhealthy: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def spec(self) -> Spec:
@@ -53,14 +60,20 @@ class _Decision:
     fresh_cause: str | None = None
 
 
-def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] = ()) -> Plan:
-    """The actions that turn ``observed`` into the spec, ordered and safety-checked."""
+def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] = (),
+              unhealthy: Mapping[str, str] | None = None) -> Plan:
+    """The actions that turn ``observed`` into the spec, ordered and safety-checked.
+
+    ``unhealthy`` maps running services that apply found unhealthy even after a restart to
+    what their probe said; each gets a recreate (with backup and verify when stateful), so
+    healing is planned like any other change and the plan stays the one source of truth.
+    """
     spec = loaded.spec
     selected = frozenset(profiles)
     scope = tuple(n for n in sorted(spec.services)
                   if not selected or spec.services[n].profile in selected)
     ctx = _Context(loaded, observed, selected, scope,
-                   {n: normalised_config(spec, n) for n in scope})
+                   {n: normalised_config(spec, n) for n in scope}, dict(unhealthy or {}))
     warnings = [f"profile {p} selects no service" for p in sorted(selected)
                 if not any(s.profile == p for s in spec.services.values())]
     actions = [*_network_actions(ctx), *_volume_actions(ctx), *_orphan_actions(ctx)]
@@ -118,8 +131,8 @@ def _volume_actions(ctx: _Context) -> list[Action]:
     actions = []
     for vol in used:
         engine = volume_name(ctx.spec, vol)
-        if ctx.observed.volume(engine) is not None:
-            continue
+        if any(volume_of(v.name, ctx.spec.project) == vol for v in ctx.observed.volumes):
+            continue  # the canonical volume or a generation of it (fresh-volume recreates)
         cause = f"new volume {engine}"
         bind = ctx.spec.volumes[vol].bind
         if bind:
@@ -174,26 +187,27 @@ def _orphan_cause(container: ObservedContainer) -> str:
 
 def _service_actions(ctx: _Context, name: str, infra_ids: set[str], last_of: dict[str, str],
                      warnings: list[str]) -> list[Action]:
-    """A service's group: backup → create/recreate/start → restore → verify."""
+    """A service's group: leftovers → backup → create/recreate/start → restore → verify."""
+    service = ctx.spec.services[name]
+    group: list[Action] = leftovers.leftover_actions(ctx.observed, name, service.profile)
     decision = _decide(ctx, name, warnings)
     if decision is None:
-        return []
-    service = ctx.spec.services[name]
-    current = ctx.observed.current(name)
+        return group
+    current = leftovers.live(ctx.observed, name)
     common = dict(resource=name, profile=service.profile, stateful=service.stateful,
                   protected=service.protect, container_id=current.id if current else None)
     deps = _service_deps(ctx, name, infra_ids, last_of)
     guarded = decision.kind is ActionKind.RECREATE and service.stateful
-    group: list[Action] = []
+    first = len(group)
     if guarded:
         group.append(Action(ActionKind.BACKUP, **common,
                             cause="back up the data before the container is replaced"))
-        deps.insert(0, group[0].id)
+        deps.insert(0, group[first].id)
     main = Action(decision.kind, cause=decision.cause, changes=decision.changes,
                   depends_on=tuple(deps), fresh_volume=decision.fresh_cause is not None, **common)
     group.append(main)
     if guarded:
-        group.extend(_after_recreate(ctx, name, decision, group[0], main, common))
+        group.extend(_after_recreate(ctx, name, decision, group[first], main, common))
     elif decision.fresh_cause:
         reason = decision.fresh_cause.split(";")[0]
         warnings.append(f"{name}: {reason}; it is not stateful, so its old data is neither backed up "
@@ -234,7 +248,7 @@ def _after_recreate(ctx: _Context, name: str, decision: _Decision, backup: Actio
 
 
 def _decide(ctx: _Context, name: str, warnings: list[str]) -> _Decision | None:
-    current = ctx.observed.current(name)
+    current = leftovers.live(ctx.observed, name)
     config = ctx.configs[name]
     if current is None:
         return _Decision(ActionKind.CREATE, "new service" + _pull_note(ctx, name))
@@ -243,8 +257,12 @@ def _decide(ctx: _Context, name: str, warnings: list[str]) -> _Decision | None:
     image = ctx.observed.image(str(config["image"]))
     if image is not None and current.image_id and image.id != current.image_id:
         return _rebuilt_recreate(ctx, name, current, image.id, warnings)
+    if current.role is not Role.CURRENT:
+        return _Decision(ActionKind.START, leftovers.adopt_cause(current))
     if current.state in _STOPPED:
         return _Decision(ActionKind.START, _stopped_cause(current))
+    if name in ctx.unhealthy and current.state is State.RUNNING:
+        return _Decision(ActionKind.RECREATE, f"unhealthy: {ctx.unhealthy[name]}; a restart did not help")
     if (warning := _health_warning(name, current)) is not None:
         warnings.append(warning)
     return None

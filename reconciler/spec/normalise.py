@@ -4,12 +4,16 @@ Docker is the state store (DESIGN.md principle 3): every container reconcile mak
 these labels. The hash covers only fields that must force a recreate; depends_on, profile,
 health, deploy, backup, stateful and protect can change without touching the container.
 Env values are stored as salted digests so the config label never holds a secret.
+Declared volumes are named by their LOGICAL name plus definition, not the engine name: after
+a fresh-volume recreate the container mounts a new generation (``<project>_<vol>-<token>``)
+of the same logical volume, and that must not read as a config change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from reconciler.spec.models import Service, Spec
 
@@ -23,6 +27,12 @@ LABEL_ROLE = "reconcile.role"
 LABEL_KIND = "reconcile.kind"
 LABEL_STATEFUL = "reconcile.stateful"
 LABEL_PROTECT = "reconcile.protect"
+LABEL_VOLUME = "reconcile.volume"
+LABEL_GENERATION = "reconcile.generation"
+
+CANDIDATE_MARK = "new"
+PREVIOUS_MARK = "old"
+_TOKEN = re.compile(r"^[0-9a-f]{6}$")
 
 
 def volume_name(spec: Spec, volume: str) -> str:
@@ -36,6 +46,48 @@ def network_name(spec: Spec, network: str) -> str:
 
 def container_name(spec: Spec, service: str) -> str:
     return f"{spec.project}-{service}"
+
+
+def swap_name(project: str, service: str, mark: str, token: str) -> str:
+    """``<project>-<service>-new-<token>`` (candidate) or ``-old-<token>`` (previous).
+
+    Container roles are told by NAME, not by label, because labels cannot change after a
+    container is made while a rename is one atomic engine call: a swap can be interrupted
+    at any point and the names alone still say which container is which.
+    """
+    return f"{project}-{service}-{mark}-{token}"
+
+
+def role_from_name(name: str, project: str, service: str | None) -> str | None:
+    """``current``, ``candidate`` or ``previous`` when ``name`` follows the naming rule, else None."""
+    if not service or not project:
+        return None
+    base = f"{project}-{service}"
+    if name == base:
+        return "current"
+    head, _, token = name.rpartition("-")
+    if not _TOKEN.match(token):
+        return None
+    if head == f"{base}-{CANDIDATE_MARK}":
+        return "candidate"
+    if head == f"{base}-{PREVIOUS_MARK}":
+        return "previous"
+    return None
+
+
+def generation_name(spec: Spec, volume: str, token: str) -> str:
+    """A fresh generation of a declared volume: ``<project>_<volume>-<token>``."""
+    return f"{volume_name(spec, volume)}-{token}"
+
+
+def volume_of(engine_name: str, project: str) -> str | None:
+    """The logical volume an engine volume name is a generation of (or the canonical one)."""
+    prefix = f"{project}_"
+    if not engine_name.startswith(prefix):
+        return None
+    rest = engine_name[len(prefix):]
+    head, sep, token = rest.rpartition("-")
+    return head if sep and _TOKEN.match(token) else rest
 
 
 def _env_digest(spec: Spec, service: str, key: str, value: str) -> str:
@@ -53,7 +105,7 @@ def normalised_config(spec: Spec, name: str) -> dict[str, object]:
             entry["source"] = mount.source
         else:
             declared = spec.volumes[mount.source]
-            entry["source"] = volume_name(spec, mount.source)
+            entry["source"] = mount.source  # logical: the engine volume may be a generation
             entry["definition"] = declared.model_dump(mode="json")
         volumes.append(entry)
     return {

@@ -1,0 +1,66 @@
+"""Run a plan's actions in order, each between an ``action-begin`` and an ``action-end`` line.
+
+Before each step the safety rules are checked again against what has actually completed
+(``safety.check_step``): a destructive step never runs unless its backup finished in this
+apply. When a step fails, the failing service's open swap (if any) is rolled back from the
+executor's record of it; earlier, completed services are left as they are (they are
+healthy and verified). No step is retried or re-planned here.
+"""
+
+from __future__ import annotations
+
+import time
+
+from reconciler.apply import gate, rollback, steps
+from reconciler.apply.context import ApplyRun
+from reconciler.errors import ApplyError, ReconcileError
+from reconciler.plan import safety
+from reconciler.plan.actions import Action, ActionKind
+
+
+def execute(run: ApplyRun) -> None:
+    for action in run.plan.actions:
+        safety.check_step(run.plan, action, run.done)
+        run.record("action-begin", action=action.id, kind=action.kind.value, resource=action.resource,
+                   cause=action.cause)
+        began = time.monotonic()
+        try:
+            details = steps.dispatch(run, action)
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is handled alike
+            run.record("action-end", action=action.id, status="failed", error=_text(exc),
+                       seconds=round(time.monotonic() - began, 2))
+            raise failure(run, action, exc) from None
+        run.done.append(action.id)
+        run.record("action-end", action=action.id, status="ok",
+                   seconds=round(time.monotonic() - began, 2), **_clean(details))
+
+
+def failure(run: ApplyRun, action: Action, exc: BaseException) -> ApplyError:
+    """The error to raise: after rolling back the service's open swap, if there is one."""
+    if isinstance(exc, gate.NotReady) and exc.logs:
+        run.record("logs", action=action.id, lines=exc.logs.splitlines()[-gate.LOG_LINES:])
+    opened = run.swaps.get(action.resource)
+    if opened is not None and not opened.finished:
+        return rollback.rollback(run, opened, action.id, exc)
+    if isinstance(exc, ApplyError):
+        return exc
+    hint = getattr(exc, "hint", "") or "see the error above; then run apply again"
+    if action.kind is ActionKind.BACKUP:
+        hint = f"nothing was stopped or removed; {hint}"
+    return ApplyError(f"{action.id} failed: {_text(exc)}", ref=_ref(exc), hint=hint)
+
+
+def _ref(exc: BaseException) -> str:
+    return f"apply.{exc.ref}" if isinstance(exc, ReconcileError) else "apply.step"
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, ReconcileError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _clean(details: dict) -> dict:
+    return {k: v for k, v in (details or {}).items() if v is not None}

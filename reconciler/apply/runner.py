@@ -1,0 +1,191 @@
+"""One ``reconcile apply`` from start to end: lock → plan (or load a saved one) → diagnose →
+confirm → journal → heal → execute → summary.
+
+The planning is the same pure ``make_plan`` as ``reconcile plan``; healing only adds the
+services that stay unhealthy after one restart, re-planned with ``unhealthy=…``. Exit codes
+follow DESIGN.md: 0 done; 1 done with warnings, or refused before anything changed (stale
+plan, lock busy, not confirmed); 2 failed and rolled back; 3 rollback failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.apply import executor, heal
+from reconciler.apply.context import ApplyRun
+from reconciler.apply.journal import Journal, new_apply_id
+from reconciler.apply.lock import ApplyLock
+from reconciler.errors import PlanError, ReconcileError
+from reconciler.health import Level
+from reconciler.observe.models import Observed
+from reconciler.plan import safety
+from reconciler.plan.actions import Plan
+from reconciler.session import Session
+from reconciler.spec.load import load_spec
+
+
+@dataclass(frozen=True)
+class Options:
+    spec_file: Path
+    profiles: tuple[str, ...] = ()
+    saved_plan: Path | None = None
+    auto_approve: bool = False
+    lock_wait: float = 0.0
+
+
+@dataclass
+class UI:
+    """How the run talks to its operator (the CLI gives text/spinner or JSON lines)."""
+
+    emit: Callable[[dict], None]
+    show_plan: Callable[[Plan, dict], None] = lambda plan, sick: None
+    confirm: Callable[[str], bool] = lambda question: True
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    plan: Plan
+    apply_id: str | None = None
+    summary: dict = field(default_factory=dict)
+
+
+def apply(options: Options, ui: UI) -> Outcome:
+    session = Session(load_spec(options.spec_file))
+    apply_id = new_apply_id()
+    with ApplyLock(session.state_dir(), apply_id, wait=options.lock_wait) as lock:
+        if lock.took_over is not None:
+            ui.emit({"event": "notice", "message": "took over the lock of an apply that is gone "
+                     f"({lock.took_over.describe()}); this apply will converge what it left"})
+        plan, observed = _initial_plan(session, options)
+        sick = heal.diagnose(session, heal.candidates(session, plan, observed))
+        critical = {n: r for n, r in sick.items() if r.level >= Level.CRITICAL}
+        if plan.empty and not critical:
+            for name, result in sorted(sick.items()):
+                ui.emit({"event": "warning", "message": f"{name} is degraded ({heal.describe(result)})"})
+            ui.emit({"event": "no-changes", "message": "No changes."})
+            return Outcome(0, plan)
+        ui.show_plan(plan, sick)
+        if options.saved_plan is None and not options.auto_approve and not ui.confirm("Apply this plan?"):
+            raise ReconcileError("apply cancelled: nothing was changed", ref="apply.cancelled")
+        return _run(session, options, ui, Journal(session.state_dir(), apply_id), plan, critical)
+
+
+def _initial_plan(session: Session, options: Options) -> tuple[Plan, Observed]:
+    from reconciler.pipeline import observe_for
+    from reconciler.plan.planner import make_plan
+
+    _check_profiles(session, options.profiles)
+    observed = observe_for(session.loaded, session.client)
+    if options.saved_plan is None:
+        return make_plan(session.loaded, observed, options.profiles), observed
+    plan = load_saved(options.saved_plan, session.spec.project)
+    if plan.fingerprint != observed.fingerprint():
+        raise PlanError("plan is stale: run plan again", ref="plan.stale",
+                        hint=f"the engine changed since {options.saved_plan} was made; "
+                             "`reconcile plan --out FILE` makes a new one")
+    return plan, observed
+
+
+def _check_profiles(session: Session, profiles: tuple[str, ...]) -> None:
+    known = {s.profile for s in session.spec.services.values()}
+    unknown = sorted(set(profiles) - known)
+    if unknown:
+        from reconciler.errors import SpecError
+
+        raise SpecError(f"unknown profile {', '.join(unknown)}", ref="spec.profile",
+                        hint=f"profiles in {session.loaded.file}: {', '.join(sorted(known))}")
+
+
+def load_saved(path: Path, project: str) -> Plan:
+    try:
+        plan = Plan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanError(f"cannot read saved plan {path}: {exc}", ref="plan.unreadable",
+                        hint="make one with `reconcile plan --out FILE`") from None
+    if plan.project != project:
+        raise PlanError(f"saved plan {path} is for project {plan.project}, not {project}",
+                        ref="plan.project", hint="pass the spec the plan was made from with -f")
+    safety.check(plan)
+    return plan
+
+
+def _run(session: Session, options: Options, ui: UI, journal: Journal, plan: Plan,
+         critical: dict) -> Outcome:
+    run = ApplyRun(session, plan, journal, ui.emit)
+    run.record("start", project=session.spec.project, fingerprint=plan.fingerprint,
+               profiles=list(plan.profiles), saved_plan=str(options.saved_plan or ""),
+               actions=[a.id for a in plan.actions])
+    try:
+        if critical:
+            _heal(run, options, ui, critical)
+        executor.execute(run)
+    except (ReconcileError, KeyboardInterrupt) as exc:
+        code = getattr(exc, "exit_code", 2)
+        _finish(run, "failed" if code < 3 else "critical", code, error=getattr(exc, "message", "interrupted"))
+        raise
+    except BaseException as exc:
+        _finish(run, "failed", 2, error=f"{type(exc).__name__}: {exc}")
+        raise
+    code = 1 if run.warnings else 0
+    summary = _finish(run, "ok" if code == 0 else "warnings", code)
+    return Outcome(code, run.plan, run.apply_id, summary)
+
+
+def _heal(run: ApplyRun, options: Options, ui: UI, critical: dict) -> None:
+    from reconciler.pipeline import observe_for
+    from reconciler.plan.planner import make_plan
+
+    still = heal.restart_unhealthy(run.session, critical, run.record)
+    if not still:
+        return
+    session = run.session
+    plan = make_plan(session.loaded, observe_for(session.loaded, session.client), run.plan.profiles or
+                     options.profiles, unhealthy=still)
+    run.plan = plan
+    run.record("replan", reason="unhealthy after a restart", services=sorted(still),
+               actions=[a.id for a in plan.actions])
+    if options.saved_plan is None and not options.auto_approve:
+        ui.show_plan(plan, {})
+        if not ui.confirm("Recreate the services that stay unhealthy?"):
+            raise ReconcileError("apply stopped before recreating unhealthy services", ref="apply.cancelled",
+                                 hint="they were restarted once; nothing else was changed")
+
+
+def _finish(run: ApplyRun, result: str, code: int, error: str = "") -> dict:
+    summary = {
+        "apply_id": run.apply_id, "result": result, "exit_code": code,
+        "duration_s": round(time.monotonic() - run.started, 2), "actions": list(run.done),
+        "backups": [_backup_line(s, b) for s, b in run.backups.items()],
+        "warnings": list(run.warnings), "unused_volumes": _unused_volumes(run),
+        "journal": str(run.journal.path),
+    }
+    if error:
+        summary["error"] = error
+    try:
+        run.record("finish", **summary)
+    finally:
+        run.journal.close()
+    return summary
+
+
+def _backup_line(service: str, backup) -> dict:
+    entry = (backup.document.get("services") or {}).get(service) or {}
+    return {"service": service, "backup_id": backup.backup_id, "file": entry.get("local_path"),
+            "s3": backup.s3_status}
+
+
+def _unused_volumes(run: ApplyRun) -> list[str]:
+    """Project volumes no container mounts (old generations): never deleted automatically."""
+    from reconciler.pipeline import observe_for
+
+    try:
+        observed = observe_for(run.session.loaded, run.session.client)
+    except ReconcileError:
+        return sorted(set(run.kept_volumes))
+    mounted = {m.source for c in observed.containers for m in c.mounts if m.type == "volume"}
+    return sorted({v.name for v in observed.volumes if v.name not in mounted} | set(run.kept_volumes))

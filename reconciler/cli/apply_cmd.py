@@ -1,0 +1,208 @@
+"""``reconcile apply`` and ``reconcile history``.
+
+On a terminal each step shows under a spinner and every finished action prints one line;
+in CI (no terminal) the same lines print plainly; with ``--json`` every event is one JSON
+object per line on stdout (the journal's events plus ``plan``; ``finish`` carries the summary), and an error
+is one last ``{"event": "error", …}`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from reconciler.cli.app import STATE, JsonOpt, ProfileOpt, app
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Optional[Path], typer.Argument(
+        metavar="[PLAN.json]", help="A plan saved with `reconcile plan --out`.")] = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
+    profile: ProfileOpt = None,
+    as_json: JsonOpt = False,
+    lock_wait: Annotated[str, typer.Option(
+        "--lock-wait", help="How long to wait for another apply to finish, e.g. 10m.")] = "0s",
+) -> None:
+    """Make the stack match the spec: back up, recreate, restore, verify; roll back on failure.
+
+    Exit 0 done, 1 warning (e.g. S3 copy failed) or refused before any change,
+    2 failed and rolled back, 3 rollback failed (a person must act).
+    """
+    from reconciler.apply.runner import apply as run_apply
+    from reconciler.errors import ReconcileError
+
+    STATE.json = as_json
+    try:
+        options = _options(plan_file, auto_approve, profile or (), lock_wait)
+        ui = JsonUI() if as_json else TextUI()
+        outcome = run_apply(options, ui.bind(options))
+    except ReconcileError as error:
+        if not as_json:
+            raise
+        _json_line({"event": "error", **error.as_dict(), "exit_code": error.exit_code})
+        raise typer.Exit(error.exit_code) from None
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+def _options(plan_file, auto_approve: bool, profiles, lock_wait: str):
+    from reconciler.apply.runner import Options
+    from reconciler.errors import ReconcileError
+    from reconciler.spec.durations import parse_duration
+
+    try:
+        wait = parse_duration(lock_wait)
+    except ValueError:
+        raise typer.BadParameter("a duration such as 30s or 10m", param_hint="--lock-wait") from None
+    if plan_file is None and not auto_approve and not sys.stdin.isatty():
+        raise ReconcileError("apply needs a confirmation and there is no terminal to ask on",
+                             ref="apply.no-terminal",
+                             hint="pass --auto-approve, or apply a saved plan: "
+                                  "reconcile plan --out plan.json && reconcile apply plan.json")
+    if plan_file is not None and profiles:
+        raise typer.BadParameter("a saved plan already fixes its profiles", param_hint="--profile")
+    return Options(STATE.file, tuple(profiles), plan_file, auto_approve, wait)
+
+
+def _json_line(data: dict) -> None:
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class JsonUI:
+    def bind(self, options):
+        from reconciler.apply.runner import UI
+
+        return UI(emit=_json_line, show_plan=self.show_plan)
+
+    def show_plan(self, plan, sick) -> None:
+        _json_line({"event": "plan", **plan.to_dict(),
+                    "unhealthy": {n: r.as_dict() for n, r in sick.items()}})
+
+
+class TextUI:
+    """Lines for people; a spinner shows the running step when stdout is a terminal."""
+
+    def __init__(self) -> None:
+        from reconciler.cli.output import stdout_console
+
+        self.console = stdout_console()
+        self.status = None
+        self.total = 0
+        self.index = 0
+
+    def bind(self, options):
+        from reconciler.apply.runner import UI
+
+        return UI(emit=self.emit, show_plan=self.show_plan, confirm=self.confirm)
+
+    def show_plan(self, plan, sick) -> None:
+        from reconciler.cli.output import print_plan_text
+        from reconciler.plan.render import render_text
+
+        self.total = len(plan.actions)
+        print_plan_text(render_text(plan), self.console)
+        for name, result in sorted(sick.items()):
+            self._line(f"  ! {name} is {result.status}: apply restarts it once, and recreates it "
+                       "(with a backup) if that does not help", "yellow")
+
+    def confirm(self, question: str) -> bool:
+        self._stop_spinner()
+        return typer.confirm(question, default=False)
+
+    def emit(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "action-begin":
+            self.index += 1
+            self._spin(f"[{self.index}/{max(self.total, self.index)}] {event['kind']} {event['resource']}")
+        elif kind == "step":
+            self._spin(f"[{self.index}/{max(self.total, self.index)}] {event['message']}")
+            if not self.console.is_terminal:
+                self._line(f"    {event['message']}", None)
+        elif kind == "action-end":
+            ok = event.get("status") == "ok"
+            extra = f" → {event['backup_id']}" if event.get("backup_id") else ""
+            text = f"{'ok' if ok else 'FAILED'}  {event['action']}{extra} ({event.get('seconds', 0)}s)"
+            self._line(text if ok else f"{text}: {event.get('error', '')}", None if ok else "red")
+        elif kind == "logs":
+            self._line(f"last log lines of the new container ({event['action']}):", "red")
+            for line in event.get("lines") or []:
+                self._line(f"  | {line}", None)
+        elif kind in ("warning", "notice", "heal", "replan", "rollback-begin", "rollback-end"):
+            self._line(_event_text(event), "yellow" if kind != "notice" else None)
+        elif kind == "no-changes":
+            self._stop_spinner()
+            self.console.print("No changes.")
+        elif kind == "finish":
+            self.summary(event)
+
+    def summary(self, data: dict) -> None:
+        self._stop_spinner()
+        self.console.print()
+        self.console.print(f"Apply {data['apply_id']}: {data['result']} in {data['duration_s']}s, "
+                           f"{len(data['actions'])} action(s) done.")
+        for backup in data.get("backups") or []:
+            self.console.print(f"  backup {backup['backup_id']} of {backup['service']}: {backup['file']} "
+                               f"(S3: {backup['s3']})")
+        for volume in data.get("unused_volumes") or []:
+            self.console.print(f"  volume {volume} is no longer used (kept; remove by hand: "
+                               f"docker volume rm {volume})")
+        for warning in data.get("warnings") or []:
+            self.console.print(f"  warning: {warning}", style="yellow")
+
+    def _spin(self, text: str) -> None:
+        if not self.console.is_terminal:
+            return
+        if self.status is None:
+            self.status = self.console.status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+
+    def _stop_spinner(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+    def _line(self, text: str, style: str | None) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text, style=style or ""))
+
+
+def _event_text(event: dict) -> str:
+    kind = event["event"]
+    if kind == "rollback-begin":
+        return f"rolling back {event['service']}: {event['reason']}"
+    if kind == "rollback-end":
+        return f"rollback of {event['service']}: {event['status']}" + (
+            f" ({event['error']})" if event.get("error") else "")
+    if kind == "replan":
+        return f"re-planned: {', '.join(event['services'])} stay unhealthy and will be recreated"
+    return str(event.get("message", kind))
+
+
+@app.command()
+def history(as_json: JsonOpt = False) -> None:
+    """List past applies of this project: id, start, duration, actions, result."""
+    from reconciler.apply.journal import history as read_history
+    from reconciler.cli import output
+    from reconciler.spec.load import load_spec
+
+    STATE.json = as_json
+    records = read_history(load_spec(STATE.file).state_dir())
+    if as_json:
+        output.print_json([r.to_dict() for r in records])
+        return
+    if not records:
+        typer.echo("No applies recorded yet.")
+        return
+    typer.echo(f"{'APPLY':<24} {'STARTED':<29} {'DURATION':>9} {'ACTIONS':>7}  RESULT")
+    for r in records:
+        duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
+        typer.echo(f"{r.apply_id:<24} {r.started:<29} {duration:>9} {r.actions:>7}  {r.result}")

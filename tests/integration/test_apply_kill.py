@@ -1,0 +1,80 @@
+"""``kill -9`` of apply at each step of a stateful recreate (PostgreSQL 15 → 17): the next
+apply converges and every row is still there.
+
+The kill points are the journal's progress lines of that apply, in order: each
+``action-begin`` (backup, recreate, restore, verify) and each ``step`` inside them (rename the
+old container, stop it, create the fresh volume, create/start the new one, wait, restore,
+remove the old one, rename the new one). Case ``k`` waits until the journal holds its
+``k``-th progress line, then kills the process group. Lines are written just BEFORE the
+engine call they announce, so the kill lands right before, during or just after it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests.integration.apply_support import (
+    apply,
+    checksum,
+    cli,
+    containers,
+    journal_events,
+    lab_env,
+    pg_spec,
+    psql,
+    seed_rows,
+    show,
+    spawn_apply,
+    wait_for,
+)
+
+pytestmark = pytest.mark.engine
+KILL_POINTS = 14  # progress lines of a 15 → 17 apply (checked below)
+
+
+def progress(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["event"] in ("action-begin", "step")]
+
+
+@pytest.mark.parametrize("point", range(KILL_POINTS))
+def test_kill_at_each_step_then_converge(client, project, tmp_path, point):
+    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
+    assert apply(spec, env).returncode == 0
+    name = f"{project}-postgres"
+    rows = seed_rows(client, name, rows=2000)
+    upgrade = {**env, "LAB_PG_VERSION": "17"}
+    state = tmp_path / "state"
+    before = set((state / "journal").glob("*.jsonl"))
+    process = spawn_apply(spec, upgrade)
+    try:
+        reached = wait_for(lambda: len(progress(journal_events(state, before))) > point or process.poll() is not None)
+        assert reached and process.poll() is None, f"apply ended before kill point {point}"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    killed_at = progress(journal_events(state, before))[point]
+    print(f"killed at {killed_at.get('action')}: {killed_at.get('message', 'begin')}")
+    result = apply(spec, upgrade)
+    assert result.returncode == 0, f"after a kill at {killed_at}:\n{show(result)}"
+    assert list(containers(client, project)) == [name]
+    assert psql(client, name, "show server_version_num").startswith("17")
+    assert checksum(client, name) == rows
+    assert cli(spec, upgrade, "plan", "--detailed-exitcode").returncode == 0
+    history = cli(spec, upgrade, "history").stdout
+    assert "interrupted during" in history or point == KILL_POINTS - 1, history  # the last may finish
+
+
+def test_the_kill_points_cover_the_whole_recreate(client, project, tmp_path):
+    """A full run has exactly ``KILL_POINTS`` progress lines (keeps the loop above honest)."""
+    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
+    assert apply(spec, env).returncode == 0
+    seed_rows(client, f"{project}-postgres", rows=10)
+    state = tmp_path / "state"
+    before = set((state / "journal").glob("*.jsonl"))
+    result = apply(spec, {**env, "LAB_PG_VERSION": "17"})
+    assert result.returncode == 0, show(result)
+    lines = progress(journal_events(state, before))
+    assert len(lines) == KILL_POINTS, [(e.get("action"), e.get("message")) for e in lines]
