@@ -34,10 +34,12 @@ def health(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
     """Deep health of each service. Exit 0 healthy, 1 minor, 2 critical, 3 containers missing."""
     from reconciler import health as checks
     from reconciler.cli import output
+    from reconciler.operate.hooks import notify_health
 
     STATE.json = as_json
     session = _session()
     results = checks.check_all(session, services)
+    notify_health(session, results)
     if as_json:
         output.print_json(checks.report(results))
     else:
@@ -51,11 +53,16 @@ def backup(services: ServicesArg = None, as_json: JsonOpt = False,
     """Back up stateful services to the local folder and S3. Exit 1 when only S3 failed."""
     from reconciler.backup.run import backup_services, backupable
     from reconciler.cli import output
+    from reconciler.operate import runlog
 
     STATE.json = as_json
     session = _session()
-    run = backup_services(session, backupable(session, services), progress=_say(as_json))
-    pruned = _prune_after_backup(session, run) if prune else []
+    with runlog.open_run(session, "backup") as log:
+        run = backup_services(session, backupable(session, services),
+                              progress=log.progress(_say(as_json)))
+        pruned = _prune_after_backup(session, run) if prune else []
+        log.event("result", backup_id=run.backup_id, storage=run.document["storage"],
+                  warnings=run.warnings)
     if as_json:
         output.print_json({**run.document, "warnings": run.warnings, "pruned": pruned})
     else:
@@ -75,6 +82,7 @@ def restore(
     """Replace live data with a backup (local copy first, S3 when it is missing or corrupt)."""
     from reconciler.backup.restore import Source, restore_services
     from reconciler.cli import output
+    from reconciler.operate import runlog
 
     STATE.json = as_json
     chosen = Source(source) if source in {s.value for s in Source} else None
@@ -83,7 +91,10 @@ def restore(
     session = _session()
     _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} "
                   f"with backup {backup_id}?")
-    run = restore_services(session, backup_id, services, source=chosen, progress=_say(as_json))
+    with runlog.open_run(session, "restore") as log:
+        run = restore_services(session, backup_id, services, source=chosen,
+                               progress=log.progress(_say(as_json)))
+        log.event("result", restore=run.as_dict())
     output.print_json(run.as_dict()) if as_json else output.print_restore(run.as_dict())
 
 

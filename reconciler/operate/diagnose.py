@@ -1,0 +1,103 @@
+"""``reconcile diagnose``: collect facts, run the rules, add resource usage and logs.
+
+The restart counts of each run are kept in ``<state_dir>/diagnose/last.json`` so the next
+run can tell a count that is *rising* (a loop in progress) from an old, stable one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.errors import ReconcileError
+from reconciler.operate import rules, usage
+from reconciler.operate.collect import collect
+from reconciler.operate.facts import Facts
+from reconciler.operate.issues import ENGINE, HOST, Issue, Severity, exit_code
+from reconciler.session import Session
+
+MEMORY = Path("diagnose") / "last.json"
+REPORT_LOG_LINES = 20
+
+
+@dataclass
+class Diagnosis:
+    facts: Facts
+    issues: list[Issue]
+    usage: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.issues)
+
+    @property
+    def critical(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity is Severity.CRITICAL]
+
+    def report(self) -> dict:
+        """The seed's shape: ``timestamp``, ``issues``, ``resource_usage``, ``logs``."""
+        return {"timestamp": self.facts.now, "project": self.facts.project,
+                "issues": [i.to_dict() for i in self.issues], "resource_usage": self.usage,
+                "logs": failing_logs(self.facts, self.issues)}
+
+
+def run(session: Session, services: list[str] | None = None, *, with_usage: bool = True,
+        remember: bool = True) -> Diagnosis:
+    check_services(session, services)
+    state_dir = session.loaded.state_dir()
+    facts, live = collect(session, services, load_memory(state_dir))
+    found = rules.diagnose(facts)
+    measured = _usage(session, facts, live) if with_usage else {}
+    if remember and facts.host.engine_reachable:
+        save_memory(session.state_dir(), facts)
+    return Diagnosis(facts, found, measured)
+
+
+def check_services(session: Session, services: list[str] | None) -> None:
+    unknown = sorted(set(services or ()) - set(session.spec.services))
+    if unknown:
+        raise ReconcileError(f"unknown service {', '.join(unknown)}", ref="diagnose.unknown-service",
+                             hint=f"services: {', '.join(sorted(session.spec.services))}")
+
+
+def _usage(session: Session, facts: Facts, live: dict[str, str]) -> dict:
+    if not facts.host.engine_reachable:
+        return usage.host_only(facts.host.disks)
+    running = {n: cid for n, cid in live.items()
+               if (s := _service(facts, n)) and s.container and s.container.running}
+    mounts = {s.name: s.mounts for s in facts.services}
+    return usage.resource_usage(session.client, running, facts.host.disks, mounts)
+
+
+def _service(facts: Facts, name: str):
+    return next((s for s in facts.services if s.name == name), None)
+
+
+def failing_logs(facts: Facts, issues: list[Issue]) -> dict[str, list[str]]:
+    """Last log lines (already redacted) of each service with a warning or critical issue."""
+    failing = {i.service for i in issues if i.severity is not Severity.INFO} - {HOST, ENGINE}
+    return {s.name: list(s.logs[-REPORT_LOG_LINES:]) for s in facts.services if s.name in failing}
+
+
+def load_memory(state_dir: Path) -> dict:
+    try:
+        data = json.loads((state_dir / MEMORY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_memory(state_dir: Path, facts: Facts) -> None:
+    """Restart counts per live container; written atomically so a killed run cannot tear it."""
+    data = {"at": facts.now, "services": {
+        s.name: {"id": s.container.id, "restart_count": s.container.restart_count, "at": facts.now}
+        for s in facts.services if s.container is not None}}
+    path = state_dir / MEMORY
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    previous = load_memory(state_dir).get("services") or {}
+    data["services"] = {**previous, **data["services"]}  # a run on some services keeps the rest
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)

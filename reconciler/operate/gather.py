@@ -1,0 +1,139 @@
+"""Facts that drift's metrics and ``status`` share: health levels, last backups per service and
+location, the last apply, and hand edits read from the live containers.
+
+Each reader degrades to a warning instead of failing: metrics every 15 minutes are worth
+more with one series missing than not written at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.apply.journal import ApplyRecord, history
+from reconciler.errors import ReconcileError
+from reconciler.health import Level, ServiceHealth, check_service
+from reconciler.observe.models import Observed
+from reconciler.operate.drift import hand_edits
+from reconciler.plan import leftovers
+from reconciler.session import Session
+from reconciler.storage.prune import parse_timestamp
+
+
+@dataclass(frozen=True)
+class BackupFact:
+    service: str
+    location: str
+    backup_id: str
+    timestamp: str
+    epoch: float
+    size: int
+
+
+@dataclass(frozen=True)
+class ApplyFact:
+    apply_id: str
+    result: str
+    success: bool
+    started: str
+    finished: str | None
+    epoch: float | None
+    duration_s: float | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def health_of(session: Session, services: list[str]) -> dict[str, ServiceHealth]:
+    """Deep health per service; a probe that cannot run counts as critical, not as a crash."""
+    out = {}
+    for name in services:
+        try:
+            out[name] = check_service(session, name)
+        except Exception as exc:  # noqa: BLE001 - reported as the service's state
+            out[name] = ServiceHealth(name, "error", Level.CRITICAL,
+                                      {"error": getattr(exc, "message", type(exc).__name__)})
+    return out
+
+
+def last_backups(session: Session, warnings: list[str]) -> list[BackupFact]:
+    """The newest backup of each service in each location (``local``, ``s3``)."""
+    from reconciler.backup import metadata
+
+    local_docs = _docs(lambda: metadata.load_all(session.local), "local", warnings)
+    found = _newest(local_docs, "local")
+    if session.spec.backup.s3.enabled:
+        s3_docs = _docs(lambda: metadata.load_all(session.s3), "S3", warnings)
+        if s3_docs is None:  # S3 unreachable: what the local metadata says was copied
+            s3_docs = [d for d in local_docs or [] if (d.get("storage") or {}).get("s3") == "ok"]
+        found += _newest(s3_docs, "s3")
+    return found
+
+
+def _docs(read, where: str, warnings: list[str]) -> list[dict] | None:
+    try:
+        return read()
+    except ReconcileError as exc:
+        warnings.append(f"cannot read the {where} backup metadata: {exc.message}")
+        return None
+
+
+def _newest(docs: list[dict] | None, location: str) -> list[BackupFact]:
+    newest: dict[str, BackupFact] = {}
+    for doc in docs or []:
+        try:
+            epoch = parse_timestamp(doc.get("timestamp")).timestamp()
+        except (ValueError, TypeError):
+            continue
+        for service, entry in (doc.get("services") or {}).items():
+            fact = BackupFact(service, location, str(doc.get("backup_id", "")), doc["timestamp"], epoch,
+                              int(entry.get("size") or 0))
+            if service not in newest or epoch >= newest[service].epoch:
+                newest[service] = fact
+    return sorted(newest.values(), key=lambda f: f.service)
+
+
+def last_apply(state_dir: Path) -> ApplyFact | None:
+    records = history(state_dir)
+    return _apply_fact(records[-1]) if records else None
+
+
+def _apply_fact(record: ApplyRecord) -> ApplyFact:
+    when = record.finished or record.started
+    try:
+        epoch = parse_timestamp(when).timestamp()
+    except (ValueError, TypeError):
+        epoch = None
+    return ApplyFact(record.apply_id, record.result, record.result in ("ok", "warnings"),
+                     record.started, record.finished, epoch, record.duration_s)
+
+
+def applied_services(state_dir: Path, limit: int = 50) -> dict[str, str]:
+    """When each service was last changed by an apply (its action finished ok): newest
+    ``limit`` journals only, so a long history does not slow ``status`` down."""
+    from reconciler.apply.journal import read_records
+
+    folder = state_dir / "journal"
+    files = sorted(folder.glob("*.jsonl"))[-limit:] if folder.is_dir() else []
+    out: dict[str, str] = {}
+    for path in files:
+        for record in read_records(path):
+            if record.get("event") == "action-end" and record.get("status", "ok") == "ok":
+                resource = str(record.get("action", "")).partition(":")[2]
+                if resource:
+                    out[resource] = record.get("ts", "")
+    return out
+
+
+def live_hand_edits(session: Session, observed: Observed, services: list[str]) -> dict[str, list[str]]:
+    """``docker update`` edits of each service's live container (the planner cannot see them)."""
+    out = {}
+    for name in services:
+        live = leftovers.live(observed, name)
+        if live is None:
+            continue
+        doc = session.container_doc(name, live.name)
+        found = hand_edits(doc) if doc else []
+        if found:
+            out[name] = found
+    return out

@@ -1,0 +1,72 @@
+"""``reconcile status``: one row per service from one snapshot plus health, backups and the
+journal. Building the rows is pure; ``gather_status`` does the reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reconciler.observe.models import Observed
+from reconciler.operate.facts import parse_time
+from reconciler.operate.gather import ApplyFact, BackupFact
+from reconciler.plan import leftovers
+from reconciler.spec.load import LoadedSpec
+
+
+def rows(loaded: LoadedSpec, observed: Observed, health: dict, backups: list[BackupFact],
+         applied: dict[str, str], now: datetime) -> list[dict]:
+    spec = loaded.spec
+    newest = {(b.service, b.location): b.timestamp for b in backups}
+    out = []
+    order = sorted(spec.services.items(), key=lambda kv: (kv[1].profile != "infrastructure",
+                                                         kv[1].profile, kv[0]))
+    for name, service in order:
+        live = leftovers.live(observed, name)
+        result = health.get(name)
+        running = live is not None and live.running
+        out.append({
+            "service": name, "profile": service.profile,
+            "image": loaded.shown(("services", name, "image"), service.image),
+            "state": live.state.value if live else "missing",
+            "health": result.status if result is not None else "-",
+            "uptime": uptime(live.started_at, now) if running else None,
+            "restarts": live.restart_count if live else None,
+            "last_backup": {"local": newest.get((name, "local")), "s3": newest.get((name, "s3"))},
+            "last_apply": applied.get(name),
+        })
+    return out
+
+
+def uptime(started_at: str | None, now: datetime) -> str | None:
+    """``3d 4h``, ``5h 12m``, ``7m 3s``: two units are enough to read at a glance."""
+    started = parse_time(started_at)
+    if started is None:
+        return None
+    seconds = max(int((now - started).total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def document(loaded: LoadedSpec, table: list[dict], last: ApplyFact | None, warnings: list[str],
+             now: datetime) -> dict:
+    return {"project": loaded.spec.project, "timestamp": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "services": table, "last_apply": last.to_dict() if last else None, "warnings": warnings}
+
+
+def gather_status(session, now: datetime | None = None) -> dict:
+    from reconciler.operate import gather
+    from reconciler.pipeline import observe_for
+
+    now = now or datetime.now(UTC)
+    warnings: list[str] = []
+    observed = observe_for(session.loaded, session.client)
+    health = gather.health_of(session, sorted(session.spec.services))
+    backups = gather.last_backups(session, warnings)
+    state_dir = session.loaded.state_dir()
+    table = rows(session.loaded, observed, health, backups, gather.applied_services(state_dir), now)
+    return document(session.loaded, table, gather.last_apply(state_dir), warnings, now)

@@ -1,0 +1,156 @@
+"""`reconcile drift` against the real engine: hand changes are drift, and the metric names the
+service; `reconcile status` shows the same stack on one screen."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.integration.conftest import materialise
+
+pytestmark = pytest.mark.engine
+
+SPEC = """\
+version: 1
+project: {project}
+networks:
+  backend: {}
+services:
+  cache:
+    profile: infrastructure
+    kind: redis
+    image: reconcile-lab/redis:7
+    networks: [backend]
+  worker:
+    profile: app
+    image: reconcile-lab/app:1
+    command: ["python3", "/app/worker.py"]
+    env: { WORKER_INTERVAL: "5" }
+    networks: [backend]
+"""
+
+
+def drift(loaded, *args, env=None):
+    metrics = loaded.file.parent / "textfile" / "reconcile.prom"
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "-f", str(loaded.file), "drift", "--json",
+         "--metrics-file", str(metrics), *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout), metrics.read_text() if metrics.exists() else ""
+
+
+def metric(text: str, name: str, service: str) -> float:
+    match = re.search(rf'^{name}{{project="[^"]+",service="{service}"}} (\S+)$', text, re.M)
+    assert match, f"no {name} for {service} in:\n{text}"
+    return float(match[1])
+
+
+def reasons(data: dict, service: str) -> str:
+    return " | ".join(next(d["reasons"] for d in data["drifted"] if d["service"] == service))
+
+
+def test_matching_stack_has_no_drift_and_metrics_say_so(client, write_spec):
+    loaded = write_spec(SPEC)
+    materialise(client, loaded)
+    code, data, text = drift(loaded)
+    assert code == 0 and data["drift"] is False and data["drifted"] == []
+    assert metric(text, "reconcile_drift", "cache") == 0 and metric(text, "reconcile_drift", "worker") == 0
+    assert metric(text, "reconcile_service_health", "cache") == 0
+
+
+def test_docker_update_restart_is_drift_of_that_service(client, write_spec, project):
+    loaded = write_spec(SPEC)
+    materialise(client, loaded)
+    client.api.update_container(f"{project}-worker", restart_policy={"Name": "no"})
+    code, data, text = drift(loaded)
+    assert code == 2 and [d["service"] for d in data["drifted"]] == ["worker"]
+    assert "restart policy changed by hand" in reasons(data, "worker")
+    assert metric(text, "reconcile_drift", "worker") == 1 and metric(text, "reconcile_drift", "cache") == 0
+
+
+def test_stopped_and_removed_containers_are_drift(client, write_spec, project):
+    loaded = write_spec(SPEC)
+    ids = materialise(client, loaded)
+    client.api.stop(ids["cache"], timeout=2)
+    client.api.remove_container(ids["worker"], force=True)
+    code, data, text = drift(loaded)
+    assert code == 2
+    assert "stopped" in reasons(data, "cache") and "start it" in reasons(data, "cache")
+    assert "new service" in reasons(data, "worker") and "create it" in reasons(data, "worker")
+    assert metric(text, "reconcile_drift", "cache") == 1 and metric(text, "reconcile_drift", "worker") == 1
+    assert metric(text, "reconcile_service_health", "cache") == 2
+    assert metric(text, "reconcile_service_health", "worker") == 3
+
+
+def test_profile_limits_drift_and_metrics(client, write_spec):
+    loaded = write_spec(SPEC)
+    ids = materialise(client, loaded)
+    client.api.stop(ids["worker"], timeout=2)
+    code, data, text = drift(loaded, "--profile", "infrastructure")
+    assert code == 0 and "worker" not in text
+
+
+def test_drift_is_notified_once(client, write_spec):
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        loaded = write_spec(SPEC)
+        ids = materialise(client, loaded)
+        client.api.stop(ids["cache"], timeout=2)
+        env = {"RECONCILE_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/hook"}
+        assert drift(loaded, env=env)[0] == 2
+        assert drift(loaded, env=env)[0] == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1
+    assert received[0]["event"] == "drift" and "cache" in received[0]["summary"]
+
+
+def test_engine_down_is_an_error_exit_1(write_spec, tmp_path):
+    loaded = write_spec(SPEC)
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "-f", str(loaded.file), "drift"], capture_output=True,
+        text=True, timeout=60, env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert result.returncode == 1 and "cannot reach the Docker engine" in result.stderr
+
+
+def test_status_shows_each_service_on_one_screen(client, write_spec):
+    loaded = write_spec(SPEC)
+    ids = materialise(client, loaded)
+    client.api.stop(ids["worker"], timeout=2)
+    run = [sys.executable, "-m", "reconciler", "-f", str(loaded.file), "status"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    data = json.loads(subprocess.run([*run, "--json"], capture_output=True, text=True, env=env,
+                                     timeout=60, check=True).stdout)
+    rows = {r["service"]: r for r in data["services"]}
+    assert [r["service"] for r in data["services"]] == ["cache", "worker"]  # infrastructure first
+    assert rows["cache"]["state"] == "running" and rows["cache"]["health"] == "healthy"
+    assert rows["cache"]["uptime"] and rows["cache"]["restarts"] == 0
+    assert rows["worker"]["state"] == "exited" and rows["worker"]["uptime"] is None
+    assert rows["cache"]["last_backup"] == {"local": None, "s3": None}
+    text = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60, check=True).stdout
+    header = text.splitlines()[1]
+    for column in ("service", "profile", "image", "state", "health", "uptime", "restarts",
+                   "backup local", "backup S3", "last apply"):
+        assert column in header
+    assert len(text.splitlines()) <= 5
