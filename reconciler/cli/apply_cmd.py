@@ -35,12 +35,14 @@ def apply(
     """
     from reconciler.apply.runner import apply as run_apply
     from reconciler.errors import ReconcileError
+    from reconciler.operate.hooks import deploy_run
 
     STATE.json = as_json
     try:
         options = _options(plan_file, auto_approve, profile or (), lock_wait)
         ui = JsonUI() if as_json else TextUI()
-        outcome = run_apply(options, ui.bind(options))
+        with deploy_run(STATE.file, ui.bind(options)) as bound:  # run log + notifications
+            outcome = run_apply(options, bound)
     except ReconcileError as error:
         if not as_json:
             raise
