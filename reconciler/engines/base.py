@@ -1,0 +1,277 @@
+"""What every data engine offers, and the values that pass between engines and orchestration.
+
+One ``DataEngine`` per service ``kind``. Engines move RAW streams only: the caller wraps the
+output in ``compress.CompressingWriter`` (compression + SHA-256) and the input in
+``compress.DecompressingReader``, so every engine gets checksums and both compressions for
+free and the storage layer never needs to know what a dump is.
+
+Secrets: a ``Target`` carries the service's credentials in fields excluded from ``repr``;
+every message an engine builds from foreign text (stderr, driver errors) goes through
+``Target.redact`` first, so a password cannot reach a log, an exception or a metadata file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from reconciler.spec.models import Kind, Service
+
+DEFAULT_PORT = {Kind.POSTGRES: 5432, Kind.REDIS: 6379}
+_REDIS_PASSWORD_ENV = ("REDIS_PASSWORD", "DFLY_requirepass", "DFLY_REQUIREPASS")
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+class ProbeStatus(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One running service as an engine reaches it: from this host, by the container's IP."""
+
+    service_name: str
+    service: Service = field(repr=False)
+    container_id: str
+    host: str
+    port: int = 0
+    user: str = ""
+    password: str = field(default="", repr=False)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of the service replaced by ``***``."""
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def secrets(self) -> list[str]:
+        values = {self.password, *(v.get_secret_value() for k, v in self.service.env.items()
+                                   if _SECRET_NAME.search(k))}
+        return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+    @property
+    def kind(self) -> Kind:
+        return self.service.kind
+
+
+def make_target(service_name: str, service: Service, container_id: str, host: str) -> Target:
+    """A ``Target`` with credentials and port derived from the spec, as the image would."""
+    env = {k: v.get_secret_value() for k, v in service.env.items()}
+    port = DEFAULT_PORT.get(service.kind, 0)
+    if service.kind is Kind.POSTGRES:
+        return Target(service_name, service, container_id, host, port,
+                      user=env.get("POSTGRES_USER") or "postgres",
+                      password=env.get("POSTGRES_PASSWORD", ""))
+    if service.kind is Kind.REDIS:
+        password = next((env[k] for k in _REDIS_PASSWORD_ENV if env.get(k)), "")
+        return Target(service_name, service, container_id, host, port, password=password)
+    if service.kind is Kind.HTTP and service.health.http is not None:
+        port = service.health.http.port
+    return Target(service_name, service, container_id, host, port)
+
+
+def postgres_databases(target: Target) -> list[str]:
+    """``backup.databases``, else ``POSTGRES_DB``, else the user: what the image creates."""
+    if target.service.backup.databases:
+        return list(target.service.backup.databases)
+    db = target.service.env.get("POSTGRES_DB")
+    return [db.get_secret_value() if db else target.user or "postgres"]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    status: ProbeStatus
+    details: Mapping[str, object] = field(default_factory=dict)
+    latency_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ProbeStatus.HEALTHY
+
+    def as_dict(self) -> dict[str, object]:
+        return {"status": self.status.value, "details": dict(self.details),
+                "latency_ms": round(self.latency_ms, 1)}
+
+
+@dataclass(frozen=True)
+class DatabaseStats:
+    """One PostgreSQL database as dumped: exact rows per ``schema.table`` from the dump's snapshot."""
+
+    name: str
+    size_bytes: int
+    tables: Mapping[str, int] = field(default_factory=dict)
+    encoding: str = "UTF8"
+
+
+@dataclass(frozen=True)
+class BackupStats:
+    """Kind-specific facts of one backup, for the metadata JSON and for verify after restore.
+
+    ``raw_bytes`` is the uncompressed stream length. Postgres fills ``databases`` (the
+    aggregate properties below derive from it); the cache fills ``key_count``,
+    ``keys_per_db`` and ``expiring_per_db`` (keys with a TTL, which may be gone by the time
+    of a restore); volumes fill ``paths``, ``file_count`` and ``content_bytes``.
+    """
+
+    kind: Kind
+    raw_bytes: int = 0
+    databases: tuple[DatabaseStats, ...] = ()
+    key_count: int | None = None
+    keys_per_db: Mapping[int, int] = field(default_factory=dict)
+    expiring_per_db: Mapping[int, int] = field(default_factory=dict)
+    expired_skipped: int = 0
+    memory_bytes: int | None = None
+    paths: tuple[str, ...] = ()
+    file_count: int | None = None
+    content_bytes: int | None = None
+
+    @property
+    def database_size(self) -> int | None:
+        return sum(d.size_bytes for d in self.databases) if self.databases else self.memory_bytes
+
+    @property
+    def tables(self) -> dict[str, int]:
+        """Rows per table; keys are ``schema.table``, prefixed ``db/`` when several databases."""
+        several = len(self.databases) > 1
+        return {(f"{d.name}/{t}" if several else t): rows
+                for d in self.databases for t, rows in d.tables.items()}
+
+    @property
+    def table_count(self) -> int | None:
+        return sum(len(d.tables) for d in self.databases) if self.databases else None
+
+    @property
+    def row_count(self) -> int | None:
+        return sum(sum(d.tables.values()) for d in self.databases) if self.databases else None
+
+    def as_dict(self) -> dict[str, object]:
+        """The metadata fields (seed names first) plus what ``from_dict`` needs to rebuild."""
+        data = {"kind": self.kind.value, "raw_bytes": self.raw_bytes,
+                "database_size": self.database_size}
+        if self.databases:
+            data |= {"table_count": self.table_count, "row_count": self.row_count,
+                     "tables": self.tables, "databases": [asdict(d) for d in self.databases]}
+        if self.key_count is not None:
+            data |= {"key_count": self.key_count, "expired_skipped": self.expired_skipped,
+                     "keys_per_db": {str(k): v for k, v in self.keys_per_db.items()},
+                     "expiring_per_db": {str(k): v for k, v in self.expiring_per_db.items()}}
+        if self.paths:
+            data |= {"paths": list(self.paths), "file_count": self.file_count,
+                     "content_bytes": self.content_bytes}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> BackupStats:
+        databases = tuple(DatabaseStats(d["name"], int(d["size_bytes"]), dict(d["tables"]),
+                                        d.get("encoding", "UTF8"))
+                          for d in data.get("databases") or [])  # type: ignore[union-attr]
+        keys = data.get("keys_per_db") or {}
+        expiring = data.get("expiring_per_db") or {}
+        key_count = data.get("key_count")
+        return cls(kind=Kind(data["kind"]), raw_bytes=int(data.get("raw_bytes") or 0),
+                   databases=databases,
+                   key_count=None if key_count is None else int(key_count),  # type: ignore[arg-type]
+                   keys_per_db={int(k): int(v) for k, v in keys.items()},  # type: ignore[union-attr]
+                   expiring_per_db={int(k): int(v) for k, v in expiring.items()},  # type: ignore[union-attr]
+                   expired_skipped=int(data.get("expired_skipped") or 0),  # type: ignore[arg-type]
+                   memory_bytes=None if databases else data.get("database_size"),  # type: ignore[arg-type]
+                   paths=tuple(data.get("paths") or ()),  # type: ignore[arg-type]
+                   file_count=_optional_int(data.get("file_count")),
+                   content_bytes=_optional_int(data.get("content_bytes")))
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class VerifyCheck:
+    name: str
+    expected: object
+    actual: object
+    ok: bool
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checks: tuple[VerifyCheck, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[VerifyCheck]:
+        return [c for c in self.checks if not c.ok]
+
+    def summary(self, limit: int = 5) -> str:
+        """The first failed checks in words, for an error message."""
+        failed = self.failures
+        text = "; ".join(f"{c.name}: expected {c.expected}, found {c.actual}" for c in failed[:limit])
+        return text + (f" (and {len(failed) - limit} more)" if len(failed) > limit else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class RestoreStats:
+    """What a restore did; ``verify`` is the check the engine ran right after it."""
+
+    kind: Kind
+    raw_bytes: int = 0
+    tables_restored: int | None = None
+    rows_restored: int | None = None
+    keys_restored: int | None = None
+    keys_skipped_expired: int = 0
+    seconds: float = 0.0
+    verify: VerifyReport | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "verify"}
+        data["kind"] = self.kind.value
+        if self.verify is not None:
+            data["verify"] = self.verify.as_dict()
+        return data
+
+
+@runtime_checkable
+class DataEngine(Protocol):
+    """Probe, back up, restore and verify one kind of service.
+
+    ``backup`` writes the raw stream into ``out`` and raises ``BackupError`` on any doubt
+    (a failed process, a missing end marker): a partial stream is never a success, and the
+    caller must then discard ``out``. ``restore`` reads a raw stream until ``b""``; it
+    commits nothing before the stream ended cleanly when the kind allows it (postgres).
+    """
+
+    file_extension: str
+
+    def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult: ...
+
+    def backup(self, target: Target, out: BinaryIO) -> BackupStats: ...
+
+    def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats: ...
+
+    def verify(self, target: Target, expected: BackupStats) -> VerifyReport: ...
+
+    def estimate_size(self, target: Target) -> int: ...
+
+
+def cause_text(exc: BaseException, target: Target) -> str:
+    """Why a stream was aborted (the local error behind it), redacted, on one line."""
+    cause = exc.__cause__ or exc
+    return target.redact(one_line(str(cause))) or type(cause).__name__
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse stderr to one short line for a message (after redaction)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    joined = " | ".join(lines[-4:])
+    return re.sub(r"\s+", " ", joined)[:limit]

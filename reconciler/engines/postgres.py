@@ -1,0 +1,369 @@
+"""PostgreSQL: deep probe, snapshot-consistent logical dumps, restore into a fresh database.
+
+pg_dump and psql run INSIDE the server's container (``docker exec``), so the client always
+matches the server's version and the host needs no PostgreSQL tools. The row counts come
+from the very snapshot the dump is made from (``pg_export_snapshot()`` in a REPEATABLE READ
+transaction, then ``pg_dump --snapshot``), so a restore is verified like for like.
+
+Restore never touches the live database until the new one is complete and verified: the
+dump is loaded into a staging database inside ONE transaction whose ``COMMIT`` we send only
+after the stream ended cleanly (checksum, end marker); then the old database is dropped
+(connections terminated) and the staging one renamed. A damaged file or a failed psql
+leaves the current data as it was. The price: room for two copies while restoring.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
+
+import psycopg
+from psycopg import sql
+
+from reconciler import dockerio
+from reconciler.engines import fifo, pgformat
+from reconciler.engines import pgcatalog as pg
+from reconciler.engines.base import (
+    BackupStats,
+    DatabaseStats,
+    ProbeResult,
+    ProbeStatus,
+    RestoreStats,
+    Target,
+    VerifyReport,
+    cause_text,
+    one_line,
+    postgres_databases,
+)
+from reconciler.errors import BackupError, RestoreError
+from reconciler.spec.models import Kind
+
+CONNECTIONS_DEGRADED = 0.8
+STAGING_SUFFIX = "__reconcile_restore"
+# Loaded in one transaction: no per-commit WAL flush worth waiting for, and index builds
+# after the COPYs get memory enough to sort in one pass.
+_RESTORE_PRELUDE = (b"BEGIN;\nSET synchronous_commit = off;\n"
+                    b"SET maintenance_work_mem = '256MB';\n")
+_RESTORE_COMMIT = b"\nCOMMIT;\n"
+
+
+class PostgresEngine:
+    file_extension = "sql"
+
+    def __init__(self, client=None) -> None:
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = dockerio.connect()
+        return self._client
+
+    # -- probe -------------------------------------------------------------------------------
+
+    def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
+        db = postgres_databases(target)[0]
+        started = time.monotonic()
+        try:
+            with pg.connect(target, db, timeout, autocommit=True,
+                            statement_timeout_ms=int(timeout * 1000)) as conn:
+                conn.execute("SELECT 1")
+                version, size, used, limit = conn.execute(
+                    "SELECT current_setting('server_version'), pg_database_size(current_database()),"
+                    " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
+                    " current_setting('max_connections')::int").fetchone()
+        except psycopg.OperationalError as exc:
+            return ProbeResult(ProbeStatus.UNREACHABLE, {"error": pg.describe(exc, target)},
+                               _ms(started))
+        except psycopg.Error as exc:
+            return ProbeResult(ProbeStatus.UNHEALTHY, {"error": pg.describe(exc, target)},
+                               _ms(started))
+        status = ProbeStatus.DEGRADED if used > CONNECTIONS_DEGRADED * limit else ProbeStatus.HEALTHY
+        return ProbeResult(status, {"version": version, "database": db, "database_size": size,
+                                    "connections": used, "max_connections": limit}, _ms(started))
+
+    def estimate_size(self, target: Target) -> int:
+        """On-disk size of the databases: a plain dump is rarely larger (indexes are DDL)."""
+        total = 0
+        for db in postgres_databases(target):
+            with _backup_errors(target, f"reading the size of database {db}"), \
+                    pg.connect(target, db, autocommit=True) as conn:
+                total += pg.database_facts(conn)[0]
+        return total
+
+    # -- backup ------------------------------------------------------------------------------
+
+    def backup(self, target: Target, out: BinaryIO) -> BackupStats:
+        databases = postgres_databases(target)
+        counter = _Counter(out.write)
+        if len(databases) == 1:
+            stats = (self._dump(target, databases[0], counter),)
+        else:
+            boundary = pgformat.new_boundary()
+            counter(pgformat.multi_header(boundary))
+            stats = []
+            for db in databases:
+                counter(pgformat.section_header(boundary, db))
+                stats.append(self._dump(target, db, counter))
+            counter(pgformat.section_end(boundary))
+        return BackupStats(Kind.POSTGRES, raw_bytes=counter.count, databases=tuple(stats))
+
+    def _dump(self, target: Target, db: str, write: Callable[[bytes], object]) -> DatabaseStats:
+        """Counts and dump of one database from one exported snapshot."""
+        with _backup_errors(target, f"opening a snapshot of database {db}"):
+            conn = pg.connect(target, db)
+        try:
+            with _backup_errors(target, f"counting rows in database {db}"):
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+                stats = pg.snapshot_stats(conn, db)
+            self._run_pg_dump(target, db, snapshot, write)
+            return stats
+        finally:
+            conn.close()
+
+    def _run_pg_dump(self, target: Target, db: str, snapshot: str,
+                     write: Callable[[bytes], object]) -> None:
+        tail = pgformat.Tail()
+
+        def sink(chunk: bytes) -> None:
+            tail.add(chunk)
+            write(chunk)
+
+        args = ["--no-password", "--format=plain", f"--snapshot={snapshot}",
+                "-U", target.user, "-d", db]
+        env = _pg_env(target, "dump")
+        try:
+            result = fifo.stream_out(
+                self.client, self._image(target),
+                lambda path: ["pg_dump", *_tcp(target), *args, "-f", path], sink,
+                {"network_container": target.container_id, "environment": env},
+                lambda: dockerio.exec_stream(self.client, target.container_id, ["pg_dump", *args],
+                                             sink=sink, environment=env))
+        except dockerio.StreamAborted as exc:
+            raise BackupError(f"dump of database {db} aborted: {cause_text(exc, target)}",
+                              ref="backup.stream", hint="check free space and the backup "
+                              "destination; pg_dump was stopped, nothing was kept") from None
+        if result.exit_code != 0:
+            raise BackupError(f"pg_dump of database {db} failed (exit {result.exit_code}): "
+                              f"{target.redact(one_line(result.stderr.decode('utf-8', 'replace')))}",
+                              ref="backup.pg_dump", hint="see pg_dump's message; the partial "
+                              "dump must be discarded")
+        check_dump_complete(tail.data, db)
+
+    # -- restore -----------------------------------------------------------------------------
+
+    def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
+        started = time.monotonic()
+        expected = {d.name: d for d in stats.databases}
+        names = list(expected) or postgres_databases(target)
+        reader = pgformat.SectionReader(stream)
+        progress = _Progress()
+        loaded: list[str] = []
+        try:
+            for name, chunks in reader.parts():
+                db = name or names[0]
+                if db not in names:
+                    raise RestoreError(f"the backup holds database {db}, which its metadata does not list",
+                                       ref="restore.mismatch", hint="pair the file with its own metadata")
+                encoding = expected[db].encoding if db in expected else "UTF8"
+                self._load(target, db, encoding, chunks, progress)
+                loaded.append(db)
+            report = self._verify_staged(target, stats, loaded)
+            self._swap_all(target, loaded)
+        except BaseException:
+            self._drop_staging(target, loaded)
+            raise
+        return RestoreStats(Kind.POSTGRES, raw_bytes=progress.count,
+                            tables_restored=stats.table_count, rows_restored=stats.row_count,
+                            seconds=round(time.monotonic() - started, 3), verify=report)
+
+    def _load(self, target: Target, db: str, encoding: str, chunks: Iterator[bytes],
+              progress: _Progress) -> None:
+        """Create the staging database and feed the dump to psql in one transaction."""
+        staging = staging_name(db)
+        with _restore_errors(target, f"creating staging database for {db}"), \
+                _admin(target, db) as admin:
+            _drop_database(admin, staging)
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {}")
+                          .format(sql.Identifier(staging), sql.Identifier(target.user),
+                                  sql.Literal(encoding)))
+        progress.finished = False
+        args = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-U", target.user, "-d", staging]
+        env = _pg_env(target, "restore")
+        try:
+            result = fifo.stream_in(
+                self.client, self._image(target),
+                lambda path: ["psql", *_tcp(target), *args, "-f", path],
+                _restore_script(chunks, db, progress),
+                {"network_container": target.container_id, "environment": env},
+                lambda source: dockerio.exec_stream(self.client, target.container_id, ["psql", *args],
+                                                    sink=_discard, environment=env, source=source))
+        except dockerio.StreamAborted as exc:
+            if isinstance(exc.__cause__, RestoreError):
+                raise exc.__cause__ from None
+            raise RestoreError(f"restore of database {db} aborted: {cause_text(exc, target)}",
+                               ref="restore.stream", hint="nothing was committed; the current "
+                               "database is unchanged") from None
+        if result.exit_code != 0 or not progress.finished:
+            raise RestoreError(f"psql restore of database {db} failed (exit {result.exit_code}): "
+                               f"{target.redact(one_line(result.stderr.decode('utf-8', 'replace')))}",
+                               ref="restore.psql", hint="nothing was committed; the current "
+                               "database is unchanged")
+
+    def _verify_staged(self, target: Target, stats: BackupStats, loaded: list[str]) -> VerifyReport:
+        staged = {db: staging_name(db) for db in loaded}
+        report = self._verify(target, stats, staged)
+        if not report.ok:
+            raise RestoreError(f"the restored data does not match the backup: {report.summary()}",
+                               ref="restore.verify", hint="the current database was left as it "
+                               "was; check the backup with `reconcile backups verify`")
+        return report
+
+    def _swap_all(self, target: Target, loaded: list[str]) -> None:
+        for db in loaded:
+            with _restore_errors(target, f"replacing database {db}"), _admin(target, db) as admin:
+                _drop_database(admin, db)
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(staging_name(db)), sql.Identifier(db)))
+
+    def _drop_staging(self, target: Target, loaded: list[str]) -> None:
+        """Best effort: a failed restore should not leave a staging copy filling the disk."""
+        for db in {*loaded, *postgres_databases(target)}:
+            try:
+                with _admin(target, db) as admin:
+                    _drop_database(admin, staging_name(db))
+            except psycopg.Error:
+                pass
+
+    def _image(self, target: Target) -> str:
+        """The image the server container RUNS (not the spec's, which may be newer)."""
+        return str(dockerio.inspect_container(self.client, target.container_id)["Image"])
+
+    # -- verify ------------------------------------------------------------------------------
+
+    def verify(self, target: Target, expected: BackupStats) -> VerifyReport:
+        return self._verify(target, expected, {d.name: d.name for d in expected.databases})
+
+    def _verify(self, target: Target, expected: BackupStats, actual_db: dict[str, str]) -> VerifyReport:
+        checks, present = [], set()
+        for stats in expected.databases:
+            with _restore_errors(target, f"verifying database {stats.name}"), \
+                    pg.connect(target, actual_db.get(stats.name, stats.name), autocommit=True) as conn:
+                found, names = pg.verify_database(conn, stats, stats.name)
+            checks += found
+            present |= names
+        label = expected.databases[0].name if len(expected.databases) == 1 else ""
+        checks += pg.critical_checks(target.service.backup.critical_tables, present, label)
+        return VerifyReport(tuple(checks))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def check_dump_complete(tail: bytes, db: str) -> None:
+    """Raise unless the dump ends with pg_dump's completion marker."""
+    if not pgformat.dump_is_complete(tail):
+        raise BackupError(f"the dump of database {db} is incomplete (no completion marker)",
+                          ref="backup.truncated",
+                          hint="pg_dump stopped early or its output was cut; the dump is discarded")
+
+
+def staging_name(db: str) -> str:
+    return (db.encode()[:63 - len(STAGING_SUFFIX)].decode("utf-8", "ignore")) + STAGING_SUFFIX
+
+
+class _Progress:
+    """Raw bytes fed to psql, and whether the last section's script ran to its COMMIT."""
+
+    count = 0
+    finished = False
+
+
+def _restore_script(chunks: Iterable[bytes], db: str, progress: _Progress) -> Iterator[bytes]:
+    """BEGIN, the dump, and COMMIT only if the dump arrived whole (the reader raises if not)."""
+    yield _RESTORE_PRELUDE
+    tail = pgformat.Tail()
+    for chunk in chunks:
+        tail.add(chunk)
+        progress.count += len(chunk)
+        yield chunk
+    if not pgformat.dump_is_complete(tail.data):
+        raise RestoreError(f"the dump of database {db} in this backup is incomplete "
+                           "(no completion marker)", ref="restore.truncated",
+                           hint="restore another backup; nothing was committed")
+    yield _RESTORE_COMMIT
+    progress.finished = True
+
+
+def _tcp(target: Target) -> list[str]:
+    """How a helper in the server's network namespace reaches it."""
+    return ["-h", "127.0.0.1", "-p", str(target.port)]
+
+
+def _pg_env(target: Target, role: str) -> dict[str, str]:
+    """Password by environment (never argv); the session's name tells what it is."""
+    env = {"PGAPPNAME": f"{pg.APPLICATION}-{role}"}
+    if target.password:
+        env["PGPASSWORD"] = target.password
+    return env
+
+
+def _discard(_: bytes) -> None:
+    return None
+
+
+def _admin(target: Target, db: str) -> psycopg.Connection:
+    """A maintenance connection that is not to ``db`` (which may be dropped or renamed)."""
+    return pg.connect(target, "template1" if db == "postgres" else "postgres", autocommit=True)
+
+
+def _drop_database(admin: psycopg.Connection, db: str) -> None:
+    """Terminate connections and drop; ``WITH (FORCE)`` closes the race on PostgreSQL 13+."""
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = %s AND pid <> pg_backend_pid()", (db,))
+    force = sql.SQL(" WITH (FORCE)") if admin.info.server_version >= 130000 else sql.SQL("")
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(db), force))
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+class _Counter:
+    """Counts the raw bytes written to the caller's ``out``."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write = write
+        self.count = 0
+
+    def __call__(self, chunk: bytes) -> None:
+        self.write(chunk)
+        self.count += len(chunk)
+
+
+class _DriverErrors:
+    """Turn driver errors into the stage's error type, redacted, with a hint."""
+
+    def __init__(self, error: type, ref: str, target: Target, what: str, hint: str) -> None:
+        self.error, self.ref, self.target, self.what, self.hint = error, ref, target, what, hint
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, psycopg.Error):
+            raise self.error(f"{self.what}: {pg.describe(exc, self.target)}", ref=self.ref,
+                             hint=self.hint) from None
+        return False
+
+
+def _backup_errors(target: Target, what: str) -> _DriverErrors:
+    return _DriverErrors(BackupError, "backup.postgres", target, what,
+                   "is the server up and the password in the spec right? (reconcile health)")
+
+
+def _restore_errors(target: Target, what: str) -> _DriverErrors:
+    return _DriverErrors(RestoreError, "restore.postgres", target, what,
+                   "is the server up and the password in the spec right? (reconcile health)")

@@ -1,0 +1,247 @@
+"""Generic stateful services: container probe, and a tar archive of their writable mounts.
+
+The archive is made by a short-lived helper container started from the image the service
+RUNS, with ``--volumes-from`` the service container (read-only), so it sees every volume
+and bind mount at the same path, also while the service is stopped, and needs nothing on
+the host. Read-only mounts (configuration) are not data and are left out. Members are
+stored relative to ``/`` (``var/lib/app/…``) with numeric owners, so a restore puts back
+paths, modes and owners exactly.
+
+``backup.stop_service`` stops the service for the moment of the copy (a consistent copy of
+files an application writes) and ALWAYS starts it again, also when archiving fails. A
+restore always stops a running service while its folders are wiped and refilled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from reconciler import dockerio
+from reconciler.engines import fifo
+from reconciler.engines.base import (
+    BackupStats,
+    ProbeResult,
+    ProbeStatus,
+    RestoreStats,
+    Target,
+    VerifyCheck,
+    VerifyReport,
+    cause_text,
+    one_line,
+)
+from reconciler.engines.tarscan import TarScanner
+from reconciler.errors import BackupError, EngineError, RestoreError
+from reconciler.spec.models import Kind
+
+ROOT = "0:0"  # root in the helper can read every file and open our 0600 pipe
+_WIPE = 'for d in "$@"; do rm -rf "$d"/* "$d"/.[!.]* "$d"/..?*; done'
+
+
+class VolumeEngine:
+    file_extension = "tar"
+
+    def __init__(self, client=None) -> None:
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = dockerio.connect()
+        return self._client
+
+    def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
+        return container_probe(self.client, target)
+
+    def estimate_size(self, target: Target) -> int:
+        """``du`` of the mounts, read by a helper (one quick pass over the file tree)."""
+        chunks: list[bytes] = []
+        result = self._helper_exec(target, ["du", "-sk", *writable_paths(target)], chunks.append,
+                                   read_only=True)
+        if result.exit_code != 0:
+            return 0
+        return sum(int(line.split()[0]) * 1024 for line in b"".join(chunks).decode().splitlines()
+                   if line.strip())
+
+    def backup(self, target: Target, out: BinaryIO) -> BackupStats:
+        paths = writable_paths(target)
+        if not paths:
+            raise BackupError(f"service {target.service_name} has no writable volume to archive",
+                              ref="backup.no-data", hint="list its data volumes under volumes:")
+        counter = _Counter(out.write)
+        with self._stopped(target, target.service.backup.stop_service):
+            result = self._archive(target, paths, counter)
+        counts = counter.scanner.counts()
+        if result.exit_code != 0:
+            raise BackupError(f"archiving the volumes of {target.service_name} failed "
+                              f"(exit {result.exit_code}): {_stderr(target, result)}",
+                              ref="backup.tar", hint="see tar's message; the partial archive is discarded")
+        if not counter.scanner.ended:
+            raise BackupError(f"the archive of {target.service_name} is incomplete (no end blocks)",
+                              ref="backup.truncated", hint="tar stopped early; the archive is discarded")
+        return BackupStats(Kind.GENERIC, raw_bytes=counter.count, paths=tuple(paths),
+                           file_count=counts.entries, content_bytes=counts.content_bytes)
+
+    def _archive(self, target: Target, paths: list[str],
+                 sink: Callable[[bytes], object]) -> dockerio.ExecResult:
+        relative = [p.lstrip("/") for p in paths]
+        try:
+            return self._stream_out(target, lambda path: ["tar", "--numeric-owner", "-C", "/", "-cf",
+                                                          path, *relative], sink)
+        except dockerio.StreamAborted as exc:
+            raise BackupError(f"archiving the volumes of {target.service_name} aborted: "
+                              f"{cause_text(exc, target)}", ref="backup.stream",
+                              hint="check free space and the backup destination") from None
+
+    def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
+        started = time.monotonic()
+        paths = list(stats.paths) or writable_paths(target)
+        with self._stopped(target, True):
+            result = self._unpack(target, paths, stream)
+        if result.exit_code != 0:
+            raise RestoreError(f"restoring the volumes of {target.service_name} failed "
+                               f"(exit {result.exit_code}): {_stderr(target, result)}",
+                               ref="restore.tar", hint="the volumes may be partly restored; restore again")
+        report = self.verify(target, stats)
+        if not report.ok:
+            raise RestoreError(f"the restored volumes do not match the backup: {report.summary()}",
+                               ref="restore.verify", hint="restore again, or from another backup")
+        return RestoreStats(Kind.GENERIC, raw_bytes=stats.raw_bytes,
+                            seconds=round(time.monotonic() - started, 3), verify=report)
+
+    def _unpack(self, target: Target, paths: list[str], stream: BinaryIO) -> dockerio.ExecResult:
+        source = _chunks(stream)
+        script = _WIPE + '; exec tar --numeric-owner -C / -xpf "$0"'
+        image = self._image(target)
+        try:
+            return fifo.stream_in(
+                self.client, image, lambda path: ["sh", "-c", script, path, *paths], _lead(source),
+                {"volumes_from": target.container_id, "read_only": False},
+                lambda rest: dockerio.run_helper(self.client, image, ["sh", "-c", script, "-", *paths],
+                                                 volumes_from=target.container_id, read_only=False,
+                                                 source=rest))
+        except dockerio.StreamAborted as exc:
+            if isinstance(exc.__cause__, RestoreError):
+                raise exc.__cause__ from None
+            raise RestoreError(f"restoring the volumes of {target.service_name} aborted: "
+                               f"{cause_text(exc, target)}", ref="restore.stream",
+                               hint="the volumes may be partly restored; restore again") from None
+
+    def verify(self, target: Target, expected: BackupStats) -> VerifyReport:
+        """Re-archive the folders and count again: entries and file bytes must be equal."""
+        if not expected.paths:
+            return VerifyReport()
+        scanner = TarScanner()
+        relative = [p.lstrip("/") for p in expected.paths]
+        try:
+            result = self._stream_out(target, lambda path: ["tar", "--numeric-owner", "-C", "/",
+                                                            "-cf", path, *relative], scanner.feed)
+        except dockerio.StreamAborted:
+            result = dockerio.ExecResult(-1, b"")
+        where = ", ".join(expected.paths)
+        if result.exit_code != 0 or not scanner.ended:
+            return VerifyReport((VerifyCheck(f"archive of {where}", "readable", "unreadable", False),))
+        counts = scanner.counts()
+        return VerifyReport((
+            VerifyCheck(f"entries in {where}", expected.file_count, counts.entries,
+                        expected.file_count in (None, counts.entries)),
+            VerifyCheck(f"file bytes in {where}", expected.content_bytes, counts.content_bytes,
+                        expected.content_bytes in (None, counts.content_bytes))))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _stream_out(self, target: Target, cmd_for: Callable[[str], list[str]],
+                    sink: Callable[[bytes], object]) -> dockerio.ExecResult:
+        image = self._image(target)
+        return fifo.stream_out(
+            self.client, image, cmd_for, sink,
+            {"volumes_from": target.container_id, "read_only": True},
+            lambda: dockerio.run_helper(self.client, image, cmd_for("-"), volumes_from=target.container_id,
+                                        read_only=True, sink=sink))
+
+    def _helper_exec(self, target: Target, cmd: list[str], sink: Callable[[bytes], object],
+                     read_only: bool) -> dockerio.ExecResult:
+        return dockerio.run_helper(self.client, self._image(target), cmd,
+                                   volumes_from=target.container_id, read_only=read_only, sink=sink)
+
+    def _image(self, target: Target) -> str:
+        return str(dockerio.inspect_container(self.client, target.container_id)["Image"])
+
+    @contextmanager
+    def _stopped(self, target: Target, stop: bool) -> Iterator[None]:
+        """Stop the service if asked and running; start it again whatever happens inside."""
+        running = _state(self.client, target.container_id).get("Running", False)
+        if not (stop and running):
+            yield
+            return
+        dockerio.stop(self.client, target.container_id, target.service.deploy.stop_grace)
+        try:
+            yield
+        finally:
+            dockerio.start(self.client, target.container_id)
+
+
+def writable_paths(target: Target) -> list[str]:
+    """Container paths of the service's writable mounts, in spec order."""
+    return [m.target for m in target.service.volumes if not m.read_only]
+
+
+def container_probe(client, target: Target) -> ProbeResult:
+    """Running, and the Docker healthcheck's verdict when the image has one."""
+    started = time.monotonic()
+    try:
+        state = _state(client or dockerio.connect(), target.container_id)
+    except EngineError as exc:
+        return ProbeResult(ProbeStatus.UNREACHABLE, {"error": exc.message}, _ms(started))
+    health = (state.get("Health") or {}).get("Status", "none")
+    details = {"state": state.get("Status", "unknown"), "health": health,
+               "restarting": bool(state.get("Restarting")), "exit_code": state.get("ExitCode")}
+    if not state.get("Running") or state.get("Restarting"):
+        status = ProbeStatus.UNHEALTHY
+    else:
+        status = {"healthy": ProbeStatus.HEALTHY, "none": ProbeStatus.HEALTHY,
+                  "starting": ProbeStatus.DEGRADED}.get(health, ProbeStatus.UNHEALTHY)
+    return ProbeResult(status, details, _ms(started))
+
+
+def _state(client, container: str) -> dict:
+    return dict(dockerio.inspect_container(client, container).get("State") or {})
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(fifo.CHUNK):
+        yield chunk
+
+
+def _lead(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A tiny first chunk, so the pipe's first write never blocks (see ``fifo.stream_to_helper``)."""
+    iterator = iter(chunks)
+    first = next(iterator, b"")
+    yield first[:512]
+    if first[512:]:
+        yield first[512:]
+    yield from iterator
+
+
+def _stderr(target: Target, result: dockerio.ExecResult) -> str:
+    return target.redact(one_line(result.stderr.decode("utf-8", "replace")))
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+class _Counter:
+    """Counts raw bytes and tar members on the way to the caller's ``out``."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write = write
+        self.count = 0
+        self.scanner = TarScanner()
+
+    def __call__(self, chunk: bytes) -> None:
+        self.scanner.feed(chunk)
+        self.write(chunk)
+        self.count += len(chunk)

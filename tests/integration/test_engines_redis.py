@@ -1,0 +1,205 @@
+"""The cache engine against a real Redis: every type, binary keys, TTLs, truncation refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import time
+
+import pytest
+import redis
+
+from reconciler import dockerio
+from reconciler.engines import engine_for, make_target
+from reconciler.engines.base import ProbeStatus
+from reconciler.engines.compress import CompressingWriter, DecompressingReader
+from reconciler.errors import RestoreError
+from reconciler.spec.load import load_spec
+from reconciler.spec.models import Compression, Kind
+from tests.integration.conftest import materialise, purge
+
+pytestmark = pytest.mark.engine
+
+SPEC = """\
+version: 1
+project: {project}
+services:
+  cache:
+    profile: infrastructure
+    kind: redis
+    image: reconcile-lab/redis:7
+    stateful: true
+"""
+BINARY_KEY = b"\xff\x00bin\x80\r\nkey"
+BINARY_VALUE = bytes(range(256)) + os.urandom(1000)
+
+
+@pytest.fixture(scope="module")
+def running(client, tmp_path_factory):
+    project = f"it-{secrets.token_hex(3)}"
+    path = tmp_path_factory.mktemp("cache") / "reconcile.yaml"
+    path.write_text(SPEC.replace("{project}", project))
+    loaded = load_spec(path, dict(os.environ))
+    try:
+        ids = materialise(client, loaded)
+        doc = dockerio.inspect_container(client, ids["cache"])
+        target = make_target("cache", loaded.spec.services["cache"], ids["cache"],
+                             dockerio.container_ip(doc))
+        engine = engine_for(Kind.REDIS, client)
+        wait_healthy(engine, target)
+        yield target, engine
+    finally:
+        purge(client, project)
+
+
+@pytest.fixture()
+def cache(running):
+    target, engine = running
+    conn = redis.Redis(host=target.host, port=6379)
+    conn.flushall()
+    yield target, engine, conn
+    conn.close()
+
+
+def wait_healthy(engine, target, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if engine.probe(target, timeout=2).status is ProbeStatus.HEALTHY:
+            return
+        time.sleep(0.3)
+    pytest.fail(f"cache did not become healthy: {engine.probe(target, 2)}")
+
+
+def fill(conn: redis.Redis) -> None:
+    conn.set("string", "plain value")
+    conn.set(BINARY_KEY, BINARY_VALUE)
+    conn.set("unicode:ключ", "värde ✓")
+    conn.hset("hash", mapping={"a": "1", b"\xfe": b"\x00\x01", "long": "x" * 5000})
+    conn.rpush("list", "one", "two", b"\x80\x81", "two")
+    conn.sadd("set", "x", "y", b"\x00z")
+    conn.zadd("zset", {"low": -1.5, "mid": 0, "high": 1e10})
+    for i in range(5):
+        conn.xadd("stream", {"n": str(i), "blob": os.urandom(16)})
+    conn.set("ttl:long", "expires later", ex=3600)
+    conn.hset("ttl:hash", "f", "v")
+    conn.pexpire("ttl:hash", 120_000)
+    conn.mset({f"bulk:{i}": f"value {i}" for i in range(3000)})
+    conn.select(3)
+    conn.set("other-db", "in db 3")
+    conn.select(0)
+
+
+def snapshot(conn: redis.Redis) -> dict:
+    """Every key of every db read by its type, with its remaining TTL in ms."""
+    state = {}
+    for db in (0, 3):
+        conn.select(db)
+        for key in conn.scan_iter(count=1000):
+            kind = conn.type(key).decode()
+            read = {"string": conn.get, "hash": conn.hgetall, "list": lambda k: conn.lrange(k, 0, -1),
+                    "set": conn.smembers, "zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
+                    "stream": lambda k: conn.xrange(k)}[kind]
+            state[(db, key)] = (kind, read(key), conn.pttl(key))
+    conn.select(0)
+    return state
+
+
+def backup(engine, target):
+    dest = io.BytesIO()
+    writer = CompressingWriter(dest, Compression.ZSTD)
+    stats = engine.backup(target, writer)
+    return stats, writer.finish(), dest.getvalue()
+
+
+def restore(engine, target, stored, written, stats):
+    return engine.restore(target, DecompressingReader(io.BytesIO(stored), Compression.ZSTD,
+                                                      written.sha256), stats)
+
+
+def test_probe_reports_memory_and_keys(cache):
+    target, engine, conn = cache
+    conn.set("k", "v")
+    result = engine.probe(target)
+    assert result.status is ProbeStatus.HEALTHY
+    assert result.details["keys"] == 1 and result.details["used_memory"] > 0
+    assert result.details["version"].startswith("7.")
+
+
+def test_every_type_round_trips_with_ttls(cache):
+    target, engine, conn = cache
+    fill(conn)
+    before = snapshot(conn)
+    stats, written, stored = backup(engine, target)
+    assert stats.key_count == len(before) == 3011
+    assert stats.keys_per_db == {0: 3010, 3: 1} and stats.expiring_per_db == {0: 2, 3: 0}
+    conn.flushall()
+    restored = restore(engine, target, stored, written, stats)
+    assert restored.keys_restored == 3011 and restored.keys_skipped_expired == 0
+    assert restored.verify is not None and restored.verify.ok
+    after = snapshot(conn)
+    assert after.keys() == before.keys()
+    for key, (kind, value, ttl) in before.items():
+        assert after[key][:2] == (kind, value), key
+        assert abs(after[key][2] - ttl) <= 1000 if ttl >= 0 else after[key][2] == -1, key
+    assert engine.verify(target, stats).ok
+
+
+def test_keys_expired_by_restore_time_are_skipped(cache):
+    target, engine, conn = cache
+    conn.set("short", "gone soon", px=1500)
+    conn.set("stays", "here")
+    stats, written, stored = backup(engine, target)
+    assert stats.key_count == 2
+    time.sleep(1.6)
+    restored = restore(engine, target, stored, written, stats)
+    assert restored.keys_restored == 1 and restored.keys_skipped_expired == 1
+    assert conn.exists("short") == 0 and conn.get("stays") == b"here"
+    assert engine.verify(target, stats).ok  # a key with a TTL may be gone
+
+
+def test_verify_fails_when_keys_are_missing(cache):
+    target, engine, conn = cache
+    conn.mset({f"k{i}": i for i in range(10)})
+    stats, _, _ = backup(engine, target)
+    conn.delete("k3")
+    report = engine.verify(target, stats)
+    assert not report.ok and report.failures[0].name == "keys in db0"
+    assert (report.failures[0].expected, report.failures[0].actual) == (10, 9)
+
+
+def test_truncated_backup_is_rejected(cache):
+    target, engine, conn = cache
+    conn.mset({f"k{i}": "v" * 100 for i in range(50)})
+    stats, written, stored = backup(engine, target)
+    raw = DecompressingReader(io.BytesIO(stored), Compression.ZSTD, written.sha256).read(1 << 30)
+    for cut in (raw[:-3], raw[: len(raw) // 2]):
+        dest = io.BytesIO()
+        writer = CompressingWriter(dest)
+        writer.write(cut)
+        truncated = writer.finish()
+        with pytest.raises(RestoreError) as caught:
+            restore(engine, target, dest.getvalue(), truncated, stats)
+        assert caught.value.ref == "restore.truncated"
+    damaged = bytearray(stored)
+    damaged[len(damaged) // 2] ^= 0xFF
+    with pytest.raises(RestoreError):
+        restore(engine, target, bytes(damaged), written, stats)
+
+
+def test_wrong_password_is_reported_without_the_secret(cache):
+    target, engine, conn = cache
+    secret = "pw-" + secrets.token_hex(6)
+    conn.config_set("requirepass", secret)
+    try:
+        locked = make_target("cache", target.service, target.container_id, target.host)
+        result = engine.probe(locked)
+        assert result.status is ProbeStatus.UNHEALTHY and "NOAUTH" in result.details["error"]
+        wrong = make_target("cache", target.service, target.container_id, target.host)
+        object.__setattr__(wrong, "password", secret + "x")
+        assert secret not in repr(engine.probe(wrong)) and secret not in repr(wrong)
+        right = make_target("cache", target.service, target.container_id, target.host)
+        object.__setattr__(right, "password", secret)
+        assert engine.probe(right).status is ProbeStatus.HEALTHY
+    finally:
+        redis.Redis(host=target.host, port=6379, password=secret).config_set("requirepass", "")

@@ -1,0 +1,90 @@
+"""Engine values: targets keep secrets out of repr, stats survive the metadata JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reconciler.engines import engine_for
+from reconciler.engines.base import (
+    BackupStats,
+    DatabaseStats,
+    ProbeResult,
+    ProbeStatus,
+    VerifyCheck,
+    VerifyReport,
+    make_target,
+    postgres_databases,
+)
+from reconciler.spec.models import Kind, Service
+
+SECRET = "pa55-w0rd-XYZ"
+
+
+def service(**fields) -> Service:
+    return Service.model_validate({"image": "img", **fields})
+
+
+def test_postgres_target_credentials_and_repr():
+    target = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD": SECRET,
+                                                             "POSTGRES_DB": "shop"}), "cid", "10.0.0.2")
+    assert (target.user, target.password, target.port) == ("postgres", SECRET, 5432)
+    assert SECRET not in repr(target)
+    assert postgres_databases(target) == ["shop"]
+    assert target.redact(f"failed for {SECRET}!") == "failed for ***!"
+
+
+def test_database_defaults_follow_the_image():
+    target = make_target("db", service(kind="postgres", env={"POSTGRES_USER": "app"}), "c", "h")
+    assert postgres_databases(target) == ["app"]
+    listed = make_target("db", service(kind="postgres", backup={"databases": ["a", "b"]}), "c", "h")
+    assert postgres_databases(listed) == ["a", "b"]
+
+
+def test_only_secret_looking_env_values_are_redacted():
+    target = make_target("api", service(env={"API_TOKEN": "tok-3141592", "DB_NAME": "healthcare"}),
+                         "c", "h")
+    assert target.redact("healthcare tok-3141592") == "healthcare ***"
+
+
+def test_redis_and_http_targets():
+    cache = make_target("cache", service(kind="redis", env={"REDIS_PASSWORD": SECRET}), "c", "h")
+    assert (cache.port, cache.password) == (6379, SECRET) and SECRET not in repr(cache)
+    web = make_target("web", service(kind="http", health={"http": {"port": 8080}}), "c", "h")
+    assert web.port == 8080
+
+
+def test_backup_stats_round_trip_through_json():
+    stats = BackupStats(Kind.POSTGRES, raw_bytes=10, databases=(
+        DatabaseStats("shop", 4096, {"public.users": 3, "public.orders": 5}),))
+    data = json.loads(json.dumps(stats.as_dict()))
+    assert data["table_count"] == 2 and data["row_count"] == 8 and data["database_size"] == 4096
+    assert data["tables"] == {"public.users": 3, "public.orders": 5}
+    assert BackupStats.from_dict(data) == stats
+    cache = BackupStats(Kind.REDIS, key_count=7, keys_per_db={0: 5, 3: 2}, expiring_per_db={0: 1},
+                        memory_bytes=1000)
+    assert BackupStats.from_dict(json.loads(json.dumps(cache.as_dict()))) == cache
+
+
+def test_several_databases_prefix_table_names():
+    stats = BackupStats(Kind.POSTGRES, databases=(DatabaseStats("a", 1, {"public.t": 1}),
+                                                  DatabaseStats("b", 1, {"public.t": 2})))
+    assert stats.tables == {"a/public.t": 1, "b/public.t": 2}
+
+
+def test_verify_report_summary_names_failures():
+    report = VerifyReport((VerifyCheck("rows in public.users", 3, 2, False),
+                           VerifyCheck("table count", 2, 2, True)))
+    assert not report.ok and report.summary() == "rows in public.users: expected 3, found 2"
+
+
+def test_probe_result_as_dict():
+    assert ProbeResult(ProbeStatus.DEGRADED, {"a": 1}, 12.345).as_dict() == {
+        "status": "degraded", "details": {"a": 1}, "latency_ms": 12.3}
+
+
+@pytest.mark.parametrize(("kind", "extension"), [(Kind.POSTGRES, "sql"), (Kind.REDIS, "redis-dump"),
+                                                 (Kind.GENERIC, "tar"), (Kind.HTTP, "")])
+def test_engine_for_each_kind(kind, extension):
+    assert engine_for(kind, client=object()).file_extension == extension
