@@ -35,7 +35,10 @@ TARGET = 1.3
 def lab_env(project: str, folder: Path) -> dict[str, str]:
     from tests.conftest_s3 import free_port
 
+    # The baseline swaps containers directly, so the api is deployed with recreate here too:
+    # blue-green adds a proxy switch and a drain that the raw operations do not do.
     env = {**os.environ, "NO_COLOR": "1", "LAB_PROJECT": project, "S3_ENABLED": "false",
+           "LAB_API_STRATEGY": "recreate",
            "LAB_STATE_DIR": str(folder / "state"), "LAB_BACKUP_DIR": str(folder / "backups")}
     for name in ("LAB_PG_PORT", "LAB_REDIS_PORT", "LAB_VIDEO_PORT", "LAB_API_PORT"):
         env[name] = str(free_port())

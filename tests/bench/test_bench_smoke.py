@@ -29,3 +29,20 @@ def run_bench(script: str, *args: str, timeout: int = 600) -> str:
 def test_plan_benchmark_smoke():
     out = run_bench("plan.py", "--services", "3", "--runs", "1")
     assert "matching containers" in out and RATIO.search(out), out
+
+
+def test_apply_benchmark_smoke():
+    out = run_bench("apply.py", "--smoke", timeout=900)
+    assert RATIO.search(out), out
+
+
+def test_backup_benchmark_smoke():
+    out = run_bench("backup.py", "--db-mb", "4", "--keys", "3000", timeout=900)
+    for case in ("pg_dump + gzip", "pg_dump > /dev/null", "gunzip into psql", "redis-cli --rdb"):
+        assert case in out, out
+    assert RATIO.search(out), out
+
+
+def test_zero_downtime_benchmark_smoke():
+    out = run_bench("zero_downtime.py", "--smoke", timeout=900)
+    assert "| failed requests | 0 |" in out, out
