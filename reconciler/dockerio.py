@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -148,6 +149,19 @@ def create_container(client: docker.DockerClient, args: dict) -> str:
     return created["Id"]
 
 
+def connect_network(client: docker.DockerClient, network: str, container: str,
+                    aliases: list[str]) -> None:
+    with engine_errors(f"connecting container {container[:24]} to network {network}"):
+        client.api.connect_container_to_network(container, network, aliases=aliases)
+
+
+def disconnect_network(client: docker.DockerClient, network: str, container: str) -> None:
+    """Forced: the way to drop a container's endpoint on a network that was deleted (the
+    container keeps the old network's id and cannot start until that endpoint is gone)."""
+    with engine_errors(f"disconnecting container {container[:24]} from network {network}"):
+        client.api.disconnect_container_from_network(container, network, force=True)
+
+
 def start(client: docker.DockerClient, container: str) -> None:
     with engine_errors(f"starting container {container[:24]}"):
         client.api.start(container)
@@ -161,6 +175,13 @@ def stop(client: docker.DockerClient, container: str, timeout: float = 30) -> No
 def remove_container(client: docker.DockerClient, container: str) -> None:
     with engine_errors(f"removing container {container[:24]}"):
         client.api.remove_container(container, force=True)
+
+
+def set_restart_policy(client: docker.DockerClient, container: str, policy: str) -> None:
+    """Change a container's restart policy in place: a kept old version gets ``no``, so an
+    engine restart cannot bring it back to life next to the live one."""
+    with engine_errors(f"updating the restart policy of {container[:24]}"):
+        client.api.update_container(container, restart_policy={"Name": policy})
 
 
 def rename(client: docker.DockerClient, container: str, name: str) -> None:
@@ -419,6 +440,7 @@ def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
     folders (``{host: container_path}``) read-write.
     """
     api = client.api
+    prune_stale_helpers(client)
     with engine_errors(f"starting a helper container from {image[:40]}"):
         host_config = api.create_host_config(
             binds={host: {"bind": path, "mode": "rw"} for host, path in (binds or {}).items()},
@@ -427,8 +449,43 @@ def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
         created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
                                        environment=environment, user=user or None,
                                        labels={"reconcile.helper": "stream"})
-        api.start(created["Id"])
+    try:
+        with engine_errors(f"starting a helper container from {image[:40]}"):
+            api.start(created["Id"])
+    except EngineError:
+        remove_helper(client, created["Id"])
+        raise
     return created["Id"]
+
+
+HELPER_STALE_SECONDS = 600
+
+
+def prune_stale_helpers(client: docker.DockerClient) -> None:
+    """Remove helpers that exited (or were never started) long ago: left by a killed run.
+
+    Only old ones, so a concurrent run's helper that just exited keeps its exit code and
+    logs until its owner has read them. Best effort, never raises.
+    """
+    try:
+        for status, clock in (("exited", "FinishedAt"), ("created", "Created")):
+            for summary in client.api.containers(all=True, filters={"label": "reconcile.helper",
+                                                                    "status": status}):
+                doc = client.api.inspect_container(summary["Id"])
+                since = doc["State"].get(clock) if clock == "FinishedAt" else doc.get(clock)
+                if _age_seconds(str(since or "")) > HELPER_STALE_SECONDS:
+                    client.api.remove_container(summary["Id"], force=True)
+    except DockerException:
+        return
+
+
+def _age_seconds(timestamp: str) -> float:
+    """Seconds since an engine timestamp (RFC 3339 with nanoseconds); 0 if unreadable."""
+    try:
+        moment = datetime.fromisoformat(timestamp[:19]).replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 def wait_helper(client: docker.DockerClient, helper: str, timeout: float | None = None) -> ExecResult:

@@ -11,7 +11,10 @@ Where each rule lives:
 * ``rollback`` — undo a swap; if that fails, exit 3 with the exact manual steps.
 * ``volumes``  — fresh volume generations (``<project>_<vol>-<t>``) and their host folders.
 * ``gate``     — health gates after a start, crash-loop detection, depends_on conditions.
-* ``heal``     — unhealthy but unchanged: restart once, then re-plan with ``unhealthy=``.
+* ``heal``     — unhealthy but unchanged: the shared heal (``reconciler.operate.heal``: start,
+  restart, reconnect a recreated network, with retries), then re-plan with ``unhealthy=``.
+* ``fallback`` — a server that crashes on its data cannot be backed up: the latest verified
+  backup stands in (only when the plan's backup says ``fallback`` and the service is broken).
 * ``journal``, ``lock`` — the record of every apply, and one apply at a time.
 
 How an interrupted apply converges is decided by the planner: ``reconciler.plan.leftovers``.

@@ -7,6 +7,7 @@ builders), so labels and config are decided in one place and tested without an e
 from __future__ import annotations
 
 from reconciler.spec.load import LoadedSpec
+from reconciler.spec.models import Port
 from reconciler.spec.normalise import (
     LABEL_CONFIG,
     LABEL_GENERATION,
@@ -19,6 +20,7 @@ from reconciler.spec.normalise import (
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
+    LABEL_UPSTREAM,
     LABEL_VOLUME,
     config_hash,
     container_name,
@@ -71,13 +73,25 @@ def service_labels(loaded: LoadedSpec, name: str, image_id: str, role: str = "cu
     }
 
 
+def published(ports: list[Port]) -> dict[str, list]:
+    """``port_bindings`` for the engine: ``{"8000/tcp": [("127.0.0.1", 18080)]}``."""
+    bindings: dict[str, list] = {}
+    for port in ports:
+        key = f"{port.container}/{port.protocol}"
+        bindings.setdefault(key, []).append((port.host_ip, port.host) if port.host_ip else port.host)
+    return bindings
+
+
 def container_args(loaded: LoadedSpec, name: str, image_id: str, *, container: str | None = None,
-                   role: str = "current", volume_names: dict[str, str] | None = None) -> dict:
+                   role: str = "current", volume_names: dict[str, str] | None = None,
+                   upstream: str | None = None) -> dict:
     """``create_container`` arguments.
 
     ``volume_names`` maps logical volumes to the engine volumes to mount: the generation the
     live container uses (so a later recreate keeps it) or a fresh generation; others get
-    the canonical ``<project>_<volume>``.
+    the canonical ``<project>_<volume>``. ``upstream`` is the extra network alias a proxy
+    forwards to (blue-green over HTTP), also kept as a label; such a container publishes no
+    host port: its proxy does.
     """
     spec = loaded.spec
     service = spec.services[name]
@@ -87,22 +101,21 @@ def container_args(loaded: LoadedSpec, name: str, image_id: str, *, container: s
         source = mount.source if mount.is_host_path else volume_names.get(
             mount.source, volume_name(spec, mount.source))
         binds[source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
-    port_bindings: dict[str, list] = {}
-    for port in service.ports:
-        key = f"{port.container}/{port.protocol}"
-        port_bindings.setdefault(key, []).append((port.host_ip, port.host) if port.host_ip
-                                                 else port.host)
+    port_bindings = {} if service.proxied else published(service.ports)
     networks = [network_name(spec, n) for n in service.networks]
     host_config = {
         "binds": binds, "port_bindings": port_bindings,
         "restart_policy": {"Name": service.restart} if service.restart != "no" else None,
         "mem_limit": service.mem_limit, "init": False,
     }
+    labels = service_labels(loaded, name, image_id, role)
+    if upstream:
+        labels[LABEL_UPSTREAM] = upstream
     return {
         "image": service.image, "name": container or container_name(spec, name),
         "command": service.command, "entrypoint": service.entrypoint,
         "environment": {k: v.get_secret_value() for k, v in service.env.items()},
-        "user": service.user, "labels": service_labels(loaded, name, image_id, role),
+        "user": service.user, "labels": labels,
         "ports": [(p.container, p.protocol) for p in service.ports],
-        "host_config": host_config, "networks": networks, "aliases": [name],
+        "host_config": host_config, "networks": networks, "aliases": [name, *filter(None, [upstream])],
     }

@@ -53,6 +53,7 @@ class ApplyRun:
     emit: Emit
     done: list[str] = field(default_factory=list)
     swaps: dict[str, Swap] = field(default_factory=dict)
+    rollouts: dict[str, object] = field(default_factory=dict)  # blue-green (reconciler.deploy)
     backups: dict[str, object] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     kept_volumes: list[str] = field(default_factory=list)

@@ -2,9 +2,9 @@
 
 Before each step the safety rules are checked again against what has actually completed
 (``safety.check_step``): a destructive step never runs unless its backup finished in this
-apply. When a step fails, the failing service's open swap (if any) is rolled back from the
-executor's record of it; earlier, completed services are left as they are (they are
-healthy and verified). No step is retried or re-planned here.
+apply. When a step fails, the failing service's open swap or blue-green rollout (if any) is
+rolled back from the executor's record of it; earlier, completed services are left as they
+are (they are healthy and verified). No step is retried or re-planned here.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def failure(run: ApplyRun, action: Action, exc: BaseException) -> ApplyError:
     """The error to raise: after rolling back the service's open swap, if there is one."""
     if isinstance(exc, gate.NotReady) and exc.logs:
         run.record("logs", action=action.id, lines=exc.logs.splitlines()[-gate.LOG_LINES:])
+    rollout = run.rollouts.get(action.resource)
+    if rollout is not None and not rollout.finished:
+        from reconciler.deploy import bluegreen
+
+        return bluegreen.undo(run, rollout, action.id, exc)
     opened = run.swaps.get(action.resource)
     if opened is not None and not opened.finished:
         return rollback.rollback(run, opened, action.id, exc)

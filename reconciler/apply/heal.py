@@ -1,33 +1,42 @@
-"""The decision matrix's "unhealthy, spec unchanged" row: diagnose, restart once, then plan.
+"""The decision matrix's "unhealthy, spec unchanged" row, through the same heal as
+``reconcile heal``.
 
-``diagnose`` is read-only: it probes the in-scope services that are running and have no
-action in the plan. ``restart_unhealthy`` restarts each critical one once and waits; what is
-still unhealthy is handed back to the planner (``make_plan(..., unhealthy=…)``), which plans
-backup → recreate → verify for it like any other change. A degraded (minor) service is only
-a warning: recreating a working database because it is slow would be the wrong fix.
-Stopped services are not handled here: the plan already starts them.
+``diagnose`` is read-only: it probes the in-scope services whose spec is unchanged (running,
+restarting in a loop, or stopped with only a start planned). ``heal_unhealthy`` hands the critical ones to the shared
+heal (``reconciler.operate.heal``): the same findings, the same fix per issue (restart once,
+start, reconnect to a recreated network…), the same retries, each attempt journaled. What it cannot
+fix in place goes back to the planner (``make_plan(..., unhealthy=…)``), which plans backup
+→ recreate → verify for it like any other change. Issues no recreate can fix (a port held
+by another process, an OOM kill, a configuration error) become warnings, not a futile
+recreate. A degraded (minor) service is only a warning: recreating a working database
+because it is slow would be the wrong fix. Afterwards the runner drops from the plan the
+starts and networks heal already did (``without_done``), or plans again with ``unhealthy=``.
 """
 
 from __future__ import annotations
 
-from reconciler import dockerio
-from reconciler.apply import gate
 from reconciler.health import Level, ServiceHealth, check_service
-from reconciler.observe.models import Observed, State
+from reconciler.observe.models import Observed, Role, State
 from reconciler.plan import leftovers
-from reconciler.plan.actions import Plan
+from reconciler.plan.actions import ActionKind, Plan
 from reconciler.session import Session
 
 
 def candidates(session: Session, plan: Plan, observed: Observed) -> list[str]:
-    """In-scope services whose live container runs under its canonical name and has no action."""
-    touched = {a.resource for a in plan.actions}
+    """In-scope services whose spec is unchanged: the live container runs (or restarts in a
+    loop) and has no action, or is stopped and the plan would only start it."""
+    planned: dict[str, list[ActionKind]] = {}
+    for action in plan.actions:
+        planned.setdefault(action.resource, []).append(action.kind)
     scope = [n for n, s in sorted(session.spec.services.items())
              if not plan.profiles or s.profile in plan.profiles]
     out = []
     for name in scope:
         live = leftovers.live(observed, name)
-        if name not in touched and live is not None and live.state is State.RUNNING:
+        if live is None or live.role is not Role.CURRENT:
+            continue
+        kinds = planned.get(name, [])
+        if (not kinds and live.state in (State.RUNNING, State.RESTARTING)) or kinds == [ActionKind.START]:
             out.append(name)
     return out
 
@@ -42,30 +51,32 @@ def diagnose(session: Session, services: list[str]) -> dict[str, ServiceHealth]:
     return found
 
 
-def restart_unhealthy(session: Session, sick: dict[str, ServiceHealth], record) -> dict[str, str]:
-    """Restart each critical service once and wait; ``{service: details}`` of those still sick."""
-    still = {}
+def heal_unhealthy(run, sick: dict[str, ServiceHealth]):
+    """Critical services through the shared heal; returns its ``InPlace`` (what to recreate,
+    whether anything was changed). A report (a port held by another process, an OOM kill…)
+    is a warning, except for a stopped service the plan starts anyway."""
+    from reconciler.operate.heal import InPlace, heal_in_place
+
     for name, result in sorted(sick.items()):
         if result.level is Level.MINOR:
-            record("warning", message=f"{name} is degraded ({describe(result)}); not changed")
-            continue
-        grace = session.spec.services[name].deploy.stop_grace
-        record("heal", service=name, message=f"{name} is unhealthy ({describe(result)}): restarting it once")
-        try:
-            dockerio.restart(session.client, name_of(session, name), grace)
-            gate.wait_ready(session, name, name_of(session, name), gate.timeout_for(session, name))
-        except Exception as exc:  # noqa: BLE001 - anything short of healthy means recreate
-            still[name] = getattr(exc, "message", None) or describe(result)
-            record("heal", service=name, message=f"{name} is still unhealthy: it will be recreated")
-            continue
-        record("heal", service=name, message=f"{name} is healthy again after a restart")
-    return still
+            run.record("warning", message=f"{name} is degraded ({describe(result)}); not changed")
+    critical = {n: r for n, r in sick.items() if r.level >= Level.CRITICAL}
+    if not critical:
+        return InPlace({}, [], False)
+    healed = heal_in_place(run.session, critical,
+                           lambda service, message: run.record("heal", service=service, message=message))
+    starting = {a.resource for a in run.plan.actions if a.kind is ActionKind.START}
+    for service, report in healed.reports:
+        if service not in starting:
+            run.warn(report)
+    return healed
 
 
-def name_of(session: Session, service: str) -> str:
-    from reconciler.spec.normalise import container_name
+def without_done(plan: Plan, observed: Observed, spec) -> Plan:
+    """The plan minus the starts and networks heal already did (see ``heal_rules``)."""
+    from reconciler.operate.heal_rules import without_done as settled
 
-    return container_name(session.spec, service)
+    return settled(plan, observed, spec)
 
 
 def describe(result: ServiceHealth) -> str:

@@ -1,8 +1,9 @@
 """One ``reconcile apply`` from start to end: lock → plan (or load a saved one) → diagnose →
 confirm → journal → heal → execute → summary.
 
-The planning is the same pure ``make_plan`` as ``reconcile plan``; healing only adds the
-services that stay unhealthy after one restart, re-planned with ``unhealthy=…``. Exit codes
+The planning is the same pure ``make_plan`` as ``reconcile plan``; healing (the same heal
+as ``reconcile heal``) only adds the services it could not fix in place, re-planned with
+``unhealthy=…``. ``run_plan`` runs a plan made elsewhere (heal's recreates). Exit codes
 follow DESIGN.md: 0 done; 1 done with warnings, or refused before anything changed (stale
 plan, lock busy, not confirmed); 2 failed and rolled back; 3 rollback failed.
 """
@@ -69,7 +70,7 @@ def apply(options: Options, ui: UI) -> Outcome:
                 ui.emit({"event": "warning", "message": f"{name} is degraded ({heal.describe(result)})"})
             ui.emit({"event": "no-changes", "message": "No changes."})
             return Outcome(0, plan)
-        ui.show_plan(plan, sick)
+        ui.show_plan(plan, {n: r for n, r in sick.items() if r.status != "stopped"})  # the plan starts those
         if options.saved_plan is None and not options.auto_approve and not ui.confirm("Apply this plan?"):
             raise ReconcileError("apply cancelled: nothing was changed", ref="apply.cancelled")
         return _run(session, options, ui, Journal(session.state_dir(), apply_id), plan, critical)
@@ -120,9 +121,24 @@ def _run(session: Session, options: Options, ui: UI, journal: Journal, plan: Pla
     run.record("start", project=session.spec.project, fingerprint=plan.fingerprint,
                profiles=list(plan.profiles), saved_plan=str(options.saved_plan or ""),
                actions=[a.id for a in plan.actions])
+    return _execute(run, (lambda: _heal(run, options, ui, critical)) if critical else None)
+
+
+def run_plan(session: Session, plan: Plan, emit: Callable[[dict], None], *, reason: str) -> Outcome:
+    """Execute a plan made elsewhere, by a caller that holds the apply lock: ``reconcile heal``
+    recreates a service through the same journal, safety checks, executor and rollback as
+    apply, one journal per plan (so ``reconcile history`` lists it). Raises like apply."""
+    run = ApplyRun(session, plan, Journal(session.state_dir(), new_apply_id()), emit)
+    run.record("start", project=session.spec.project, fingerprint=plan.fingerprint,
+               profiles=list(plan.profiles), saved_plan="", reason=reason,
+               actions=[a.id for a in plan.actions])
+    return _execute(run)
+
+
+def _execute(run: ApplyRun, prepare: Callable[[], None] | None = None) -> Outcome:
     try:
-        if critical:
-            _heal(run, options, ui, critical)
+        if prepare is not None:
+            prepare()
         executor.execute(run)
     except (ReconcileError, KeyboardInterrupt) as exc:
         code = getattr(exc, "exit_code", 2)
@@ -137,17 +153,24 @@ def _run(session: Session, options: Options, ui: UI, journal: Journal, plan: Pla
 
 
 def _heal(run: ApplyRun, options: Options, ui: UI, critical: dict) -> None:
+    """The shared heal first (``reconcile heal``'s fixes and retries); what it cannot fix in
+    place is re-planned as a recreate (backup → recreate → restore → verify)."""
     from reconciler.pipeline import observe_for
     from reconciler.plan.planner import make_plan
 
-    still = heal.restart_unhealthy(run.session, critical, run.record)
-    if not still:
+    healed = heal.heal_unhealthy(run, critical)
+    still = healed.recreate
+    if not still and not healed.changed:
         return
     session = run.session
-    plan = make_plan(session.loaded, observe_for(session.loaded, session.client), run.plan.profiles or
-                     options.profiles, unhealthy=still)
+    observed = observe_for(session.loaded, session.client)
+    if not still:  # fixed in place: what heal started or reconnected is not done twice
+        run.plan = heal.without_done(run.plan, observed, session.spec)
+        run.record("plan-settled", reason="heal fixed services in place", actions=[a.id for a in run.plan.actions])
+        return
+    plan = make_plan(session.loaded, observed, run.plan.profiles or options.profiles, unhealthy=still)
     run.plan = plan
-    run.record("replan", reason="unhealthy after a restart", services=sorted(still),
+    run.record("replan", reason="not fixed in place by heal", services=sorted(still),
                actions=[a.id for a in plan.actions])
     if options.saved_plan is None and not options.auto_approve:
         ui.show_plan(plan, {})

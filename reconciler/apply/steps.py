@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import assert_never
 
 from reconciler import dockerio
-from reconciler.apply import builders, gate, swap
+from reconciler.apply import builders, fallback, gate, swap
 from reconciler.apply.context import ApplyRun
+from reconciler.deploy import bluegreen
 from reconciler.errors import ApplyError, EngineError
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.spec.normalise import container_name, role_from_name
@@ -39,6 +40,8 @@ def dispatch(run: ApplyRun, action: Action) -> dict:
             return restore(run, action)
         case ActionKind.VERIFY:
             return verify(run, action)
+        case ActionKind.SWITCH_TRAFFIC:
+            return switch_traffic(run, action)
         case _:
             assert_never(action.kind)
 
@@ -60,7 +63,8 @@ def create(run: ApplyRun, action: Action) -> dict:
     session = run.session
     gate.check_dependencies(session, action.resource)
     image = _image(run, action)
-    args = builders.container_args(session.loaded, action.resource, image)
+    args = builders.container_args(session.loaded, action.resource, image,
+                                   upstream=bluegreen.new_alias(run, action.resource))
     run.step(action.id, f"create {args['name']}")
     container = dockerio.create_container(session.client, args)
     _start_and_wait(run, action, container)
@@ -68,10 +72,13 @@ def create(run: ApplyRun, action: Action) -> dict:
 
 
 def recreate(run: ApplyRun, action: Action) -> dict:
-    """Stateless: the whole swap. Stateful: the swap stays open for restore/verify, unless
+    """Blue-green: the new container starts before the old one stops (``reconciler.deploy``).
+    Stateless: the whole swap. Stateful: the swap stays open for restore/verify, unless
     the plan has no verify for it (a hand-made plan), when it finishes here."""
     gate.check_dependencies(run.session, action.resource)
     _image(run, action)
+    if bluegreen.applies(run, action):
+        return bluegreen.recreate(run, action)
     if not action.stateful:
         done = swap.swap_stateless(run, action)
         return {"container": done.new_id, "replaced": done.old_id}
@@ -79,6 +86,11 @@ def recreate(run: ApplyRun, action: Action) -> dict:
     if run.plan.action(f"{ActionKind.VERIFY.value}:{action.resource}") is None:
         swap.finish(run, action, opened)
     return {"container": opened.new_id, "replaced": opened.old_id, "volumes": opened.fresh or None}
+
+
+def switch_traffic(run: ApplyRun, action: Action) -> dict:
+    """Blue-green: the proxy serves the new container, the old one drains and is kept."""
+    return bluegreen.switch_traffic(run, action)
 
 
 def start(run: ApplyRun, action: Action) -> dict:
@@ -125,7 +137,19 @@ def _is_leftover(run: ApplyRun, resource: str) -> bool:
 
 
 def backup(run: ApplyRun, action: Action) -> dict:
-    """Back up the live container (started first if it is stopped: a dump needs a server)."""
+    """Back up the live container (started first if it is stopped: a dump needs a server).
+    A ``fallback`` backup of a service that cannot run uses the latest verified backup instead
+    (``reconciler.apply.fallback`` says exactly when)."""
+    try:
+        return _backup_now(run, action)
+    except Exception as exc:
+        reason = fallback.broken_reason(run, action, exc)
+        if reason is None:
+            raise
+        return fallback.use_latest_verified(run, action, exc, reason)
+
+
+def _backup_now(run: ApplyRun, action: Action) -> dict:
     from reconciler.backup.run import backup_services
 
     session = run.session
@@ -145,7 +169,8 @@ def backup(run: ApplyRun, action: Action) -> dict:
 
 
 def restore(run: ApplyRun, action: Action) -> dict:
-    """Restore THIS apply's backup into the new container (never an older one)."""
+    """Restore THIS apply's backup into the new container (never an older one, unless the
+    backup step fell back to the latest verified one: then that one)."""
     from reconciler.backup.restore import restore_services
 
     service, opened = action.resource, run.swaps[action.resource]
@@ -153,6 +178,8 @@ def restore(run: ApplyRun, action: Action) -> dict:
     result = restore_services(run.session, backup_id, [service], containers={service: opened.new_id},
                               progress=lambda text: run.step(action.id, text))
     stats = result.results[service]
+    for note in result.notes:  # e.g. the local copy was corrupt and S3's was used
+        run.warn(note)
     return {"backup_id": backup_id, "source": result.sources.get(service),
             "rows": stats.rows_restored, "keys": stats.keys_restored}
 

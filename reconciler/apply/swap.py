@@ -80,12 +80,21 @@ def make_generations(run: ApplyRun, action: Action, swap: Swap) -> dict[str, str
 
 
 def stop_old(run: ApplyRun, action: Action, swap: Swap) -> None:
-    if swap.old_id is None or not swap.old_running:
+    """Stop the old container; also when it is restarting in a loop, or the engine could bring
+    it back on the same data as its replacement."""
+    if swap.old_id is None:
+        return
+    if not swap.old_running and not _restarting(run, swap.old_id):
         return
     grace = run.session.spec.services[swap.service].deploy.stop_grace
     run.step(action.id, f"stop {swap.previous_name} (grace {grace:g}s)", container=swap.old_id)
     dockerio.stop(run.session.client, swap.old_id, grace)
     swap.stopped = True
+
+
+def _restarting(run: ApplyRun, container: str) -> bool:
+    state = dockerio.inspect_container(run.session.client, container).get("State") or {}
+    return bool(state.get("Restarting")) or state.get("Status") == "restarting"
 
 
 def start_candidate(run: ApplyRun, action: Action, swap: Swap) -> None:

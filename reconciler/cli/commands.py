@@ -4,3 +4,4 @@ from reconciler.cli import data  # noqa: F401
 from reconciler.cli import ci  # noqa: F401
 from reconciler.cli import apply_cmd  # noqa: F401
 from reconciler.cli import operate_cmd  # noqa: F401
+from reconciler.cli import rollback_cmd  # noqa: F401

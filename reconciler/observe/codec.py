@@ -103,6 +103,9 @@ def container_from_dict(data: Mapping, project: str = "") -> ObservedContainer:
         kind=_text_or_none(merged.get("kind")),
         stateful=bool(merged.get("stateful", False)),
         protected=bool(merged.get("protected", False)),
+        created_at=_text_or_none(merged.get("created_at")),
+        finished_at=_text_or_none(merged.get("finished_at")),
+        upstream=_text_or_none(merged.get("upstream")),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from reconciler import dockerio
 from reconciler.observe.models import (
@@ -53,13 +54,14 @@ def container_from(doc: dict) -> ObservedContainer:
     labels = config.get("Labels") or {}
     state = doc.get("State") or {}
     health = (state.get("Health") or {}).get("Status") or "none"
+    role = _role(doc.get("Name", "").lstrip("/"), labels)
     return ObservedContainer(
         id=doc["Id"],
         name=doc.get("Name", "").lstrip("/"),
         project=labels.get(LABEL_PROJECT, ""),
         service=labels.get(LABEL_SERVICE),
         profile=labels.get(LABEL_PROFILE),
-        role=_role(doc.get("Name", "").lstrip("/"), labels),
+        role=role,
         spec_hash=labels.get(LABEL_SPEC_HASH),
         config=_config(labels.get(LABEL_CONFIG)),
         image_ref=config.get("Image", ""),
@@ -76,7 +78,29 @@ def container_from(doc: dict) -> ObservedContainer:
         kind=labels.get(LABEL_KIND),
         stateful=labels.get(LABEL_STATEFUL) == "true",
         protected=labels.get(LABEL_PROTECT) == "true",
+        created_at=doc.get("Created"),
+        finished_at=state.get("FinishedAt"),
+        upstream=_proxy_upstream(doc) if role is Role.PROXY else None,
     )
+
+
+def _proxy_upstream(doc: dict) -> str | None:
+    """The container id a proxy's config serves, read from its bind-mounted config folder.
+
+    That file is what nginx loaded (apply writes it, tests it with ``nginx -t`` and reloads,
+    restoring the old one when the test fails); None when it cannot be read here.
+    """
+    from reconciler.deploy import nginx
+
+    for mount in doc.get("Mounts") or ():
+        if mount.get("Destination") == nginx.CONF_DIR and mount.get("Source"):
+            try:
+                text = (Path(mount["Source"]) / nginx.CONF_FILE).read_text(encoding="utf-8")
+            except OSError:
+                return None
+            found = nginx.parse_upstream(text)
+            return found.container_id if found else None
+    return None
 
 
 def _role(name: str, labels: dict) -> Role:

@@ -29,11 +29,14 @@ class Health(StrEnum):
 
 
 class Role(StrEnum):
-    """Why a container of a service exists: the live one, a kept older version, a new one."""
+    """Why a container of a service exists: the live one, the old or new one of a swap in
+    flight, an older version kept stopped for rollback, or the proxy in front of the service."""
 
     CURRENT = "current"
     PREVIOUS = "previous"
     CANDIDATE = "candidate"
+    KEPT = "kept"
+    PROXY = "proxy"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class ObservedContainer:
     kind: str | None = None
     stateful: bool = False
     protected: bool = False
+    created_at: str | None = None
+    finished_at: str | None = None
+    upstream: str | None = None  # a proxy: the id of the container its config points at
 
     @property
     def running(self) -> bool:
@@ -127,7 +133,7 @@ class Observed:
         """What a saved plan was made from; any change in these facts makes the plan stale."""
         facts = {
             "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value)
-                                 for c in self.containers),
+                                 + ((c.upstream,) if c.upstream else ()) for c in self.containers),
             "networks": sorted(n.id for n in self.networks),
             "volumes": sorted(v.name for v in self.volumes),
             "images": sorted((i.ref, i.id) for i in self.images),

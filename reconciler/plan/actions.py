@@ -22,6 +22,7 @@ class ActionKind(StrEnum):
     BACKUP = "backup"
     RESTORE = "restore"
     VERIFY = "verify"
+    SWITCH_TRAFFIC = "switch-traffic"  # blue-green: point the proxy at the new container, drain
 
 
 DESTRUCTIVE = frozenset({ActionKind.RECREATE, ActionKind.REMOVE})
@@ -51,6 +52,10 @@ class Action:
     protected: bool = False
     fresh_volume: bool = False
     container_id: str | None = None
+    fallback: bool = False
+    """On a backup: if the service cannot run, so cannot be read, apply restores the latest
+    verified backup instead (``reconciler.apply.fallback``); only planned for a stateful
+    service that heal found unable to run, whose recreate restores onto a fresh volume."""
 
     @property
     def id(self) -> str:
@@ -67,6 +72,7 @@ class Action:
             "depends_on": list(self.depends_on), "profile": self.profile,
             "stateful": self.stateful, "protected": self.protected,
             "fresh_volume": self.fresh_volume, "container_id": self.container_id,
+            **({"fallback": True} if self.fallback else {}),
         }
 
     @classmethod
@@ -77,6 +83,7 @@ class Action:
             depends_on=tuple(data.get("depends_on", ())), profile=data.get("profile"),
             stateful=bool(data.get("stateful")), protected=bool(data.get("protected")),
             fresh_volume=bool(data.get("fresh_volume")), container_id=data.get("container_id"),
+            fallback=bool(data.get("fallback")),
         )
 
 

@@ -18,12 +18,20 @@ make the next plan converge, whatever the point:
 3. A live container that is not canonically named is **adopted**: when its config matches
    the spec, a ``start`` renames it to the canonical name and starts it if needed; when it
    does not, the normal recreate runs from it (the old container is already "previous").
+4. **Kept** versions (``-kept-<t>``, stopped older versions of a blue-green service) and a
+   service's **proxy** (``-proxy``) are never leftovers: ``reconciler.deploy.planning``
+   decides about them (prune beyond the last 2, recreate or repoint the proxy). For a
+   blue-green service behind a proxy, leftovers are removed only after the proxy has been
+   pointed at the live container, because an interrupted switch can leave the proxy serving
+   one of them.
 """
 
 from __future__ import annotations
 
 from reconciler.observe.models import Observed, ObservedContainer, Role
 from reconciler.plan.actions import Action, ActionKind
+
+_SWAP_ROLES = frozenset({Role.PREVIOUS, Role.CANDIDATE})
 
 
 def _newest(containers: list[ObservedContainer]) -> ObservedContainer | None:
@@ -45,7 +53,7 @@ def leftovers(observed: Observed, service: str) -> list[ObservedContainer]:
     keep = live(observed, service)
     return sorted((c for c in observed.containers
                    if c.service == service and c.project == observed.project
-                   and c.role is not Role.CURRENT and c != keep), key=lambda c: c.name)
+                   and c.role in _SWAP_ROLES and c != keep), key=lambda c: c.name)
 
 
 def leftover_actions(observed: Observed, service: str, profile: str | None) -> list[Action]:

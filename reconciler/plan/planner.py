@@ -15,12 +15,13 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.deploy import planning
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
 from reconciler.plan import leftovers, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
 from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
 from reconciler.spec.load import LoadedSpec
-from reconciler.spec.models import Kind, Spec
+from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
 from reconciler.spec.normalise import (
     config_hash,
     network_name,
@@ -31,6 +32,7 @@ from reconciler.spec.normalise import (
 
 INFRASTRUCTURE = "infrastructure"
 _STOPPED = frozenset({State.CREATED, State.EXITED, State.DEAD})
+_CANNOT_RUN = frozenset({State.RESTARTING, State.EXITED, State.DEAD})
 _TAG_MAJOR = re.compile(r"^(\d+)(?:[.\-_]|$)")
 
 
@@ -58,15 +60,17 @@ class _Decision:
     cause: str
     changes: tuple[Change, ...] = ()
     fresh_cause: str | None = None
+    fallback: bool = False
 
 
 def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] = (),
               unhealthy: Mapping[str, str] | None = None) -> Plan:
     """The actions that turn ``observed`` into the spec, ordered and safety-checked.
 
-    ``unhealthy`` maps running services that apply found unhealthy even after a restart to
-    what their probe said; each gets a recreate (with backup and verify when stateful), so
-    healing is planned like any other change and the plan stays the one source of truth.
+    ``unhealthy`` maps services that heal could not fix in place (still unhealthy after a
+    restart, restarting in a loop, cut off from a deleted network) to why; each gets a
+    recreate (with backup and verify when stateful) whatever its state, so healing is
+    planned like any other change and the plan stays the one source of truth.
     """
     spec = loaded.spec
     selected = frozenset(profiles)
@@ -187,32 +191,44 @@ def _orphan_cause(container: ObservedContainer) -> str:
 
 def _service_actions(ctx: _Context, name: str, infra_ids: set[str], last_of: dict[str, str],
                      warnings: list[str]) -> list[Action]:
-    """A service's group: leftovers → backup → create/recreate/start → restore → verify."""
+    """A service's group: leftovers → backup → create/recreate/start → restore → verify, with
+    the blue-green parts (traffic switch, proxy, kept versions) added by ``deploy.planning``."""
     service = ctx.spec.services[name]
-    group: list[Action] = leftovers.leftover_actions(ctx.observed, name, service.profile)
+    removals = leftovers.leftover_actions(ctx.observed, name, service.profile)
     decision = _decide(ctx, name, warnings)
-    if decision is None:
-        return group
+    group: list[Action] = []
+    main = None
+    if decision is not None:
+        main = _main_group(ctx, name, decision, _service_deps(ctx, name, infra_ids, last_of),
+                           group, warnings)
+    return planning.arrange(ctx.loaded, ctx.observed, name, removals, group, main)
+
+
+def _main_group(ctx: _Context, name: str, decision: _Decision, deps: list[str], group: list[Action],
+                warnings: list[str]) -> Action:
+    """Append backup → main → restore → verify to ``group``; returns the main action."""
+    service = ctx.spec.services[name]
     current = leftovers.live(ctx.observed, name)
     common = dict(resource=name, profile=service.profile, stateful=service.stateful,
                   protected=service.protect, container_id=current.id if current else None)
-    deps = _service_deps(ctx, name, infra_ids, last_of)
     guarded = decision.kind is ActionKind.RECREATE and service.stateful
-    first = len(group)
     if guarded:
-        group.append(Action(ActionKind.BACKUP, **common,
-                            cause="back up the data before the container is replaced"))
-        deps.insert(0, group[first].id)
+        cause = "back up the data before the container is replaced"
+        if decision.fallback:
+            cause = ("back up what can be read; if the server cannot run, the latest verified backup "
+                     "is restored instead (changes made since it are lost)")
+        group.append(Action(ActionKind.BACKUP, **common, cause=cause, fallback=decision.fallback))
+        deps.insert(0, group[0].id)
     main = Action(decision.kind, cause=decision.cause, changes=decision.changes,
                   depends_on=tuple(deps), fresh_volume=decision.fresh_cause is not None, **common)
     group.append(main)
     if guarded:
-        group.extend(_after_recreate(ctx, name, decision, group[first], main, common))
+        group.extend(_after_recreate(ctx, name, decision, group[0], main, common))
     elif decision.fresh_cause:
         reason = decision.fresh_cause.split(";")[0]
         warnings.append(f"{name}: {reason}; it is not stateful, so its old data is neither backed up "
                         "nor restored (set stateful: true to keep it)")
-    return group
+    return main
 
 
 def _service_deps(ctx: _Context, name: str, infra_ids: set[str], last_of: dict[str, str]) -> list[str]:
@@ -259,13 +275,39 @@ def _decide(ctx: _Context, name: str, warnings: list[str]) -> _Decision | None:
         return _rebuilt_recreate(ctx, name, current, image.id, warnings)
     if current.role is not Role.CURRENT:
         return _Decision(ActionKind.START, leftovers.adopt_cause(current))
+    if name in ctx.unhealthy:
+        return _unhealthy_recreate(ctx, name, current)
     if current.state in _STOPPED:
         return _Decision(ActionKind.START, _stopped_cause(current))
-    if name in ctx.unhealthy and current.state is State.RUNNING:
-        return _Decision(ActionKind.RECREATE, f"unhealthy: {ctx.unhealthy[name]}; a restart did not help")
     if (warning := _health_warning(name, current)) is not None:
         warnings.append(warning)
     return None
+
+
+def _unhealthy_recreate(ctx: _Context, name: str, current: ObservedContainer) -> _Decision:
+    """Heal could not fix it in place. A service that runs but stays unhealthy, or that the
+    engine cannot start (a deleted network…), keeps its volume: its data is backed up and
+    verified as after any recreate. A stateful service whose server crashes on start again
+    and again (``_crash_looped``) most likely cannot use its data directory: the new container
+    starts on a fresh volume (the old one is kept) and the data is restored, from a backup
+    taken now if the server can still be read, else from the latest verified backup
+    (``fallback``, said in the backup's cause so the operator sees it before confirming)."""
+    cause = f"unhealthy: {ctx.unhealthy[name]}"
+    service = ctx.spec.services[name]
+    has_volume = any(not m.is_host_path for m in service.volumes)
+    if not (_crash_looped(current) and service.stateful and has_volume
+            and service.kind in BACKUPABLE_KINDS):
+        return _Decision(ActionKind.RECREATE, cause)
+    return _Decision(ActionKind.RECREATE, cause, fallback=True,
+                     fresh_cause="it crashes on its data: the new container starts on a fresh "
+                                 "volume (the old one is kept); restore from the backup")
+
+
+def _crash_looped(current: ObservedContainer) -> bool:
+    """The server dies on its own, again and again: the engine restarts it (or did, until heal
+    stopped the loop). Not a container stopped by a signal or one the engine could not start."""
+    return (current.state in _CANNOT_RUN and current.restart_count > 0
+            and current.exit_code not in (None, 0))
 
 
 def _pull_note(ctx: _Context, name: str) -> str:

@@ -11,6 +11,7 @@ plain ASCII so they survive any terminal, log or CI page:
     *  backup (before a recreate or removal of a stateful service)
     <  restore (the backup, into a fresh volume)
     ?  verify (the data after a stateful recreate)
+    =  switch-traffic (blue-green: point the proxy at the new container, drain, stop the old)
     !  a warning (no action; apply will heal it or an operator should look)
 
 ``color=True`` adds rich markup tags (``[green]+[/green]``) for the CLI to print with rich;
@@ -31,6 +32,7 @@ JSON (``render_json``), a stable shape (``format`` is bumped on any incompatible
         "id": "recreate:postgres",     # "<kind>:<resource>", unique in a plan
         "kind": "recreate",            # create-network | create-volume | create | recreate
                                        # | start | remove | backup | restore | verify
+                                       # | switch-traffic
         "resource": "postgres",        # service, network or volume name (or container name)
         "cause": "image postgres:15 → postgres:17",
         "changes": [{"field": "image", "before": "postgres:15", "after": "postgres:17"}],
@@ -58,9 +60,10 @@ SYMBOLS = {
     ActionKind.CREATE_NETWORK: "+", ActionKind.CREATE_VOLUME: "+", ActionKind.CREATE: "+",
     ActionKind.RECREATE: "~", ActionKind.START: ">", ActionKind.REMOVE: "-",
     ActionKind.BACKUP: "*", ActionKind.RESTORE: "<", ActionKind.VERIFY: "?",
+    ActionKind.SWITCH_TRAFFIC: "=",
 }
 COLOURS = {"+": "green", "~": "yellow", ">": "cyan", "-": "red", "*": "blue", "<": "magenta",
-           "?": "blue"}
+           "?": "blue", "=": "cyan"}
 _NOUNS = {ActionKind.CREATE_NETWORK: "network ", ActionKind.CREATE_VOLUME: "volume "}
 _MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
 
@@ -75,7 +78,8 @@ def resource_label(action: Action) -> str:
 
 
 def summary(plan: Plan) -> str:
-    """``Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup.`` (start/restore/verify if any)."""
+    """``Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup.`` (start/restore/verify/switch
+    if any)."""
     counts = plan.counts()
     created = sum(counts.get(k.value, 0) for k in (ActionKind.CREATE, ActionKind.CREATE_NETWORK,
                                                    ActionKind.CREATE_VOLUME))
@@ -88,6 +92,8 @@ def summary(plan: Plan) -> str:
         parts.append(_count(counts["restore"], "restore"))
     if counts.get("verify"):
         parts.append(_count(counts["verify"], "verification"))
+    if switches := counts.get("switch-traffic"):
+        parts.append(f"{switches} traffic switch{'' if switches == 1 else 'es'}")
     return "Plan: " + ", ".join(parts) + "."
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reconciler.errors import Location, SpecError
-from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
+from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec, Strategy
 
 Locate = Callable[[tuple], Location]
 
@@ -13,7 +13,7 @@ Locate = Callable[[tuple], Location]
 def cross_check(spec: Spec, locate: Locate) -> list[SpecError]:
     errors: list[SpecError] = []
     for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references,
-                  _backupable, _app_depends_only_known_profiles):
+                  _backupable, _app_depends_only_known_profiles, _blue_green):
         errors.extend(check(spec, locate))
     return errors
 
@@ -139,3 +139,38 @@ def _app_depends_only_known_profiles(spec: Spec, locate: Locate) -> list[SpecErr
                     ref="spec.profile-order", location=locate(("services", name, "depends_on", dep)),
                     hint="infrastructure is converged before the app; move the dependency the other way"))
     return errors
+
+
+def _blue_green(spec: Spec, locate: Locate) -> list[SpecError]:
+    """Blue-green runs the old and new container side by side: never on shared data, never
+    both binding a host port; behind a proxy, the proxy reaches the app over a network."""
+    errors = []
+    for name, service in spec.services.items():
+        if service.deploy.strategy is not Strategy.BLUE_GREEN:
+            continue
+        where = locate(("services", name, "deploy", "strategy"))
+        problem = _blue_green_problem(spec, name)
+        if problem:
+            errors.append(SpecError(f"service {name} cannot use blue-green: {problem[0]}",
+                                    ref="spec.blue-green", location=where, hint=problem[1]))
+    return errors
+
+
+def _blue_green_problem(spec: Spec, name: str) -> tuple[str, str] | None:
+    service = spec.services[name]
+    if service.stateful:
+        return ("it is stateful, and two servers must not run on the same data",
+                "use strategy: recreate (apply backs up, replaces, restores and verifies it)")
+    if not service.proxied and any(p.host for p in service.ports):
+        return (("it publishes a host port and has no health.http, so no proxy can hold the port "
+                 "while both versions run"), "add health.http (a proxy then holds the port) or use recreate")
+    if service.proxied and not service.networks:
+        return ("its proxy reaches it over a project network, and it joins none",
+                "add it to a network declared under networks:")
+    if service.proxied and any(p.protocol != "tcp" for p in service.ports):
+        return "the proxy forwards HTTP over TCP only", "use strategy: recreate for UDP ports"
+    clash = f"{spec.project}-{name}-proxy"
+    if any(f"{spec.project}-{other}" == clash for other in spec.services):
+        return (f"its proxy would be named {clash}, like another service's container",
+                "rename one of the two services")
+    return None

@@ -166,10 +166,23 @@ class HealthSpec(Frozen):
 
 
 class DeploySpec(Frozen):
+    """How a new version replaces the running one (``reconciler.deploy`` has the details).
+
+    ``recreate`` stops the old container before the new one starts. ``blue-green`` starts
+    the new one first and stops the old one only once the new one is ready; for a service
+    with ``health.http`` a proxy container (``proxy_image``) holds the published ports and
+    is switched to the new container, then the old one drains.
+    """
+
     strategy: Strategy = Strategy.RECREATE
-    drain: Duration = 30.0
+    drain: Duration = Field(30.0, description="blue-green: how long the old container keeps "
+                                              "serving in-flight requests after the switch.")
     health_timeout: Duration = 120.0
     stop_grace: Duration = 30.0
+    proxy_image: str = Field("nginx:stable", min_length=1,
+                             description="blue-green HTTP services: the nginx image of the proxy.")
+    readiness_delay: Duration = Field(5.0, description="blue-green without any health signal: "
+                                                       "how long the new container must keep running.")
 
 
 class ServiceBackup(Frozen):
@@ -200,6 +213,11 @@ class Service(Frozen):
     user: str | None = None
     mem_limit: str | None = Field(None, pattern=r"^\d+[bkmg]?$")
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def proxied(self) -> bool:
+        """Blue-green behind a proxy: the proxy, not the app container, publishes the ports."""
+        return self.deploy.strategy is Strategy.BLUE_GREEN and self.health.http is not None
 
     @field_validator("env", mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 Docker is the state store (DESIGN.md principle 3): every container reconcile makes carries
 these labels. The hash covers only fields that must force a recreate; depends_on, profile,
-health, deploy, backup, stateful and protect can change without touching the container.
+health, deploy, backup, stateful and protect can change without touching the container,
+except that a blue-green HTTP service's ports belong to its proxy (its container publishes
+none), so switching to or from that mode changes the container's ``ports``.
 Env values are stored as salted digests so the config label never holds a secret.
 Declared volumes are named by their LOGICAL name plus definition, not the engine name: after
 a fresh-volume recreate the container mounts a new generation (``<project>_<vol>-<token>``)
@@ -29,9 +31,12 @@ LABEL_STATEFUL = "reconcile.stateful"
 LABEL_PROTECT = "reconcile.protect"
 LABEL_VOLUME = "reconcile.volume"
 LABEL_GENERATION = "reconcile.generation"
+LABEL_UPSTREAM = "reconcile.upstream"
 
 CANDIDATE_MARK = "new"
 PREVIOUS_MARK = "old"
+KEPT_MARK = "kept"
+PROXY_SUFFIX = "proxy"
 _TOKEN = re.compile(r"^[0-9a-f]{6}$")
 
 
@@ -58,13 +63,22 @@ def swap_name(project: str, service: str, mark: str, token: str) -> str:
     return f"{project}-{service}-{mark}-{token}"
 
 
+def proxy_name(project: str, service: str) -> str:
+    """``<project>-<service>-proxy``: the proxy in front of a blue-green HTTP service."""
+    return f"{project}-{service}-{PROXY_SUFFIX}"
+
+
 def role_from_name(name: str, project: str, service: str | None) -> str | None:
-    """``current``, ``candidate`` or ``previous`` when ``name`` follows the naming rule, else None."""
+    """``current``, ``candidate``, ``previous``, ``kept`` or ``proxy`` when ``name`` follows the
+    naming rule, else None. ``kept`` (``-kept-<token>``) is an older version kept stopped for
+    ``reconcile rollback``; unlike ``previous`` it is not a leftover of an interrupted apply."""
     if not service or not project:
         return None
     base = f"{project}-{service}"
     if name == base:
         return "current"
+    if name == proxy_name(project, service):
+        return "proxy"
     head, _, token = name.rpartition("-")
     if not _TOKEN.match(token):
         return None
@@ -72,6 +86,8 @@ def role_from_name(name: str, project: str, service: str | None) -> str | None:
         return "candidate"
     if head == f"{base}-{PREVIOUS_MARK}":
         return "previous"
+    if head == f"{base}-{KEPT_MARK}":
+        return "kept"
     return None
 
 
@@ -116,7 +132,7 @@ def normalised_config(spec: Spec, name: str) -> dict[str, object]:
                 for k, v in sorted(service.env.items())},
         "volumes": volumes,
         "networks": sorted(network_name(spec, n) for n in service.networks),
-        "ports": sorted(str(p) for p in service.ports),
+        "ports": [] if service.proxied else sorted(str(p) for p in service.ports),
         "restart": service.restart,
         "user": service.user,
         "mem_limit": service.mem_limit,

@@ -22,7 +22,8 @@ def test_empty_engine_to_healthy_stack_then_app_only_upgrade(client, project, tm
     env = lab_env(project, tmp_path)
     first = apply(LAB_SPEC, env)
     assert first.returncode == 0, show(first)
-    assert sorted(started(client, project)) == ["api", "dragonfly", "openvidu", "postgres", "worker"]
+    assert sorted(started(client, project)) == ["api", "api-proxy", "dragonfly", "openvidu", "postgres",
+                                                 "worker"]
     health = cli(LAB_SPEC, env, "health")
     assert health.returncode == 0, show(health)
     again = apply(LAB_SPEC, env)
@@ -33,7 +34,7 @@ def test_empty_engine_to_healthy_stack_then_app_only_upgrade(client, project, tm
     result = apply(LAB_SPEC, upgrade)
     assert result.returncode == 0, show(result)
     done = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("ok  ")]
-    assert done == ["recreate:api", "recreate:worker"], result.stdout
+    assert done == ["recreate:api", "switch-traffic:api", "recreate:worker"], result.stdout
     after = started(client, project)
     assert {s: after[s] for s in INFRA} == {s: before[s] for s in INFRA}
     assert after["api"][0] != before["api"][0] and after["worker"][0] != before["worker"][0]
