@@ -1,27 +1,29 @@
-"""Operate commands: ``diagnose``, ``drift`` and ``status``.
+"""Operate commands: ``diagnose``, ``heal``, ``drift`` and ``status``.
 
-Exit codes follow DESIGN.md: diagnose 0 no issues, 1 warnings only, 2 critical; drift 0 no
-drift, 2 drift, 1 error (any ``ReconcileError``, mapped in ``main``); status 0.
+Exit codes follow DESIGN.md: diagnose 0 no issues, 1 warnings only, 2 critical; heal 0 all
+fixed or nothing to do, 1 only non-critical issues remain, 2 a critical one remains; drift 0
+no drift, 2 drift, 1 error (any ``ReconcileError``, mapped in ``main``); status 0.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from reconciler.cli.app import STATE, JsonOpt, ProfileOpt, app
 
-ServicesArg = Annotated[Optional[list[str]], typer.Argument(help="Services (default: all).")]
+ServicesArg = Annotated[list[str] | None, typer.Argument(help="Services (default: all).")]
 
 
 @app.command()
 def diagnose(
     services: ServicesArg = None,
     as_json: JsonOpt = False,
-    save_facts: Annotated[Optional[Path], typer.Option(
+    save_facts: Annotated[Path | None, typer.Option(
         "--save-facts", help="Also write the collected facts (redacted) as JSON, e.g. for a bug "
                              "report or a test case.")] = None,
 ) -> None:
@@ -58,10 +60,68 @@ def _notify_critical(session, result, partial: bool) -> None:
 
 
 @app.command()
+def heal(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
+    """Fix what diagnose finds and can be fixed safely; report the rest.
+
+    Starts what is stopped, restarts what is unhealthy, recreates what restarts in a loop or
+    stays unhealthy (through apply's plan: a backup first when it holds data), recreates a
+    deleted network and reconnects its containers. Never kills another process, frees
+    memory or deletes data: those are reported with advice. Up to 3 attempts per fix
+    (RECONCILE_HEAL_BACKOFF seconds apart, doubling; default 2). Exit 0 all fixed or nothing
+    to do, 1 only non-critical issues remain, 2 a critical issue remains.
+    """
+    from reconciler.operate import heal as healing
+    from reconciler.session import Session
+    from reconciler.spec.load import load_spec
+
+    STATE.json = as_json
+    printer = _HealPrinter(sys.stderr if as_json else sys.stdout)
+    report = healing.run(Session(load_spec(STATE.file)), services, say=printer.say, emit=printer.event)
+    if as_json:
+        from reconciler.cli.output import print_json
+
+        print_json(report.to_dict())
+    else:
+        for line in healing.summary_lines(report):
+            printer.line(line)
+    raise typer.Exit(report.exit_code)
+
+
+class _HealPrinter:
+    """Heal's progress as plain lines; a recreate's apply events in apply's words, shortly."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def say(self, service: str, message: str) -> None:
+        self.line(f"  {message}")
+
+    def event(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "action-end":
+            ok = event.get("status") == "ok"
+            extra = f" → {event['backup_id']}" if event.get("backup_id") else ""
+            self.line(f"    {'ok' if ok else 'FAILED'}  {event['action']}{extra} ({event.get('seconds', 0)}s)"
+                      + ("" if ok else f": {event.get('error', '')}"))
+        elif kind in ("rollback-begin", "rollback-end", "warning"):
+            words = {"rollback-begin": f"rolling back {event.get('service')}: {event.get('reason')}",
+                     "rollback-end": f"rollback of {event.get('service')}: {event.get('status')}"}
+            self.line(f"    {words.get(kind, event.get('message', ''))}")
+        elif kind == "logs":
+            self.line(f"    last log lines ({event.get('action')}):")
+            for text in event.get("lines") or []:
+                self.line(f"      | {text}")
+
+
+@app.command()
 def drift(
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
-    metrics_file: Annotated[Optional[Path], typer.Option(
+    metrics_file: Annotated[Path | None, typer.Option(
         "--metrics-file", help="Write Prometheus metrics here (node_exporter textfile collector), "
                                "e.g. /var/lib/node_exporter/textfile_collector/reconcile.prom.")] = None,
 ) -> None:

@@ -22,7 +22,8 @@ from reconciler.spec.normalise import LABEL_CONFIG, LABEL_SERVICE
 
 _CONSEQUENCES = frozenset({ActionKind.BACKUP, ActionKind.RESTORE, ActionKind.VERIFY})
 _VERBS = {ActionKind.CREATE: "create it", ActionKind.RECREATE: "recreate it",
-          ActionKind.START: "start it", ActionKind.REMOVE: "remove it"}
+          ActionKind.START: "start it", ActionKind.REMOVE: "remove it",
+          ActionKind.SWITCH_TRAFFIC: "switch its proxy"}
 _UNITS = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 
@@ -75,13 +76,14 @@ def users_of(loaded: LoadedSpec, plan: Plan, resource: str, noun: str) -> list[s
 
 def owner_of(loaded: LoadedSpec, resource: str) -> str | None:
     """The spec service an action's resource belongs to: the service itself, or a leftover
-    container named ``<project>-<service>-old|new-<token>``; None for orphans."""
+    container named ``<project>-<service>-old|new|kept-<token>``, or its ``-proxy``; None
+    for orphans."""
     spec = loaded.spec
     if resource in spec.services:
         return resource
     prefix = f"{spec.project}-"
     if resource.startswith(prefix):
-        head = re.sub(r"-(?:old|new)-[0-9a-f]{6}$", "", resource[len(prefix):])
+        head = re.sub(r"-(?:(?:old|new|kept)-[0-9a-f]{6}|proxy)$", "", resource[len(prefix):])
         if head in spec.services:
             return head
     return None

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from reconciler.operate.redact import Redactor
 
-KINDS = frozenset({"deploy", "backup", "restore", "drift", "diagnose"})
+KINDS = frozenset({"deploy", "backup", "restore", "drift", "diagnose", "heal"})
 KEEP_DAYS = 30
 FOLDER = "logs"
 _STAMP = "%Y%m%dT%H%M%SZ"

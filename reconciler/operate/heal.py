@@ -1,0 +1,229 @@
+"""``reconcile heal``: diagnose, fix what is fixable, report the rest — and the same heal for
+``reconcile apply``'s "infrastructure unhealthy, spec unchanged" row.
+
+Findings are diagnose's issues plus a failing deep health probe (``health.check_service``) of
+a running service diagnose found nothing critical about. ``heal_rules`` picks one fix per
+service; ``heal_actions`` carries it out with retries. A recreate is a plan: ``make_plan(…,
+unhealthy={service: why})`` cut down to that service and run by apply's executor under the
+apply lock, in a journal of its own, so a stateful service is backed up (and the backup
+verified) before its container is replaced, and a failed replacement is rolled back.
+
+``--json`` prints one document::
+
+    {"timestamp": "2026-01-05T10:00:00Z", "project": "shop", "status": "ok|warning|critical",
+     "exit_code": 0,
+     "results": [{"service": "postgres", "issue": "container exited", "severity": "critical",
+                  "rule": "container-exited", "action": "start", "attempts": 1,
+                  "result": "fixed|failed|reported", "details": "started shop-postgres"}]}
+
+``action`` is the fix (``start``, ``restart``, ``recreate``, ``recreate-network``, ``report``)
+or an escalation (``restart → recreate``); ``attempts`` counts engine attempts (0 for a
+report). Exit codes: 0 all fixed or nothing to do, 1 only non-critical issues remain, 2 a
+critical issue remains. A critical issue left sends one ``critical_health`` notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from reconciler.operate import diagnose, heal_rules, runlog
+from reconciler.operate.heal_actions import Healer, backoff_from
+from reconciler.operate.heal_rules import Fix, FixKind, IssueResult, Result
+from reconciler.operate.issues import Issue, Severity, sort_issues
+from reconciler.session import Session
+
+Emit = Callable[[dict], None]
+Say = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class HealReport:
+    timestamp: str
+    project: str
+    results: tuple[IssueResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return heal_rules.exit_code(self.results)
+
+    def to_dict(self) -> dict:
+        return {"timestamp": self.timestamp, "project": self.project,
+                "status": heal_rules.status(self.exit_code), "exit_code": self.exit_code,
+                "results": [r.to_dict() for r in self.results]}
+
+
+def run(session: Session, services: list[str] | None = None, *, say: Say,
+        emit: Emit = lambda event: None, backoff: float | None = None) -> HealReport:
+    """One ``reconcile heal``: under the apply lock (heal changes the stack like apply does),
+    with a ``heal`` run log holding every attempt and every apply event of a recreate."""
+    from reconciler.apply.journal import new_apply_id
+    from reconciler.apply.lock import ApplyLock
+
+    diagnose.check_services(session, services)
+    with runlog.open_run(session, "heal") as log, ApplyLock(session.state_dir(), new_apply_id()):
+        def tell(service: str, message: str) -> None:
+            log.event("heal", service=service, message=message)
+            say(service, message)
+
+        def forward(event: dict) -> None:
+            log.event(str(event.get("event", "event")), **{k: v for k, v in event.items() if k != "event"})
+            emit(event)
+
+        diagnosis, issues = findings(session, services)
+        fixes = heal_rules.plan_fixes(issues, diagnosis.facts, _order(session, services), _depends(session))
+        log.event("fixes", fixes=[{"service": f.service, "fix": f.kind.value,
+                                   "rules": sorted(f.rules)} for f in fixes])
+        healer = Healer(session, tell, partial(recreate_with_apply, session, forward),
+                        backoff_from(session.environ) if backoff is None else backoff)
+        results = tuple(r for fix in fixes for r in _carry_out(healer, fix))
+        report = HealReport(diagnosis.facts.now, session.spec.project, results)
+        log.event("result", status=heal_rules.status(report.exit_code), results=[r.to_dict() for r in results])
+    notify(session, report, partial=bool(services))
+    return report
+
+
+def _order(session: Session, services: list[str] | None) -> list[str]:
+    from reconciler.plan.planner import service_order
+
+    return service_order(session.spec, services or sorted(session.spec.services))
+
+
+def _depends(session: Session) -> dict[str, list[str]]:
+    return {name: list(service.depends_on) for name, service in session.spec.services.items()}
+
+
+def _carry_out(healer: Healer, fix: Fix) -> list[IssueResult]:
+    if fix.kind is FixKind.REPORT:
+        return heal_rules.reported(fix)
+    outcome = healer.run(fix)
+    return heal_rules.results_of(fix, outcome.result, outcome.action, outcome.attempts, outcome.details)
+
+
+# -- findings (shared with apply) ------------------------------------------------------------
+
+def findings(session: Session, services: list[str] | None = None, *, probes: dict | None = None,
+             remember: bool = True) -> tuple[diagnose.Diagnosis, list[Issue]]:
+    """Diagnose's issues, plus one for each running service whose deep probe fails and that
+    diagnose found nothing critical about. ``probes`` ({service: ServiceHealth}) reuses
+    results the caller already has (apply probes before it plans)."""
+    diagnosis = diagnose.run(session, services, with_usage=False, remember=remember)
+    issues = list(diagnosis.issues)
+    if diagnosis.facts.host.engine_reachable:
+        found = probes if probes is not None else deep_health(session, diagnosis)
+        issues += heal_rules.probe_issues(issues, {n: _probe_words(r) for n, r in found.items()})
+    return diagnosis, sort_issues(issues)
+
+
+def deep_health(session: Session, diagnosis: diagnose.Diagnosis) -> dict:
+    """The kind's probe of every running service; only the critical results are kept."""
+    from reconciler.health import Level, ServiceHealth, check_service
+
+    out = {}
+    for service in diagnosis.facts.services:
+        box = service.container
+        if box is None or not box.running:
+            continue
+        try:
+            result = check_service(session, service.name)
+        except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a finding
+            result = ServiceHealth(service.name, "unreachable", Level.CRITICAL, {"error": type(exc).__name__})
+        if result.level >= Level.CRITICAL:
+            out[service.name] = result
+    return out
+
+
+def _probe_words(result) -> tuple[str, str]:
+    shown = {k: v for k, v in result.details.items()
+             if k in ("error", "docker_health", "state", "restarts", "exit_code") and v not in (None, "", 0)}
+    return result.status, ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+# -- recreate through apply ------------------------------------------------------------------
+
+def recreate_with_apply(session: Session, emit: Emit, fix: Fix, reason: str) -> str:
+    """Plan the service's recreate like apply does, keep only its part, and run it through
+    apply's executor (the caller holds the apply lock): backup → recreate → verify, rollback
+    on failure, all in a journal ``reconcile history`` lists."""
+    from reconciler.apply.runner import run_plan
+    from reconciler.pipeline import observe_for
+    from reconciler.plan.planner import make_plan
+
+    observed = observe_for(session.loaded, session.client)
+    full = make_plan(session.loaded, observed, (), unhealthy={fix.service: reason})
+    plan = heal_rules.subplan(full, session.spec, [fix.service])
+    outcome = run_plan(session, plan, emit, reason=f"heal {fix.service}: {reason}")
+    backups = [f"backup {b['backup_id']} ({b['file']})" for b in outcome.summary.get("backups") or []]
+    done = ", ".join(a.partition(":")[0] for a in outcome.summary.get("actions") or [])
+    text = f"apply {outcome.apply_id}: {done}"
+    return text + (f"; taken first: {', '.join(backups)}" if backups else "")
+
+
+# -- apply's use -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InPlace:
+    """What heal left for apply: services to recreate (with why), critical reports as
+    ``(service, text)``, and whether any fix ran (then apply must plan again)."""
+
+    recreate: dict[str, str]
+    reports: list[tuple[str, str]]
+    changed: bool
+
+
+def heal_in_place(session: Session, probes: dict, say: Say) -> InPlace:
+    """Apply's "unhealthy, spec unchanged" row: the same findings, fixes and retries as
+    ``reconcile heal`` for the services apply found critical; what needs a new container is
+    returned for apply's own plan (one plan, one confirmation, one journal)."""
+    names = sorted(probes)
+    diagnosis, issues = findings(session, names, probes=probes, remember=False)
+    fixes = heal_rules.plan_fixes([i for i in issues if i.service in probes], diagnosis.facts,
+                                  _order(session, names), _depends(session))
+    healer = Healer(session, say, None, backoff_from(session.environ))
+    recreate: dict[str, str] = {}
+    reports: list[tuple[str, str]] = []
+    for fix in fixes:
+        if fix.kind is FixKind.REPORT:
+            reports += [(i.service, f"{i.service}: {i.issue} ({i.details}): not fixed by apply; {fix.note}")
+                        for i in fix.issues if i.severity is Severity.CRITICAL]
+            continue
+        outcome = healer.run(fix)
+        if outcome.result is Result.FAILED:
+            recreate[fix.service] = outcome.details if outcome.pending else (
+                f"{outcome.details}; {outcome.action} did not help")
+    return InPlace(recreate, reports, any(f.kind is not FixKind.REPORT for f in fixes))
+
+
+# -- telling people ------------------------------------------------------------------------------
+
+def notify(session: Session, report: HealReport, partial: bool) -> None:
+    """A critical issue heal could not fix → one ``critical_health`` message (again only when
+    what remains changes); a full run with nothing critical left clears it."""
+    from reconciler.operate.notify import Event, Notification, send_if_new
+
+    left = [r for r in report.results if r.result is not Result.FIXED and r.severity is Severity.CRITICAL]
+    note = None
+    if left:
+        names = sorted({r.service for r in left})
+        note = Notification(Event.CRITICAL_HEALTH, report.project, "critical",
+                            f"heal: {len(left)} critical issue(s) remain: {', '.join(names)}",
+                            tuple(f"{r.service}: {r.issue} — {r.result.value}: {r.details}" for r in left))
+    if note is not None or not partial:
+        send_if_new(session.loaded.state_dir(), "heal", note)
+
+
+def summary_lines(report: HealReport) -> list[str]:
+    """The human report: one line per issue, then a count."""
+    lines = []
+    for r in report.results:
+        mark = {Result.FIXED: "fixed   ", Result.FAILED: "FAILED  ", Result.REPORTED: "reported"}[r.result]
+        tries = f", {r.attempts} attempt{'s' if r.attempts != 1 else ''}" if r.attempts else ""
+        lines.append(f"{mark} {r.service}: {r.issue} [{r.action}{tries}]: {r.details}")
+    counts = {k: sum(1 for r in report.results if r.result is k) for k in Result}
+    if not report.results:
+        lines.append("Nothing to heal: no issues found.")
+    else:
+        lines.append(f"Heal: {counts[Result.FIXED]} fixed, {counts[Result.FAILED]} failed, "
+                     f"{counts[Result.REPORTED]} reported; status {heal_rules.status(report.exit_code)}.")
+    return lines

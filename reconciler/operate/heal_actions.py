@@ -1,0 +1,320 @@
+"""Heal's thin executor: one small function per fix kind, each tried up to ``ATTEMPTS`` times
+with exponential backoff, every attempt said (run log and screen), every success re-checked.
+
+The decisions are in ``heal_rules``; here is only how. A fix counts as done when the
+service's health probe passes *and* a fresh diagnose of it no longer finds the issues the
+fix was for: a container that starts and dies a second later must not count as fixed.
+
+Recreating goes through apply's plan and executor (``recreate``, given by the caller), so
+backup-before-destroy, the journal and rollback hold exactly as in ``reconcile apply``. When
+the caller is apply itself, ``recreate`` is None: the service is handed back for apply's
+own plan instead (``FixOutcome.pending``).
+
+Waits: ``RECONCILE_HEAL_BACKOFF`` seconds before the second attempt, twice that before the
+third (default 2 s; tests set 0.1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from reconciler import dockerio
+from reconciler.apply import builders, gate
+from reconciler.errors import CriticalError, ReconcileError
+from reconciler.operate.heal_rules import (
+    ATTEMPTS,
+    ESCALATION,
+    PROBE_RULE,
+    Fix,
+    FixKind,
+    Result,
+    fix_for,
+)
+from reconciler.session import Session
+from reconciler.spec.normalise import (
+    LABEL_SERVICE,
+    LABEL_UPSTREAM,
+    container_name,
+    network_name,
+    proxy_name,
+)
+
+BACKOFF_ENV = "RECONCILE_HEAL_BACKOFF"
+DEFAULT_BACKOFF_S = 2.0
+LONGEST_WAIT_FACTOR = 15
+ROLLED_BACK = "apply.rolled-back"
+
+Say = Callable[[str, str], None]
+Recreate = Callable[[Fix, str], str]
+
+
+class HealError(ReconcileError):
+    ref = "heal"
+
+
+@dataclass(frozen=True)
+class FixOutcome:
+    result: Result
+    action: str
+    attempts: int
+    details: str
+    pending: bool = False
+
+
+def backoff_from(environ: Mapping[str, str] | None = None) -> float:
+    raw = (os.environ if environ is None else environ).get(BACKOFF_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw.strip() else DEFAULT_BACKOFF_S
+    except ValueError:
+        return DEFAULT_BACKOFF_S
+
+
+@dataclass
+class Healer:
+    """Runs fixes for one session. ``say(service, message)`` reports each step."""
+
+    session: Session
+    say: Say
+    recreate: Recreate | None = None
+    backoff: float = DEFAULT_BACKOFF_S
+
+    def run(self, fix: Fix) -> FixOutcome:
+        """The fix, then its escalation if it fails (restart → recreate); never raises for a
+        failed fix, only for an interrupt."""
+        waited = self._after_dependencies(fix)
+        if waited is not None:
+            return waited
+        kind, tried, attempts, detail = fix.kind, [], 0, ""
+        while True:
+            tried.append(kind.value)
+            if kind is FixKind.RECREATE and self.recreate is None:
+                stop_loop(self, fix)
+                return FixOutcome(Result.FAILED, " → ".join(tried), attempts,
+                                  recreate_reason(fix, tried[:-1]), pending=True)
+            ok, count, detail, final = self._attempts(fix, kind, tried[:-1])
+            attempts += count
+            if ok:
+                return FixOutcome(Result.FIXED, " → ".join(tried), attempts, detail)
+            following = None if final else ESCALATION.get(kind)
+            if following is None:
+                return FixOutcome(Result.FAILED, " → ".join(tried), attempts, detail)
+            self.say(fix.service, escalation_words(self.session, fix.service, kind))
+            kind = following
+
+    def _after_dependencies(self, fix: Fix) -> FixOutcome | None:
+        """A service whose dependencies were broken too is looked at again first: healthy now
+        (it recovered with them) is fixed; a dependency still broken means not now."""
+        if not fix.after:
+            return None
+        if healthy(self.session, fix.service):
+            self.say(fix.service, f"{fix.service} is healthy again with {', '.join(fix.after)}")
+            return FixOutcome(Result.FIXED, "none", 0, f"healthy again once {', '.join(fix.after)} was healed")
+        waiting = [d for d in fix.after if not healthy(self.session, d)]
+        if not waiting:
+            return None
+        words = f"not attempted: it depends on {', '.join(waiting)}, which is not healthy"
+        self.say(fix.service, f"{fix.service}: {words}")
+        return FixOutcome(Result.REPORTED, "wait", 0, words)
+
+    def _attempts(self, fix: Fix, kind: FixKind, before: list[str]) -> tuple[bool, int, str, bool]:
+        limit = ATTEMPTS[kind]
+        retrying = Retrying(
+            stop=stop_after_attempt(limit), reraise=True, retry=retry_if_exception(_worth_retrying),
+            wait=wait_exponential(multiplier=self.backoff, max=self.backoff * LONGEST_WAIT_FACTOR),
+            before_sleep=lambda state: self.say(
+                fix.service, f"waiting {state.next_action.sleep:.1f}s before attempt "
+                             f"{state.attempt_number + 1}/{limit}"))
+        number = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    detail = self._once(fix, kind, number, limit, before)
+        except Exception as exc:  # noqa: BLE001 - a failed fix is a result, not a crash
+            return False, number, _text(exc), not _worth_retrying(exc)
+        return True, number, detail, False
+
+    def _once(self, fix: Fix, kind: FixKind, number: int, limit: int, before: list[str]) -> str:
+        self.say(fix.service, attempt_words(fix, kind, number, limit))
+        try:
+            detail = ACTIONS[kind](self, fix, before)
+            recheck(self.session, fix)
+        except Exception as exc:
+            self.say(fix.service, f"attempt {number}/{limit} failed: {_text(exc)}")
+            raise
+        self.say(fix.service, f"{fix.service} is healthy again: {detail}")
+        return detail
+
+    def container(self, service: str) -> str:
+        return container_name(self.session.spec, service)
+
+    def wait_ready(self, service: str) -> None:
+        gate.wait_ready(self.session, service, self.container(service), gate.timeout_for(self.session, service))
+
+
+def healthy(session: Session, service: str) -> bool:
+    from reconciler.health import Level, check_service
+
+    try:
+        return check_service(session, service).level is Level.HEALTHY
+    except Exception:  # noqa: BLE001 - a probe that cannot run means not healthy
+        return False
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Not after a failed rollback (a person must act), nor after a recreate that was rolled
+    back: a brand-new container failing too means the cause is in the spec, the image or
+    the data, and another try would only take another backup."""
+    if not isinstance(exc, Exception) or isinstance(exc, CriticalError):
+        return False
+    return getattr(exc, "ref", "") != ROLLED_BACK
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, ReconcileError):
+        return exc.message + (f" ({exc.hint})" if isinstance(exc, CriticalError) and exc.hint else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- words ----------------------------------------------------------------------------------
+
+def attempt_words(fix: Fix, kind: FixKind, number: int, limit: int) -> str:
+    first = next((i for i in fix.issues if fix_for(i) is kind), fix.issues[0])
+    if kind is FixKind.RESTART:
+        return f"{fix.service} is unhealthy ({first.issue}: {_short(first.details)}): restarting it once"
+    verb = {FixKind.START: "starting it", FixKind.RECREATE: "recreating it through apply's plan",
+            FixKind.RECREATE_NETWORK: "recreating its network, reconnecting and starting it"}[kind]
+    return f"{fix.service}: {first.issue}: {verb} (attempt {number}/{limit})"
+
+
+def escalation_words(session: Session, service: str, kind: FixKind) -> str:
+    backup = " (with a backup first)" if session.spec.services[service].stateful else ""
+    if kind is FixKind.RESTART:
+        return f"{service} is still unhealthy: it will be recreated{backup}"
+    return f"{service} could not be reconnected to its network: it will be recreated{backup}"
+
+
+def recreate_reason(fix: Fix, tried: list[str]) -> str:
+    """The cause the plan shows for the recreate: what is wrong, and what did not help."""
+    what = "; ".join(f"{i.issue} ({_short(i.details)})" for i in fix.issues)
+    return what + (f"; {' and '.join(tried)} did not help" if tried else "")
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+# -- one function per fix kind ----------------------------------------------------------------
+
+def start(healer: Healer, fix: Fix, before: list[str]) -> str:
+    name = healer.container(fix.service)
+    dockerio.start(healer.session.client, name)
+    healer.wait_ready(fix.service)
+    return f"started {name}"
+
+
+def restart(healer: Healer, fix: Fix, before: list[str]) -> str:
+    name = healer.container(fix.service)
+    grace = healer.session.spec.services[fix.service].deploy.stop_grace
+    dockerio.restart(healer.session.client, name, grace)
+    healer.wait_ready(fix.service)
+    return f"restarted {name}"
+
+
+def recreate_network(healer: Healer, fix: Fix, before: list[str]) -> str:
+    """Recreate the service's missing networks as apply would, then give its container an
+    endpoint on each: the old endpoint names the deleted network's id, so the container
+    cannot start until it is dropped. Keeps the container (and its data) as it is."""
+    session, name = healer.session, healer.container(fix.service)
+    ids, made = ensure_networks(session, fix.service)
+    joined = _rejoin(session, name, ids, aliases=None)
+    if session.spec.services[fix.service].proxied:  # the proxy lost the same network
+        joined += _rejoin(session, proxy_name(session.spec.project, fix.service), ids, aliases=[])
+    healer.wait_ready(fix.service)
+    parts = [f"created network {', '.join(made)}"] if made else []
+    parts += [f"reconnected {', '.join(joined)}"] if joined else []
+    return "; ".join(parts + [f"{name} runs"])
+
+
+def _rejoin(session: Session, container: str, ids: dict[str, str], aliases: list[str] | None) -> list[str]:
+    """Give ``container`` an endpoint on each network of ``ids`` and start it.
+
+    The aliases are the ones it was created with (as builders gives them: the service name,
+    and the upstream alias a proxy forwards to), unless ``aliases`` says otherwise.
+    """
+    doc = dockerio.inspect_container(session.client, container)
+    labels = (doc.get("Config") or {}).get("Labels") or {}
+    if aliases is None:
+        aliases = [labels.get(LABEL_SERVICE, "")] + ([labels[LABEL_UPSTREAM]] if labels.get(LABEL_UPSTREAM) else [])
+        aliases = [a for a in aliases if a]
+    endpoints = (doc.get("NetworkSettings") or {}).get("Networks") or {}
+    joined = []
+    for engine, network_id in ids.items():
+        endpoint = endpoints.get(engine)
+        if endpoint and endpoint.get("NetworkID") == network_id:
+            continue
+        if endpoint is not None:
+            dockerio.disconnect_network(session.client, engine, doc["Id"])
+        dockerio.connect_network(session.client, engine, doc["Id"], aliases=aliases)
+        joined.append(f"{container} to {engine}")
+    if not (doc.get("State") or {}).get("Running"):
+        dockerio.start(session.client, doc["Id"])
+    return joined
+
+
+def ensure_networks(session: Session, service: str) -> tuple[dict[str, str], list[str]]:
+    """``{engine name: id}`` of the service's networks, creating the missing ones."""
+    spec, client = session.spec, session.client
+    present = {n["Name"]: n["Id"] for n in dockerio.project_networks(client, spec.project)}
+    ids, made = {}, []
+    for logical in spec.services[service].networks:
+        engine = network_name(spec, logical)
+        if engine not in present:
+            present[engine] = dockerio.create_network(client, builders.network_args(session.loaded, logical))
+            made.append(engine)
+        ids[engine] = present[engine]
+    return ids, made
+
+
+def recreate(healer: Healer, fix: Fix, before: list[str]) -> str:
+    assert healer.recreate is not None
+    stop_loop(healer, fix)
+    return healer.recreate(fix, recreate_reason(fix, before))
+
+
+def stop_loop(healer: Healer, fix: Fix) -> None:
+    """Stop a container that restarts in a loop before it is recreated: the engine would
+    otherwise bring it back at any moment, behind the backup's back and on the same data as
+    its replacement. Stopped, the plan's backup starts it once and waits until it is ready."""
+    if "restart-loop" not in fix.rules:
+        return
+    session = healer.session
+    doc = session.container_doc(fix.service)
+    if doc is None or not (doc.get("State") or {}).get("Running"):
+        return
+    healer.say(fix.service, f"stopping {healer.container(fix.service)} first: it restarts in a loop")
+    dockerio.stop(session.client, doc["Id"], session.spec.services[fix.service].deploy.stop_grace)
+
+
+ACTIONS: dict[FixKind, Callable[[Healer, Fix, list[str]], str]] = {
+    FixKind.START: start, FixKind.RESTART: restart, FixKind.RECREATE: recreate,
+    FixKind.RECREATE_NETWORK: recreate_network,
+}
+
+
+def recheck(session: Session, fix: Fix) -> None:
+    """A fresh diagnose of the service must not find the issues the fix was for."""
+    from reconciler.operate import diagnose
+
+    rules = fix.rules - {PROBE_RULE}
+    if not rules:
+        return
+    left = [i for i in diagnose.run(session, [fix.service], with_usage=False, remember=False).issues
+            if i.rule in rules and i.severity.value == "critical"]
+    if left:
+        raise HealError(f"still {left[0].issue}: {_short(left[0].details)}", ref="heal.recheck")

@@ -1,0 +1,239 @@
+"""`reconcile heal` against the real engine: each fault is caused for real, healed (or
+reported), and then `reconcile apply` must converge once the outside cause is gone.
+
+Every stack is made by `reconcile apply` itself, so its containers carry the labels apply
+gives them. Waits between attempts are 0.1 s (``RECONCILE_HEAL_BACKOFF``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.integration.apply_support import (
+    apply,
+    checksum,
+    cli,
+    containers,
+    lab_env,
+    pg_spec,
+    seed_rows,
+    show,
+    wait_for,
+)
+
+pytestmark = pytest.mark.engine
+
+APP_SPEC = """\
+version: 1
+project: "${env:LAB_PROJECT}"
+state_dir: "${env:LAB_STATE_DIR}"
+networks:
+  backend: {}
+services:
+  web:
+    image: reconcile-lab/app:1
+    networks: [backend]
+    ports: ["127.0.0.1:${env:LAB_API_PORT}:8000"]
+    health: { timeout: 30s, interval: 1s }
+"""
+# The job reads its input in one go: an input larger than its memory limit gets it OOM-killed.
+HUNGRY = textwrap.dedent("""\
+    import os, sys, threading, time
+    sys.path.insert(0, "/app")
+    import app
+    def job():
+        while True:
+            if os.path.exists("/load/size"):
+                data = bytearray(int(open("/load/size").read()) * 1024 * 1024)
+            time.sleep(0.2)
+    threading.Thread(target=job, daemon=True).start()
+    sys.exit(app.main())
+""")
+# Broken inside the container's own file system (not the spec, not the data): 8 s after each
+# start the entrypoint's leftover child shuts PostgreSQL down, so the engine restarts it.
+SABOTAGE = r"""sed -i 's/^    exec "\$@"$/    ( sleep 8; kill -QUIT 1 ) \& exec "$@"/' /usr/local/bin/docker-entrypoint.sh
+grep -q 'kill -QUIT 1' /usr/local/bin/docker-entrypoint.sh"""
+
+
+def heal(spec: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    result = cli(spec, env, "heal", "--json", *args)
+    try:
+        return result, json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(show(result), pytrace=False)
+
+
+def by_rule(report: dict) -> dict[str, dict]:
+    return {r["rule"]: r for r in report["results"]}
+
+
+def sh(client, container: str, script: str) -> None:
+    run = client.api.exec_create(container, ["sh", "-c", script], user="root")
+    out = client.api.exec_start(run["Id"])
+    assert client.api.exec_inspect(run["Id"])["ExitCode"] == 0, out
+
+
+def converges(spec: Path, env: dict) -> None:
+    """``apply`` succeeds, and the one after it has nothing left to do."""
+    first = apply(spec, env)
+    assert first.returncode == 0, show(first)
+    again = apply(spec, env)
+    assert again.returncode == 0 and again.stdout.strip() == "No changes.", show(again)
+
+
+@pytest.fixture()
+def webhook():
+    """A local webhook receiver: its URL and the JSON bodies it got."""
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def app_stack(project, tmp_path):
+    spec, env = tmp_path / "app.yaml", lab_env(project, tmp_path, RECONCILE_HEAL_BACKOFF="0.1")
+    spec.write_text(APP_SPEC)
+    assert (made := apply(spec, env)).returncode == 0, show(made)
+    return spec, env, f"{project}-web"
+
+
+@pytest.fixture()
+def pg_stack(client, project, tmp_path):
+    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path, RECONCILE_HEAL_BACKOFF="0.1")
+    assert (made := apply(spec, env)).returncode == 0, show(made)
+    name = f"{project}-postgres"
+    return spec, env, name, seed_rows(client, name, rows=2000)
+
+
+def test_a_stopped_container_is_started(client, app_stack):
+    spec, env, name = app_stack
+    client.api.stop(name, timeout=1)
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    fixed = by_rule(report)["container-exited"]
+    assert (fixed["action"], fixed["result"], fixed["attempts"]) == ("start", "fixed", 1)
+    assert report["status"] == "ok" and set(report) >= {"timestamp", "results", "status"}
+    assert client.api.inspect_container(name)["State"]["Health"]["Status"] in ("starting", "healthy")
+    assert apply(spec, env).stdout.strip() == "No changes."
+    log = max((Path(env["LAB_STATE_DIR"]) / "logs").glob("heal-*.jsonl")).read_text()
+    assert '"event": "heal"' in log and "attempt 1/3" in log
+
+
+def test_a_restart_loop_of_a_database_is_recreated_after_a_backup(client, pg_stack):
+    spec, env, name, rows = pg_stack
+    quiet, _ = heal(spec, env)  # nothing to do; remembers the restart count
+    assert quiet.returncode == 0, show(quiet)
+    before = client.api.inspect_container(name)["Id"]
+    sh(client, name, SABOTAGE)
+    client.api.restart(name, timeout=5)
+    wait_for(lambda: client.api.inspect_container(name)["RestartCount"] >= 1, timeout=60)
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    loop = by_rule(report)["restart-loop"]
+    assert loop["action"] == "recreate" and loop["result"] == "fixed", loop
+    assert "backup" in loop["details"] and "verify" in loop["details"], loop
+    assert list(Path(env["LAB_BACKUP_DIR"]).rglob("*.json")), "no backup metadata"
+    now = containers(client, env["LAB_PROJECT"])
+    assert list(now) == [name] and now[name]["Id"] != before
+    assert checksum(client, name) == rows
+    converges(spec, env)
+
+
+def test_a_deleted_network_is_recreated_and_the_database_reconnected(client, pg_stack):
+    spec, env, name, rows = pg_stack
+    before = client.api.inspect_container(name)["Id"]
+    client.api.stop(name, timeout=10)
+    client.api.remove_network(f"{env['LAB_PROJECT']}_backend")
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    fixed = by_rule(report)["network-missing"]
+    assert fixed["action"] == "recreate-network" and fixed["result"] == "fixed", fixed
+    assert f"created network {env['LAB_PROJECT']}_backend" in fixed["details"]
+    assert client.api.inspect_container(name)["Id"] == before  # kept, with its data: no backup needed
+    assert checksum(client, name) == rows
+    converges(spec, env)
+
+
+def test_a_held_host_port_is_reported_with_its_holder_who_is_left_alone(client, app_stack):
+    spec, env, name = app_stack
+    client.api.stop(name, timeout=1)
+    port = int(env["LAB_API_PORT"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        f"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); "
+        "print('ready', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        result, report = heal(spec, env)
+        assert result.returncode == 2, show(result)
+        conflict = by_rule(report)["port-conflict"]
+        assert conflict["result"] == "reported" and conflict["attempts"] == 0
+        assert f"port {port} is held by pid {holder.pid} (" in conflict["details"]
+        assert "stop it, then run `reconcile heal`" in conflict["details"]
+        blocked = by_rule(report)["container-exited"]
+        assert blocked["result"] == "reported" and "not attempted" in blocked["details"]
+        assert holder.poll() is None, "heal must never kill the holder"
+        assert client.api.inspect_container(name)["State"]["Status"] == "exited"
+    finally:
+        holder.kill()
+        holder.wait()
+    converges(spec, env)
+
+
+def test_an_oom_killed_container_is_reported_not_restarted(client, project, tmp_path, webhook):
+    load = tmp_path / "load"
+    load.mkdir()
+    url, received = webhook
+    spec, env = tmp_path / "hungry.yaml", lab_env(project, tmp_path, RECONCILE_HEAL_BACKOFF="0.1",
+                                                  RECONCILE_WEBHOOK_URL=url, RECONCILE_WEBHOOK_FORMAT="json")
+    spec.write_text(APP_SPEC.replace("    health:", f"    restart: \"no\"\n    mem_limit: 48m\n"
+                                     f"    volumes: [\"{load}:/load:ro\"]\n"
+                                     f"    command: {json.dumps(['python3', '-c', HUNGRY])}\n    health:"))
+    assert (made := apply(spec, env)).returncode == 0, show(made)
+    name = f"{project}-web"
+    (load / "size").write_text("256")
+    wait_for(lambda: client.api.inspect_container(name)["State"]["OOMKilled"], timeout=60)
+    result, report = heal(spec, env)
+    assert result.returncode == 2, show(result)
+    oom = by_rule(report)["oom-killed"]
+    assert oom["result"] == "reported" and "mem_limit" in oom["details"] and "memory" in oom["details"]
+    assert client.api.inspect_container(name)["State"]["Status"] == "exited"  # not restarted
+    assert heal(spec, env)[0].returncode == 2  # still broken: said once, not again
+    assert [(m["event"], m["severity"]) for m in received] == [("critical_health", "critical")]
+    assert "heal: 1 critical issue(s) remain: web" == received[0]["summary"]
+    (load / "size").unlink()
+    converges(spec, env)
+
+
+def test_apply_heals_a_deleted_network_in_place(client, pg_stack):
+    """Apply's "unhealthy, spec unchanged" row goes through the same heal: the network comes
+    back and the database is reconnected, not recreated."""
+    spec, env, name, rows = pg_stack
+    before = client.api.inspect_container(name)["Id"]
+    client.api.disconnect_container_from_network(name, f"{env['LAB_PROJECT']}_backend")
+    client.api.remove_network(f"{env['LAB_PROJECT']}_backend")
+    result = apply(spec, env)
+    assert result.returncode == 0, show(result)
+    assert "recreating its network" in result.stdout and "recreate:postgres" not in result.stdout
+    assert client.api.inspect_container(name)["Id"] == before and checksum(client, name) == rows
+    assert apply(spec, env).stdout.strip() == "No changes."
