@@ -489,10 +489,19 @@ def _age_seconds(timestamp: str) -> float:
 
 
 def wait_helper(client: docker.DockerClient, helper: str, timeout: float | None = None) -> ExecResult:
-    """Wait for a helper to exit; its exit code and the tail of its stderr."""
-    with engine_errors("waiting for a helper container"):
-        code = client.api.wait(helper, timeout=timeout)["StatusCode"]
-        stderr = client.api.logs(helper, stdout=False, stderr=True, tail=50)
+    """Wait for a helper to exit; its exit code and the tail of its stderr.
+
+    Runs in a watcher thread while the caller's thread keeps using ``client``, so the long
+    poll gets a private connection (``client`` only supplies the address and API version).
+    """
+    api = docker.APIClient(base_url=_engine_address(), version=client.api.api_version,
+                           timeout=timeout)
+    try:
+        with engine_errors("waiting for a helper container"):
+            code = api.wait(helper, timeout=timeout)["StatusCode"]
+            stderr = api.logs(helper, stdout=False, stderr=True, tail=50)
+    finally:
+        api.close()
     return ExecResult(int(code), bytes(stderr[-STDERR_KEEP:]))
 
 

@@ -8,7 +8,10 @@ that is bind-mounted from a private 0700 temporary folder; the bytes then go str
 the tool to this process through the kernel (measured ≈150 MB/s end to end, near
 ``pg_dump > /dev/null``).
 
-It needs the engine to share this host's file system (a local socket) and a helper able to
+The FIFO file itself is bind-mounted (not its folder): if the engine does not see our file
+system after all (reconcile in a container with the engine's socket mounted), the engine
+creates a directory there instead, the tool fails on it without writing anything anywhere,
+and we fall back. It needs the engine to share this host's file system and a helper able to
 open a 0600 FIFO (it runs as root). When the helper never opened the pipe (for example with
 user-namespace remapping), the functions return ``None`` before any data was consumed and
 the caller falls back to the exec stream, which always works.
@@ -144,7 +147,7 @@ class _Helper:
                  helper_args: dict) -> None:
         self.client = client
         self.id = dockerio.start_helper(client, image, cmd, user=_helper_user(),
-                                        binds={os.path.dirname(path): CONTAINER_DIR}, **helper_args)
+                                        binds={path: CONTAINER_PATH}, **helper_args)
         self.result: dockerio.ExecResult | None = None
         self.failure: BaseException | None = None
         self.exited = threading.Event()

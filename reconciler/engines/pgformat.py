@@ -32,6 +32,10 @@ _CHUNK = 1024 * 1024
 _AFTER_MARKER = re.compile(rb"(?:[ \t]*(?:--[^\n]*|\\unrestrict [^\n]*)?\n)*[ \t]*(?:--[^\n]*)?\Z")
 
 
+class DumpFormatError(ValueError):
+    """A multi-database stream whose framing is broken (cut short, missing header)."""
+
+
 class Tail:
     """The last few KiB of a stream, for checking how it ends without keeping it."""
 
@@ -104,7 +108,7 @@ class SectionReader:
                 self.ended = True
                 return
             if not line.startswith(b"--" + boundary + b" database="):
-                raise ValueError("malformed multi-database dump: missing section header")
+                raise DumpFormatError("missing section header")
             name = unquote(line.split(b"database=", 1)[1].decode())
             self._line()  # the \connect line, for people restoring by hand
             yield name, self._body(delimiter)
@@ -120,7 +124,7 @@ class SectionReader:
         while b"\n" not in self._buf:
             more = self._stream.read(_CHUNK)
             if not more:
-                raise ValueError("multi-database dump ends inside a header line")
+                raise DumpFormatError("the stream ends inside a header line")
             self._buf += more
         line, _, self._buf = self._buf.partition(b"\n")
         return line
@@ -139,5 +143,5 @@ class SectionReader:
                 self._buf = self._buf[-keep:]
             more = self._stream.read(_CHUNK)
             if not more:
-                raise ValueError("multi-database dump ends inside a section")
+                raise DumpFormatError("the stream ends inside a database section")
             self._buf += more

@@ -173,8 +173,12 @@ class PostgresEngine:
                 loaded.append(db)
             report = self._verify_staged(target, stats, loaded)
             self._swap_all(target, loaded)
+        except pgformat.DumpFormatError as exc:
+            self._drop_staging(target, names)
+            raise RestoreError(f"the backup stream is malformed: {exc}", ref="restore.truncated",
+                               hint="restore another backup; the current database is unchanged") from None
         except BaseException:
-            self._drop_staging(target, loaded)
+            self._drop_staging(target, names)
             raise
         return RestoreStats(Kind.POSTGRES, raw_bytes=progress.count,
                             tables_restored=stats.table_count, rows_restored=stats.row_count,
@@ -202,7 +206,7 @@ class PostgresEngine:
                 lambda source: dockerio.exec_stream(self.client, target.container_id, ["psql", *args],
                                                     sink=_discard, environment=env, source=source))
         except dockerio.StreamAborted as exc:
-            if isinstance(exc.__cause__, RestoreError):
+            if isinstance(exc.__cause__, RestoreError | pgformat.DumpFormatError):
                 raise exc.__cause__ from None
             raise RestoreError(f"restore of database {db} aborted: {cause_text(exc, target)}",
                                ref="restore.stream", hint="nothing was committed; the current "
@@ -229,9 +233,9 @@ class PostgresEngine:
                 admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                     sql.Identifier(staging_name(db)), sql.Identifier(db)))
 
-    def _drop_staging(self, target: Target, loaded: list[str]) -> None:
+    def _drop_staging(self, target: Target, names: list[str]) -> None:
         """Best effort: a failed restore should not leave a staging copy filling the disk."""
-        for db in {*loaded, *postgres_databases(target)}:
+        for db in names:
             try:
                 with _admin(target, db) as admin:
                     _drop_database(admin, staging_name(db))

@@ -91,7 +91,7 @@ def fill(conn: redis.Redis) -> None:
 
 
 def snapshot(conn: redis.Redis) -> dict:
-    """Every key of every db read by its type, with its remaining TTL in ms."""
+    """Every key of every db read by its type, with its absolute expiry (ms; -1: none)."""
     state = {}
     for db in (0, 3):
         conn.select(db)
@@ -100,7 +100,7 @@ def snapshot(conn: redis.Redis) -> dict:
             read = {"string": conn.get, "hash": conn.hgetall, "list": lambda k: conn.lrange(k, 0, -1),
                     "set": conn.smembers, "zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
                     "stream": lambda k: conn.xrange(k)}[kind]
-            state[(db, key)] = (kind, read(key), conn.pttl(key))
+            state[(db, key)] = (kind, read(key), conn.pexpiretime(key))
     conn.select(0)
     return state
 
@@ -139,9 +139,10 @@ def test_every_type_round_trips_with_ttls(cache):
     assert restored.verify is not None and restored.verify.ok
     after = snapshot(conn)
     assert after.keys() == before.keys()
-    for key, (kind, value, ttl) in before.items():
+    for key, (kind, value, expire_at) in before.items():
         assert after[key][:2] == (kind, value), key
-        assert abs(after[key][2] - ttl) <= 1000 if ttl >= 0 else after[key][2] == -1, key
+        assert abs(after[key][2] - expire_at) <= 1000 if expire_at >= 0 else after[key][2] == -1, key
+    assert sum(1 for _, _, e in after.values() if e >= 0) == 2
     assert engine.verify(target, stats).ok
 
 
