@@ -9,28 +9,43 @@ import json
 import os
 import sys
 
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from reconciler.errors import ReconcileError
+
+if TYPE_CHECKING:  # rich is imported only when something is styled: plain output starts faster
+    from rich.console import Console
 
 SYMBOL_STYLES = {"+": "green", "~": "yellow", "-": "red", ">": "cyan", "*": "blue",
                  "<": "magenta", "?": "bright_black", "!": "yellow"}
 
 
+def color_stdout() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
 def stdout_console() -> Console:
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    from rich.console import Console
+
+    color = color_stdout()
     return Console(highlight=False, no_color=not color, soft_wrap=True,
                    force_terminal=color or None)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
     return Console(stderr=True, highlight=False, no_color=not color, soft_wrap=True)
 
 
 def print_plan_text(text: str, console: Console | None = None) -> None:
     """Colour each plan line by its leading symbol, without interpreting any markup in it."""
+    if console is None and not color_stdout():
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    from rich.text import Text
+
     console = console or stdout_console()
     for line in text.splitlines():
         stripped = line.lstrip()
@@ -44,6 +59,8 @@ def print_json(data: object) -> None:
 
 
 def report_error(error: ReconcileError, as_json: bool) -> None:
+    from rich.text import Text
+
     if as_json:
         print_json(error.as_dict())
         return
@@ -63,6 +80,8 @@ _LEVEL_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "sto
 
 
 def print_health(results) -> None:
+    from rich.text import Text
+
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -86,6 +105,8 @@ def _size(n: int | None) -> str:
 
 
 def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
+    from rich.text import Text
+
     console = stdout_console()
     console.print(f"Backup {doc['backup_id']} (local: {doc['storage']['local']}, "
                   f"S3: {doc['storage']['s3']})")
@@ -104,6 +125,8 @@ def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
 
 
 def print_restore(data: dict) -> None:
+    from rich.text import Text
+
     console = stdout_console()
     console.print(f"Restored backup {data['backup_id']}:")
     for service, entry in data.items():
@@ -120,6 +143,8 @@ def print_restore(data: dict) -> None:
 
 
 def print_verify(data: dict) -> None:
+    from rich.text import Text
+
     console = stdout_console()
     console.print(f"Verify against backup {data['backup_id']}: {data['status']}")
     for service, report in data["services"].items():
