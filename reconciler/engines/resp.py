@@ -2,15 +2,17 @@
 
 Why not redis-py's pipeline: its per-command Python overhead (command objects, response
 callbacks, decoding) dominates when a backup moves a million small keys; this client
-encodes a whole batch with one ``join`` and parses replies with ``find``/slicing, several
-times faster. redis-py is still fine for one-off commands, but one client is simpler.
-Only what Redis and Dragonfly both speak: RESP2 replies (+ - : $ *).
+encodes a whole batch with one ``join`` and lets hiredis (the C parser redis-py itself uses
+when installed) parse the replies: on a million keys, parsing in Python took 1.9 s of a
+3 s backup. Only what Redis and Dragonfly both speak: RESP2 replies (+ - : $ *).
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Sequence
+
+import hiredis
 
 from reconciler.errors import ReconcileError
 
@@ -24,12 +26,12 @@ class RespError(ReconcileError):
     ref = "resp"
 
 
-class ReplyError:
-    """An error reply inside a pipeline; kept as a value so one bad key does not hide the rest."""
-
-    __slots__ = ("message",)
+class ReplyError(Exception):
+    """An error reply inside a pipeline; returned as a value (hiredis builds it, never raises
+    it) so one bad key does not hide the rest."""
 
     def __init__(self, message: str) -> None:
+        super().__init__(message)
         self.message = message
 
     def __repr__(self) -> str:
@@ -54,8 +56,7 @@ class RespConnection:
     def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._buf = b""
-        self._pos = 0
+        self._reader = hiredis.Reader(replyError=ReplyError)
 
     def close(self) -> None:
         self._sock.close()
@@ -88,100 +89,22 @@ class RespConnection:
         return self.read_replies(len(encoded))
 
     def read_replies(self, count: int) -> list[object]:
-        """``count`` replies that are not arrays (bulk, integer, status, error), fast.
-
-        The hot loop of a backup (two replies per key): locals instead of attributes and no
-        call per reply, which makes it ~3x faster than ``read_reply`` in a loop.
-        """
+        """``count`` replies, in order (an array reply comes back as a list)."""
         out: list[object] = []
-        append = out.append
-        buf, pos = self._buf, self._pos
+        append, gets = out.append, self._reader.gets
         while len(out) < count:
-            end = buf.find(b"\r\n", pos)
-            if end < 0:
-                self._pos = pos
-                self._fill()
-                buf, pos = self._buf, self._pos
-                continue
-            kind = buf[pos]
-            if kind == 36:  # $
-                size = int(buf[pos + 1:end])
-                if size < 0:
-                    append(None)
-                    pos = end + 2
-                    continue
-                stop = end + 2 + size
-                if stop + 2 > len(buf):
-                    self._pos = pos
-                    self._fill_at_least(stop + 2 - pos)
-                    buf, pos = self._buf, self._pos
-                    continue
-                append(buf[end + 2:stop])
-                pos = stop + 2
-                continue
-            if kind == 58:  # :
-                append(int(buf[pos + 1:end]))
-            elif kind == 43:  # +
-                append(buf[pos + 1:end])
-            elif kind == 45:  # -
-                append(ReplyError(buf[pos + 1:end].decode("utf-8", "replace")))
+            reply = gets()
+            if reply is False:  # hiredis: not enough data buffered yet
+                self._more()
             else:
-                self._pos = pos
-                append(self.read_reply())
-                buf, pos = self._buf, self._pos
-                continue
-            pos = end + 2
-        self._pos = pos
+                append(reply)
         return out
 
-    # -- parsing -------------------------------------------------------------------------------
+    def read_reply(self) -> object:
+        return self.read_replies(1)[0]
 
-    def _fill(self) -> None:
+    def _more(self) -> None:
         data = self._sock.recv(READ_SIZE)
         if not data:
             raise ConnectionError("the server closed the connection")
-        self._buf = self._buf[self._pos:] + data
-        self._pos = 0
-
-    def _fill_at_least(self, needed: int) -> None:
-        """Read until ``needed`` bytes are buffered, joining once (big values stay linear)."""
-        parts = [self._buf[self._pos:]]
-        have = len(parts[0])
-        while have < needed:
-            data = self._sock.recv(max(READ_SIZE, needed - have))
-            if not data:
-                raise ConnectionError("the server closed the connection")
-            parts.append(data)
-            have += len(data)
-        self._buf = b"".join(parts)
-        self._pos = 0
-
-    def _line(self) -> bytes:
-        while (end := self._buf.find(b"\r\n", self._pos)) < 0:
-            self._fill()
-        line = self._buf[self._pos:end]
-        self._pos = end + 2
-        return line
-
-    def read_reply(self) -> object:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"$":
-            size = int(rest)
-            if size < 0:
-                return None
-            if len(self._buf) - self._pos < size + 2:
-                self._fill_at_least(size + 2)
-            start = self._pos
-            self._pos = start + size + 2
-            return self._buf[start:start + size]
-        if kind == b":":
-            return int(rest)
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            return ReplyError(rest.decode("utf-8", "replace"))
-        if kind == b"*":
-            size = int(rest)
-            return None if size < 0 else self.read_replies(size)
-        raise ConnectionError(f"unexpected reply type {kind!r}")
+        self._reader.feed(data)
