@@ -23,12 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, table  # noqa: E402
+from bench.common import record, table  # noqa: E402
 
 PASSWORD = "bench-" + secrets.token_hex(6)
 SPEC = """\
@@ -209,9 +208,7 @@ def main() -> None:
     text = f"{title}\n\n{table(rows)}\n"
     print(text)
     if args.record:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        with (ROOT / "bench" / "RESULTS.md").open("a") as results:
-            results.write(f"\n## {stamp} — bench/backup.py\n\n{text}")
+        record("bench/backup.py", text)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,12 @@ def table(rows: list[tuple[str, float, float, float | None]]) -> str:
         lines.append(f"| {case} | {ours:.3f} | {base:.3f} | {ratio:.2f}×{verdict} | "
                      f"{'≤ %.1f×' % target if target else '—'} |")
     return "\n".join(lines)
+
+
+def record(script: str, text: str) -> None:
+    """Append a dated section to bench/RESULTS.md (full-size runs only)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    with (ROOT / "bench" / "RESULTS.md").open("a") as results:
+        results.write(f"\n## {stamp} — {script}\n\n{text}\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median, table, time_command  # noqa: E402
+from bench.common import median, record, table, time_command  # noqa: E402
 
 IMAGE = "reconcile-lab/debian:bookworm"
 
@@ -71,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=50)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--record", action="store_true", help="append results to bench/RESULTS.md")
     args = parser.parse_args()
     project = f"bench-{secrets.token_hex(3)}"
     env = {**os.environ, "NO_COLOR": "1"}
@@ -87,9 +88,12 @@ def main() -> None:
             floor = median(time_command(floor_cmd, args.runs, env))
         finally:
             purge(project)
-    print(f"reconcile plan, {args.services} services, median of {args.runs} runs\n")
-    print(table([(f"{args.services} matching containers (no changes)", ours, floor, 1.5),
-                 (f"empty engine ({args.services} creates planned)", empty, empty_floor, None)]))
+    text = (f"reconcile plan, {args.services} services, median of {args.runs} runs\n\n"
+            + table([(f"{args.services} matching containers (no changes)", ours, floor, 1.5),
+                     (f"empty engine ({args.services} creates planned)", empty, empty_floor, None)]))
+    print(text)
+    if args.record:
+        record("bench/plan.py", text)
 
 
 if __name__ == "__main__":
