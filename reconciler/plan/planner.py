@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +18,8 @@ from reconciler.deploy import planning
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
 from reconciler.plan import leftovers, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
-from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
+from reconciler.plan.carryover import fresh_cause
+from reconciler.plan.display import Views, changed_fields, short_id
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
 from reconciler.spec.normalise import (
@@ -33,7 +33,6 @@ from reconciler.spec.normalise import (
 INFRASTRUCTURE = "infrastructure"
 _STOPPED = frozenset({State.CREATED, State.EXITED, State.DEAD})
 _CANNOT_RUN = frozenset({State.RESTARTING, State.EXITED, State.DEAD})
-_TAG_MAJOR = re.compile(r"^(\d+)(?:[.\-_]|$)")
 
 
 @dataclass(frozen=True)
@@ -337,7 +336,7 @@ def _config_recreate(ctx: _Context, name: str, current: ObservedContainer,
                      if not old else "spec hash changed")
     cause = "; ".join(parts) + _pull_note(ctx, name)
     return _Decision(ActionKind.RECREATE, cause, changes,
-                     _fresh_cause(ctx, name, current, views, warnings, image is not None))
+                     fresh_cause(ctx, name, current, views, warnings, image is not None))
 
 
 def _rebuilt_recreate(ctx: _Context, name: str, current: ObservedContainer, new_id: str,
@@ -346,7 +345,7 @@ def _rebuilt_recreate(ctx: _Context, name: str, current: ObservedContainer, new_
     cause = f"image {ref} was rebuilt{_ids_text(current.image_id, new_id)}"
     change = Change("image_id", short_id(current.image_id), short_id(new_id))
     return _Decision(ActionKind.RECREATE, cause, (change,),
-                     _fresh_cause(ctx, name, current, Views(ctx.loaded, name), warnings, True))
+                     fresh_cause(ctx, name, current, Views(ctx.loaded, name), warnings, True))
 
 
 def _ids_text(old: str, new: str) -> str:
@@ -377,70 +376,3 @@ def _health_warning(name: str, current: ObservedContainer) -> str | None:
         details.append(f"{current.restart_count} restart{'s' if current.restart_count != 1 else ''}")
     word = "unhealthy" if unhealthy else current.state.value
     return f"{name} is {word} ({', '.join(details)}): apply will heal it"
-
-
-# -- can the data carry over? ---------------------------------------------------------------
-
-def _fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Views,
-                 warnings: list[str], image_changed: bool) -> str | None:
-    """Why the new container cannot start on the old data, or None when it can."""
-    moved = _moved_volume(ctx, name, current.config)
-    if moved is not None:
-        return (f"{moved} changed: the new container starts on a fresh volume; "
-                "restore from the backup")
-    if ctx.spec.services[name].kind is not Kind.POSTGRES:
-        return None
-    old_major, old_fact = _old_pg_major(ctx.observed, current)
-    new_major, new_fact = _new_pg_major(ctx.observed, str(ctx.configs[name]["image"]))
-    if old_major is None or new_major is None:
-        if image_changed:
-            warnings.append(f"{name}: cannot tell the PostgreSQL major version of the old or new image; "
-                            "assuming the data directory carries over")
-        return None
-    if old_major == new_major:
-        return None
-    shown_old = old_fact or SENSITIVE not in views.before_text("image", current.image_ref)
-    shown_new = new_fact or SENSITIVE not in views.after_text("image", ctx.configs[name])
-    versions = f"{old_major} → {new_major}" if shown_old and shown_new else "major version changes"
-    return f"PostgreSQL {versions}: the data directory cannot carry over; restore from the backup"
-
-
-def _moved_volume(ctx: _Context, name: str, old: dict | None) -> str | None:
-    """A mount whose target stays but whose volume source or definition changed."""
-    if not old or not isinstance(old.get("volumes"), list):
-        return None
-    before = {v.get("target"): v for v in old["volumes"] if isinstance(v, dict)}
-    for index, entry in enumerate(ctx.configs[name]["volumes"]):
-        prior = before.get(entry["target"])
-        if prior is None:
-            continue
-        if prior.get("source") != entry["source"] or prior.get("definition") != entry.get("definition"):
-            mount = ctx.spec.services[name].volumes[index]
-            hidden = ("services", name, "volumes", index) in ctx.loaded.display
-            return "a volume" if hidden else f"volume {mount.source}"
-    return None
-
-
-def _old_pg_major(observed: Observed, current: ObservedContainer) -> tuple[int | None, bool]:
-    """The old server's major: the engine's fact for its image id, else its tag."""
-    image = next((i for i in observed.images if i.id == current.image_id), None)
-    if image is not None and image.pg_major is not None:
-        return image.pg_major, True
-    return tag_major(current.image_ref), False
-
-
-def _new_pg_major(observed: Observed, ref: str) -> tuple[int | None, bool]:
-    image = observed.image(ref)
-    if image is not None and image.pg_major is not None:
-        return image.pg_major, True
-    return tag_major(ref), False
-
-
-def tag_major(ref: str) -> int | None:
-    """The leading number of an image tag: ``postgres:16.4-bookworm`` → 16; no tag → None."""
-    name = ref.split("@", 1)[0]
-    _, sep, tag = name.rpartition(":")
-    if not sep or "/" in tag:
-        return None
-    match = _TAG_MAJOR.match(tag)
-    return int(match[1]) if match else None

@@ -28,7 +28,8 @@ from reconciler.errors import ReconcileError
 from reconciler.observe.codec import observed_from_dict
 from reconciler.observe.models import Observed
 from reconciler.plan.actions import Plan
-from reconciler.plan.planner import make_plan, service_order, tag_major
+from reconciler.plan.carryover import tag_major
+from reconciler.plan.planner import make_plan, service_order
 from reconciler.plan.render import render_json, render_markdown, render_text
 from reconciler.spec.load import LoadedSpec, load_spec
 from reconciler.spec.models import Service, Spec, VolumeSpec
