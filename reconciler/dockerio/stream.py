@@ -1,238 +1,24 @@
-"""The one module that imports the Docker SDK.
+"""Streaming exec and helper containers: the engines' way to move dumps in and out.
 
-Everything else talks to the engine through these small functions, so errors from the SDK
-are translated once into ``EngineError`` with a hint, and tests of the pure core never need
-an engine.
+Part of ``reconciler.dockerio`` (the one place that imports the Docker SDK); split out
+because it is a world of its own: multiplexed attach streams, FIFOs and helper lifetimes.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException
 
+from reconciler.dockerio import engine_address, engine_errors
 from reconciler.errors import EngineError
-
-
-
-def _engine_address() -> str:
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-
-
-def connect(timeout: float = 30.0) -> docker.DockerClient:
-    """A client that has answered a ping, or an ``EngineError`` saying how to get one."""
-    try:
-        client = docker.DockerClient(base_url=_engine_address(), timeout=timeout)
-        client.api.ping()
-        return client
-    except DockerException as exc:
-        raise EngineError(
-            f"cannot reach the Docker engine at {_engine_address()}",
-            ref="engine.unreachable",
-            hint="start it (sudo systemctl start docker, or bash lab/engine.sh), or set DOCKER_HOST; "
-                 f"underlying error: {type(exc).__name__}",
-        ) from None
-
-
-@contextmanager
-def engine_errors(what: str) -> Iterator[None]:
-    """Turn SDK exceptions raised while doing ``what`` into an ``EngineError``."""
-    try:
-        yield
-    except NotFound as exc:
-        raise EngineError(f"{what}: not found ({_explain(exc)})", ref="engine.not-found",
-                          hint="the engine changed under us; run plan again") from None
-    except APIError as exc:
-        raise EngineError(f"{what}: the engine refused ({_explain(exc)})", ref="engine.api",
-                          hint="see the engine's message above; `docker info` shows its state") from None
-    except DockerException as exc:
-        raise EngineError(f"{what}: {type(exc).__name__}", ref="engine.unreachable",
-                          hint="is the Docker engine running? (bash lab/engine.sh)") from None
-
-
-def _explain(exc: APIError) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc.status_code or type(exc).__name__)
-
-
-def engine_version(client: docker.DockerClient) -> str:
-    with engine_errors("reading the engine version"):
-        return str(client.api.version().get("Version", ""))
-
-
-def project_containers(client: docker.DockerClient, project: str) -> list[dict]:
-    """Full inspect documents of every container labelled with ``project``.
-
-    One after the other: over the local socket an inspect takes about a millisecond, less
-    than a thread pool costs to start (measured on 50 containers: 41 ms in turn, 50 in threads).
-    """
-    with engine_errors("listing containers"):
-        listed = client.api.containers(all=True, filters={"label": f"reconcile.project={project}"})
-    found = (_inspect_or_none(client, c["Id"]) for c in listed)
-    return [doc for doc in found if doc is not None]
-
-
-def _inspect_or_none(client: docker.DockerClient, container_id: str) -> dict | None:
-    """Inspect, tolerating a container removed between list and inspect."""
-    try:
-        with engine_errors(f"inspecting container {container_id[:12]}"):
-            return client.api.inspect_container(container_id)
-    except EngineError as exc:
-        if exc.ref == "engine.not-found":
-            return None
-        raise
-
-
-def project_networks(client: docker.DockerClient, project: str) -> list[dict]:
-    with engine_errors("listing networks"):
-        return client.api.networks(filters={"label": f"reconcile.project={project}"})
-
-
-def project_volumes(client: docker.DockerClient, project: str) -> list[dict]:
-    with engine_errors("listing volumes"):
-        answer = client.api.volumes(filters={"label": f"reconcile.project={project}"})
-    return list(answer.get("Volumes") or [])
-
-
-def inspect_images(client: docker.DockerClient, refs: list[str]) -> dict[str, dict | None]:
-    """Inspect each image reference; ``None`` for those not present locally."""
-    def one(ref: str) -> dict | None:
-        try:
-            with engine_errors(f"inspecting image {ref}"):
-                return client.api.inspect_image(ref)
-        except EngineError as exc:
-            if exc.ref == "engine.not-found":
-                return None
-            raise
-
-    return {ref: one(ref) for ref in refs}
-
-
-def create_network(client: docker.DockerClient, args: dict) -> str:
-    with engine_errors(f"creating network {args['name']}"):
-        return client.api.create_network(check_duplicate=True, **args)["Id"]
-
-
-def create_volume(client: docker.DockerClient, args: dict) -> str:
-    with engine_errors(f"creating volume {args['name']}"):
-        return client.api.create_volume(**args)["Name"]
-
-
-def create_container(client: docker.DockerClient, args: dict) -> str:
-    """Create a container from ``builders.container_args``, joined to all its networks."""
-    args = dict(args)
-    networks, aliases = args.pop("networks"), args.pop("aliases")
-    api = client.api
-    with engine_errors(f"creating container {args['name']}"):
-        host_config = api.create_host_config(**{k: v for k, v in args.pop("host_config").items()
-                                                if v is not None})
-        networking = None
-        if networks:
-            networking = api.create_networking_config(
-                {networks[0]: api.create_endpoint_config(aliases=aliases)})
-        created = api.create_container(host_config=host_config, networking_config=networking, **args)
-        for network in networks[1:]:
-            api.connect_container_to_network(created["Id"], network, aliases=aliases)
-    return created["Id"]
-
-
-def connect_network(client: docker.DockerClient, network: str, container: str,
-                    aliases: list[str]) -> None:
-    with engine_errors(f"connecting container {container[:24]} to network {network}"):
-        client.api.connect_container_to_network(container, network, aliases=aliases)
-
-
-def disconnect_network(client: docker.DockerClient, network: str, container: str) -> None:
-    """Forced: the way to drop a container's endpoint on a network that was deleted (the
-    container keeps the old network's id and cannot start until that endpoint is gone)."""
-    with engine_errors(f"disconnecting container {container[:24]} from network {network}"):
-        client.api.disconnect_container_from_network(container, network, force=True)
-
-
-def start(client: docker.DockerClient, container: str) -> None:
-    with engine_errors(f"starting container {container[:24]}"):
-        client.api.start(container)
-
-
-def stop(client: docker.DockerClient, container: str, timeout: float = 30) -> None:
-    with engine_errors(f"stopping container {container[:24]}"):
-        client.api.stop(container, timeout=int(timeout))
-
-
-def remove_container(client: docker.DockerClient, container: str) -> None:
-    with engine_errors(f"removing container {container[:24]}"):
-        client.api.remove_container(container, force=True)
-
-
-def set_restart_policy(client: docker.DockerClient, container: str, policy: str) -> None:
-    """Change a container's restart policy in place: a kept old version gets ``no``, so an
-    engine restart cannot bring it back to life next to the live one."""
-    with engine_errors(f"updating the restart policy of {container[:24]}"):
-        client.api.update_container(container, restart_policy={"Name": policy})
-
-
-def rename(client: docker.DockerClient, container: str, name: str) -> None:
-    with engine_errors(f"renaming container {container[:24]} to {name}"):
-        client.api.rename(container, name)
-
-
-def inspect_container(client: docker.DockerClient, container: str) -> dict:
-    with engine_errors(f"inspecting container {container[:24]}"):
-        return client.api.inspect_container(container)
-
-
-def logs(client: docker.DockerClient, container: str, lines: int = 30) -> str:
-    with engine_errors(f"reading logs of {container[:24]}"):
-        return client.api.logs(container, tail=lines).decode("utf-8", "replace")
-
-
-def engine_info(client: docker.DockerClient) -> dict:
-    """``docker info``: the engine's root folder, cgroup version, CPUs and memory."""
-    with engine_errors("reading the engine's info"):
-        return dict(client.api.info())
-
-
-def container_stats(client: docker.DockerClient, container: str) -> dict:
-    """One sample of a container's CPU and memory counters, without the engine's 1 s wait
-    (``one_shot``): callers that want a CPU percentage take two samples themselves."""
-    with engine_errors(f"reading resource use of {container[:24]}"):
-        return dict(client.api.stats(container, stream=False, one_shot=True))
-
-
-def restart(client: docker.DockerClient, container: str, timeout: float = 30) -> None:
-    with engine_errors(f"restarting container {container[:24]}"):
-        client.api.restart(container, timeout=int(timeout))
-
-
-def image_id(client: docker.DockerClient, ref: str) -> str:
-    """The local image id of ``ref`` (an ``EngineError`` ``engine.not-found`` when absent)."""
-    with engine_errors(f"inspecting image {ref}"):
-        return str(client.api.inspect_image(ref)["Id"])
-
-
-def pull(client: docker.DockerClient, ref: str) -> None:
-    with engine_errors(f"pulling image {ref}"):
-        repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
-        client.api.pull(repository, tag=tag or "latest")
-
-
-def remove_volume(client: docker.DockerClient, name: str) -> None:
-    with engine_errors(f"removing volume {name}"):
-        client.api.remove_volume(name, force=True)
-
-
-def remove_network(client: docker.DockerClient, name: str) -> None:
-    with engine_errors(f"removing network {name}"):
-        client.api.remove_network(name)
-
 
 # --- Streaming exec and helper containers (used by reconciler.engines) ----------------------
 #
@@ -489,7 +275,7 @@ def wait_helper(client: docker.DockerClient, helper: str, timeout: float | None 
     Runs in a watcher thread while the caller's thread keeps using ``client``, so the long
     poll gets a private connection (``client`` only supplies the address and API version).
     """
-    api = docker.APIClient(base_url=_engine_address(), version=client.api.api_version,
+    api = docker.APIClient(base_url=engine_address(), version=client.api.api_version,
                            timeout=timeout)
     try:
         with engine_errors("waiting for a helper container"):
@@ -508,5 +294,5 @@ def remove_helper(client: docker.DockerClient, helper: str) -> None:
 
 def local_engine() -> bool:
     """Whether the engine shares this host's file system (host folders can be bind-mounted)."""
-    address = _engine_address()
+    address = engine_address()
     return address.startswith("unix://") or address.startswith("/")
