@@ -55,7 +55,11 @@ def test_kill_at_each_step_then_converge(client, project, tmp_path, point):
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait()
-    killed_at = progress(journal_events(state, before))[point]
+    killed_events = journal_events(state, before)
+    killed_at = progress(killed_events)[point]
+    # Near the end the apply may write its finish line before the kill lands (the process is
+    # still printing its summary): then history rightly says it finished.
+    finished_first = any(e.get("event") == "finish" for e in killed_events)
     print(f"killed at {killed_at.get('action')}: {killed_at.get('message', 'begin')}")
     result = apply(spec, upgrade)
     assert result.returncode == 0, f"after a kill at {killed_at}:\n{show(result)}"
@@ -64,7 +68,7 @@ def test_kill_at_each_step_then_converge(client, project, tmp_path, point):
     assert checksum(client, name) == rows
     assert cli(spec, upgrade, "plan", "--detailed-exitcode").returncode == 0
     history = cli(spec, upgrade, "history").stdout
-    assert "interrupted during" in history or point == KILL_POINTS - 1, history  # the last may finish
+    assert "interrupted during" in history or finished_first, history
 
 
 def test_the_kill_points_cover_the_whole_recreate(client, project, tmp_path):
