@@ -241,6 +241,22 @@ class RestoreStats:
         return data
 
 
+class DockerBacked:
+    """An engine that runs helpers or execs in containers: it connects to Docker lazily, so
+    building one costs nothing and a probe of a remote cache never needs the engine."""
+
+    def __init__(self, client=None) -> None:
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            from reconciler import dockerio
+
+            self._client = dockerio.connect()
+        return self._client
+
+
 @runtime_checkable
 class DataEngine(Protocol):
     """Probe, back up, restore and verify one kind of service.

@@ -10,23 +10,28 @@ import http.client
 import time
 from typing import BinaryIO
 
-from reconciler.engines.base import BackupStats, ProbeResult, ProbeStatus, RestoreStats, Target, VerifyReport
+from reconciler.engines.base import (
+    BackupStats,
+    DockerBacked,
+    ProbeResult,
+    ProbeStatus,
+    RestoreStats,
+    Target,
+    VerifyReport,
+)
 from reconciler.engines.volume import container_probe
 from reconciler.errors import BackupError, RestoreError
 
 BODY_LIMIT = 4096
 
 
-class HttpEngine:
+class HttpEngine(DockerBacked):
     file_extension = ""
-
-    def __init__(self, client=None) -> None:
-        self._client = client
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
         check = target.service.health.http
         if check is None:
-            return container_probe(self._client, target)
+            return container_probe(self.client, target)
         timeout = min(timeout, check.timeout) if timeout else check.timeout
         url = f"http://{target.host}:{check.port}{check.path}"
         started = time.monotonic()

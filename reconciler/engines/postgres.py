@@ -27,6 +27,7 @@ from reconciler.engines import pgcatalog as pg
 from reconciler.engines.base import (
     BackupStats,
     DatabaseStats,
+    DockerBacked,
     ProbeResult,
     ProbeStatus,
     RestoreStats,
@@ -48,17 +49,8 @@ _RESTORE_PRELUDE = (b"BEGIN;\nSET synchronous_commit = off;\n"
 _RESTORE_COMMIT = b"\nCOMMIT;\n"
 
 
-class PostgresEngine:
+class PostgresEngine(DockerBacked):
     file_extension = "sql"
-
-    def __init__(self, client=None) -> None:
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = dockerio.connect()
-        return self._client
 
     # -- probe -------------------------------------------------------------------------------
 

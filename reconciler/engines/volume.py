@@ -23,6 +23,7 @@ from reconciler import dockerio
 from reconciler.engines import fifo
 from reconciler.engines.base import (
     BackupStats,
+    DockerBacked,
     ProbeResult,
     ProbeStatus,
     RestoreStats,
@@ -40,17 +41,8 @@ ROOT = "0:0"  # root in the helper can read every file and open our 0600 pipe
 _WIPE = 'for d in "$@"; do rm -rf "$d"/* "$d"/.[!.]* "$d"/..?*; done'
 
 
-class VolumeEngine:
+class VolumeEngine(DockerBacked):
     file_extension = "tar"
-
-    def __init__(self, client=None) -> None:
-        self._client = client
-
-    @property
-    def client(self):
-        if self._client is None:
-            self._client = dockerio.connect()
-        return self._client
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
         return container_probe(self.client, target)
