@@ -1,3 +1,3 @@
-from reconciler.cli.app import main
+from reconciler.cli.launch import main
 
 main()

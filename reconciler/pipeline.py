@@ -19,12 +19,18 @@ class Snapshot:
 
 
 def observe_for(loaded: LoadedSpec, client=None) -> Observed:
-    from reconciler import dockerio
-    from reconciler.observe.collect import observe
+    """The engine's state for this spec; read by this process, or by plan's head start
+    (observe/prefetch) when one was taken for this very spec."""
+    from reconciler.observe import prefetch
+    from reconciler.observe.collect import from_raw, observe
 
-    client = client or dockerio.connect()
+    project = loaded.spec.project
     refs = [s.image for s in loaded.spec.services.values()]
-    return observe(client, loaded.spec.project, refs)
+    if client is None and (raw := prefetch.claim(loaded.file, project, refs)) is not None:
+        return from_raw(project, raw)
+    from reconciler import dockerio
+
+    return observe(client or dockerio.connect(), project, refs)
 
 
 def snapshot(spec_file: Path, profiles: Collection[str] = (), client=None) -> Snapshot:

@@ -119,9 +119,18 @@ def save_plan(snap, out: Path) -> None:
     out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def main() -> None:
-    """Entry point: run the app and map every ``ReconcileError`` to its exit code."""
-    from reconciler.cli import commands  # noqa: F401  (registers the other commands)
+# Commands defined in this module; any other (or none, for --help) needs cli.commands.
+OWN_COMMANDS = frozenset({"validate", "schema", "plan"})
+
+
+def main(command: str | None = None) -> None:
+    """Run the app and map every ``ReconcileError`` to its exit code.
+
+    ``command`` is the launcher's guess at the subcommand: when it is one of this module's
+    own, registering the others (and importing what they need) is skipped.
+    """
+    if command not in OWN_COMMANDS:
+        from reconciler.cli import commands  # noqa: F401  (registers the other commands)
 
     try:
         app()

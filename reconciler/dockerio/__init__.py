@@ -63,6 +63,17 @@ def engine_version(client: docker.DockerClient) -> str:
         return str(client.api.version().get("Version", ""))
 
 
+def project_snapshot(client: docker.DockerClient, project: str, image_refs) -> dict:
+    """The engine's documents for one project: what ``observe.collect.from_raw`` types.
+
+    Plain JSON-shaped data, so that it can also be read in another process (observe/prefetch).
+    """
+    return {"images": inspect_images(client, sorted(set(image_refs))),
+            "containers": project_containers(client, project),
+            "networks": project_networks(client, project),
+            "volumes": project_volumes(client, project)}
+
+
 def project_containers(client: docker.DockerClient, project: str) -> list[dict]:
     """Full inspect documents of every container labelled with ``project``.
 

@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from reconciler import dockerio
 from reconciler.observe.models import (
     Health,
     Observed,
@@ -34,15 +33,20 @@ from reconciler.spec.normalise import (
 
 def observe(client, project: str, image_refs: Iterable[str] = ()) -> Observed:
     """Containers, networks and volumes labelled with ``project``, plus the spec's images."""
-    refs = sorted(set(image_refs))
-    images = dockerio.inspect_images(client, refs)
+    from reconciler import dockerio
+
+    return from_raw(project, dockerio.project_snapshot(client, project, image_refs))
+
+
+def from_raw(project: str, raw: dict) -> Observed:
+    """The typed snapshot from the engine's own documents (``dockerio.project_snapshot``)."""
+    images = raw["images"]
     return Observed(
         project=project,
-        containers=tuple(sorted((container_from(doc) for doc in
-                                 dockerio.project_containers(client, project)),
+        containers=tuple(sorted((container_from(doc) for doc in raw["containers"]),
                                 key=lambda c: (c.service or "", c.name))),
-        networks=tuple(network_from(doc) for doc in dockerio.project_networks(client, project)),
-        volumes=tuple(volume_from(doc) for doc in dockerio.project_volumes(client, project)),
+        networks=tuple(network_from(doc) for doc in raw["networks"]),
+        volumes=tuple(volume_from(doc) for doc in raw["volumes"]),
         images=tuple(image_from(ref, doc) for ref, doc in images.items() if doc is not None),
         missing_images=tuple(ref for ref, doc in images.items() if doc is None),
         engine_version="",

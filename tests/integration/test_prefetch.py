@@ -1,0 +1,110 @@
+"""Plan's head start (observe/prefetch): a forked child reads the engine while the CLI loads.
+
+Each check runs in a fresh interpreter, as the real command does: forking the test process
+itself (which holds threads) is what ``prefetch.start`` must never be used for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import materialise
+
+pytestmark = pytest.mark.engine
+
+SPEC = """\
+version: 1
+project: {project}
+networks:
+  backend: {{}}
+services:
+  cache:
+    kind: redis
+    image: reconcile-lab/redis:7
+    networks: [backend]
+  web:
+    image: "reconcile-lab/app:${{env:APP_VERSION:-1}}"
+    networks: [backend]
+"""
+
+CLAIM = """
+import json, sys
+from pathlib import Path
+from reconciler.observe import prefetch
+from reconciler.observe.collect import from_raw, observe
+from reconciler import dockerio
+from reconciler.spec.load import load_spec
+
+spec = Path(sys.argv[1]).resolve()
+prefetch.start(spec)
+loaded = load_spec(spec)
+project, refs = sys.argv[2], [s.image for s in loaded.spec.services.values()]
+raw = prefetch.claim(spec, project, refs)
+if raw is None:
+    print(json.dumps(None))
+else:
+    direct = observe(dockerio.connect(), project, refs)
+    print(json.dumps({"same": from_raw(project, raw) == direct,
+                      "containers": [c.name for c in direct.containers]}))
+"""
+
+
+def run(args, env=None, **kwargs):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NO_COLOR": "1", **(env or {})}, **kwargs)
+
+
+def test_the_child_snapshot_is_the_engine_state_and_is_used(client, write_spec, project):
+    loaded = write_spec(SPEC.format(project=project))
+    materialise(client, loaded)
+    result = run(["-c", CLAIM, str(loaded.file), project])
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found == {"same": True, "containers": [f"{project}-cache", f"{project}-web"]}
+
+
+def test_a_snapshot_taken_for_another_project_or_image_is_refused(client, write_spec, project):
+    loaded = write_spec(SPEC.format(project=project))
+    result = run(["-c", CLAIM, str(loaded.file), project + "-other"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) is None
+    # The child read the default image; the parent's environment names another.
+    result = run(["-c", CLAIM.replace("prefetch.start(spec)",
+                                      "prefetch.start(spec); import os; os.environ['APP_VERSION'] = '2'"),
+                  str(loaded.file), project])
+    assert json.loads(result.stdout) is None
+
+
+def test_plan_output_is_the_same_with_and_without_the_head_start(client, write_spec, project):
+    loaded = write_spec(SPEC.format(project=project))
+    materialise(client, loaded, ["cache"])
+    cli = ["-m", "reconciler", "-f", str(loaded.file), "plan", "--json"]
+    fast, slow = run(cli), run(cli, env={"RECONCILE_NO_PREFETCH": "1"})
+    assert fast.returncode == slow.returncode == 0, fast.stderr + slow.stderr
+    assert json.loads(fast.stdout) == json.loads(slow.stdout)
+    assert [a["resource"] for a in json.loads(fast.stdout)["actions"]] == ["web"]
+
+
+def test_an_engine_that_is_down_gives_the_usual_error(write_spec, tmp_path, project):
+    loaded = write_spec(SPEC.format(project=project))
+    dead = f"unix://{tmp_path}/no-engine.sock"
+    result = run(["-m", "reconciler", "-f", str(loaded.file), "plan"], env={"DOCKER_HOST": dead})
+    assert result.returncode == 1
+    assert "cannot reach the Docker engine" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unclaimed_child_is_stopped_when_the_process_exits(write_spec, project):
+    loaded = write_spec(SPEC.format(project=project))
+    script = ("import sys; from pathlib import Path; from reconciler.observe import prefetch;"
+              "prefetch.start(Path(sys.argv[1])); print(prefetch._pending.pid)")
+    result = run(["-c", script, str(loaded.file)])
+    pid = int(result.stdout)
+    time.sleep(0.05)  # the parent has exited; a live child would still be importing docker
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

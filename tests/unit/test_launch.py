@@ -1,0 +1,35 @@
+"""The launcher's early guess at the subcommand and spec file (before typer parses argv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.app import OWN_COMMANDS, app
+from reconciler.cli.launch import command_of
+
+
+@pytest.mark.parametrize(("argv", "command", "spec", "rest"), [
+    (["plan"], "plan", "reconcile.yaml", []),
+    (["-f", "s.yaml", "plan", "--json"], "plan", "s.yaml", ["--json"]),
+    (["--file", "s.yaml", "plan"], "plan", "s.yaml", []),
+    (["--file=s.yaml", "plan", "-p", "app"], "plan", "s.yaml", ["-p", "app"]),
+    (["-fs.yaml", "apply", "--auto-approve"], "apply", "s.yaml", ["--auto-approve"]),
+    (["--version"], None, "reconcile.yaml", []),
+    (["--help", "plan"], None, "reconcile.yaml", []),
+    ([], None, "reconcile.yaml", []),
+    (["-f"], None, "", []),
+])
+def test_command_of(argv, command, spec, rest):
+    assert command_of(argv, environ={}) == (command, Path(spec), rest)
+
+
+def test_command_of_takes_the_spec_from_the_environment():
+    assert command_of(["plan"], environ={"RECONCILE_FILE": "env.yaml"})[1] == Path("env.yaml")
+    assert command_of(["-f", "x.yaml", "plan"], environ={"RECONCILE_FILE": "env.yaml"})[1] == Path("x.yaml")
+
+
+def test_own_commands_are_the_ones_app_registers_before_the_others():
+    assert {c.name or c.callback.__name__ for c in app.registered_commands} >= OWN_COMMANDS
+
