@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import typer.core
+
+# Help is plain text (rich_markup_mode=None below), but typer 0.19 still escapes the brackets
+# of "[default: …]" for rich whenever rich is importable, printing "\[default: …]". Telling
+# typer.core that rich is absent changes only that: every other use is already off here.
+typer.core.HAS_RICH = False
 
 # pydantic scans every installed distribution for plugins on first model build; we use none,
 # and on a plan of 50 services that scan was a visible share of the run.

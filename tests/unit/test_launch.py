@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,9 @@ def test_command_of_takes_the_spec_from_the_environment():
 def test_own_commands_are_the_ones_app_registers_before_the_others():
     assert {c.name or c.callback.__name__ for c in app.registered_commands} >= OWN_COMMANDS
 
+
+def test_help_shows_defaults_in_plain_brackets():
+    result = subprocess.run([sys.executable, "-m", "reconciler", "restore", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "[default: latest]" in result.stdout and "\\[" not in result.stdout
