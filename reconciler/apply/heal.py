@@ -24,10 +24,12 @@ from reconciler.session import Session
 
 def candidates(session: Session, plan: Plan, observed: Observed) -> list[str]:
     """In-scope services whose spec is unchanged: the live container runs (or restarts in a
-    loop) and has no action, or is stopped and the plan would only start it."""
+    loop) and has no action, or is stopped and the plan would only start it. An in-place
+    ``update`` (restart policy, memory limit) does not count: it leaves the health as it is."""
     planned: dict[str, list[ActionKind]] = {}
     for action in plan.actions:
-        planned.setdefault(action.resource, []).append(action.kind)
+        if action.kind is not ActionKind.UPDATE:
+            planned.setdefault(action.resource, []).append(action.kind)
     scope = [n for n, s in sorted(session.spec.services.items())
              if not plan.profiles or s.profile in plan.profiles]
     out = []

@@ -15,6 +15,7 @@ from reconciler.apply.context import ApplyRun
 from reconciler.deploy import bluegreen
 from reconciler.errors import ApplyError, EngineError
 from reconciler.plan.actions import Action, ActionKind
+from reconciler.plan.inplace import memory_bytes
 from reconciler.spec.normalise import container_name, role_from_name
 
 DEFAULT_GRACE = 30.0
@@ -30,6 +31,8 @@ def dispatch(run: ApplyRun, action: Action) -> dict:
             return create(run, action)
         case ActionKind.RECREATE:
             return recreate(run, action)
+        case ActionKind.UPDATE:
+            return update(run, action)
         case ActionKind.START:
             return start(run, action)
         case ActionKind.REMOVE:
@@ -86,6 +89,23 @@ def recreate(run: ApplyRun, action: Action) -> dict:
     if run.plan.action(f"{ActionKind.VERIFY.value}:{action.resource}") is None:
         swap.finish(run, action, opened)
     return {"container": opened.new_id, "replaced": opened.old_id, "volumes": opened.fresh or None}
+
+
+def update(run: ApplyRun, action: Action) -> dict:
+    """``docker update`` the fields the plan names to what the spec says (the plan's texts
+    may read ``(sensitive)``); the same container keeps running, so nothing is backed up."""
+    service = run.session.spec.services[action.resource]
+    fields = {c.field for c in action.changes}
+    restart = service.restart if "restart" in fields else None
+    memory = memory_bytes(service.mem_limit) if "mem_limit" in fields else None
+    if "mem_limit" in fields and memory is None:
+        raise ApplyError(f"{action.resource}: a memory limit cannot be removed in place",
+                         ref="apply.update", hint="make a new plan with `reconcile plan`: it recreates "
+                                                  "the container instead")
+    what = ", ".join(str(c) for c in action.changes)
+    run.step(action.id, f"update {action.resource} in place: {what}", container=action.container_id)
+    dockerio.update_container(run.session.client, action.container_id, restart=restart, memory=memory)
+    return {"container": action.container_id}
 
 
 def switch_traffic(run: ApplyRun, action: Action) -> dict:

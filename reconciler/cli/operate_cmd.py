@@ -127,7 +127,6 @@ def drift(
 ) -> None:
     """Compare the stack with the spec, changing nothing. Exit 0 no drift, 2 drift, 1 error."""
     from reconciler import dockerio
-    from reconciler.operate import gather
     from reconciler.operate.drift import drift_of
     from reconciler.pipeline import snapshot
     from reconciler.session import Session
@@ -138,7 +137,7 @@ def drift(
     session = Session(snap.loaded, _client=client)
     scope = [n for n, s in sorted(snap.loaded.spec.services.items())
              if not snap.plan.profiles or s.profile in snap.plan.profiles]
-    drifted = drift_of(snap.loaded, snap.plan, gather.live_hand_edits(session, snap.observed, scope))
+    drifted = drift_of(snap.loaded, snap.plan)
     data = {"project": snap.loaded.spec.project, "drift": bool(drifted), "profiles": list(snap.plan.profiles),
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}
     if metrics_file is not None:

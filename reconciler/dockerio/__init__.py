@@ -185,6 +185,25 @@ def set_restart_policy(client: docker.DockerClient, container: str, policy: str)
         client.api.update_container(container, restart_policy={"Name": policy})
 
 
+def update_container(client: docker.DockerClient, container: str, *, restart: str | None = None,
+                     memory: int | None = None) -> None:
+    """``docker update``: a new restart policy and/or memory limit (bytes), in place.
+
+    Swap goes with the memory limit, at twice it, as the engine sets it for a container
+    created with only a limit: the engine refuses a limit above the current swap limit, and
+    a container made with no limit has a swap limit of 0.
+    """
+    changes: dict = {}
+    if restart is not None:
+        changes["restart_policy"] = {"Name": restart}
+    if memory is not None:
+        changes.update(mem_limit=memory, memswap_limit=2 * memory)
+    if not changes:
+        return
+    with engine_errors(f"updating container {container[:24]} in place"):
+        client.api.update_container(container, **changes)
+
+
 def rename(client: docker.DockerClient, container: str, name: str) -> None:
     with engine_errors(f"renaming container {container[:24]} to {name}"):
         client.api.rename(container, name)

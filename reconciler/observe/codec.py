@@ -3,7 +3,9 @@
 Golden plan cases write the engine's state in YAML; a saved snapshot may come back as JSON.
 Both are written by people or older versions, so reading is tolerant: every field but the
 obvious ones has a default, unknown enum values fall back to the safe reading, and a
-container may give its facts as the engine's ``labels`` instead of as fields.
+container may give its facts as the engine's ``labels`` instead of as fields. A container
+that does not give its live restart policy or memory limit has those its config label
+records (as reconcile made it: not changed in place since).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from reconciler.observe.models import (
     Role,
     State,
 )
+from reconciler.plan.inplace import memory_bytes
 from reconciler.spec.normalise import (
     LABEL_CONFIG,
     LABEL_IMAGE_ID,
@@ -106,7 +109,20 @@ def container_from_dict(data: Mapping, project: str = "") -> ObservedContainer:
         created_at=_text_or_none(merged.get("created_at")),
         finished_at=_text_or_none(merged.get("finished_at")),
         upstream=_text_or_none(merged.get("upstream")),
+        **_in_place_settings(merged),
     )
+
+
+def _in_place_settings(merged: Mapping) -> dict[str, object]:
+    """``restart_policy`` and ``memory_limit`` as given, else as the config label records
+    them; with neither, the restart policy is unknown (not compared) and there is no limit."""
+    made = _config(merged.get("config")) or {}
+    restart = merged["restart_policy"] if "restart_policy" in merged else made.get("restart")
+    if "memory_limit" in merged:
+        memory = _int_or_none(merged["memory_limit"]) or None
+    else:
+        memory = memory_bytes(_text_or_none(made.get("mem_limit")))
+    return {"restart_policy": _text_or_none(restart), "memory_limit": memory}
 
 
 def network_from_dict(data: Mapping) -> ObservedNetwork:

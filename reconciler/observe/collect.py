@@ -59,6 +59,7 @@ def container_from(doc: dict) -> ObservedContainer:
     state = doc.get("State") or {}
     health = (state.get("Health") or {}).get("Status") or "none"
     role = _role(doc.get("Name", "").lstrip("/"), labels)
+    host_config = doc.get("HostConfig") or {}
     return ObservedContainer(
         id=doc["Id"],
         name=doc.get("Name", "").lstrip("/"),
@@ -77,7 +78,7 @@ def container_from(doc: dict) -> ObservedContainer:
         restart_count=int(doc.get("RestartCount") or 0),
         started_at=state.get("StartedAt"),
         mounts=tuple(_mount(m) for m in doc.get("Mounts") or ()),
-        ports=_ports(doc.get("HostConfig") or {}),
+        ports=_ports(host_config),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
         kind=labels.get(LABEL_KIND),
         stateful=labels.get(LABEL_STATEFUL) == "true",
@@ -85,6 +86,8 @@ def container_from(doc: dict) -> ObservedContainer:
         created_at=doc.get("Created"),
         finished_at=state.get("FinishedAt"),
         upstream=_proxy_upstream(doc) if role is Role.PROXY else None,
+        restart_policy=(host_config.get("RestartPolicy") or {}).get("Name") or "no",
+        memory_limit=int(host_config.get("Memory") or 0) or None,
     )
 
 

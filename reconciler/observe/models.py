@@ -74,6 +74,10 @@ class ObservedContainer:
     created_at: str | None = None
     finished_at: str | None = None
     upstream: str | None = None  # a proxy: the id of the container its config points at
+    restart_policy: str | None = None
+    """The live restart policy (``no`` when none); None when the snapshot does not say."""
+    memory_limit: int | None = None
+    """The live memory limit in bytes; None when unlimited."""
 
     @property
     def running(self) -> bool:
@@ -132,7 +136,8 @@ class Observed:
     def fingerprint(self) -> str:
         """What a saved plan was made from; any change in these facts makes the plan stale."""
         facts = {
-            "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value)
+            "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value,
+                                  c.restart_policy or "", c.memory_limit or 0)
                                  + ((c.upstream,) if c.upstream else ()) for c in self.containers),
             "networks": sorted(n.id for n in self.networks),
             "volumes": sorted(v.name for v in self.volumes),

@@ -3,28 +3,27 @@
 A drift check is a read-only plan: every action a plan would take is a difference. Actions
 are grouped by the service they are for; a missing network or volume counts against each
 service that uses it. Backup, restore and verify are consequences, not causes, so they are
-not listed.
-
-Some hand edits never reach the plan: ``docker update --restart``/``--memory`` changes a
-container in place but not the config label the planner compares, so ``hand_edits`` reads
-those settings from the container itself and reports them as drift too.
+not listed. Hand edits made with ``docker update`` (restart policy, memory limit) are in the
+plan as ``update`` actions (or a recreate, for a limit that cannot be removed in place);
+their line also says the ``docker update`` that would undo the edit by hand.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.actions import Action, ActionKind, Plan
+from reconciler.plan.display import SENSITIVE
+from reconciler.plan.inplace import memory_bytes, memory_text
 from reconciler.spec.load import LoadedSpec
-from reconciler.spec.normalise import LABEL_CONFIG, LABEL_SERVICE
+from reconciler.spec.normalise import container_name
 
 _CONSEQUENCES = frozenset({ActionKind.BACKUP, ActionKind.RESTORE, ActionKind.VERIFY})
 _VERBS = {ActionKind.CREATE: "create it", ActionKind.RECREATE: "recreate it",
-          ActionKind.START: "start it", ActionKind.REMOVE: "remove it",
-          ActionKind.SWITCH_TRAFFIC: "switch its proxy"}
-_UNITS = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+          ActionKind.UPDATE: "update it in place", ActionKind.START: "start it",
+          ActionKind.REMOVE: "remove it", ActionKind.SWITCH_TRAFFIC: "switch its proxy"}
+_UPDATE_FLAGS = {"restart": "--restart", "mem_limit": "--memory"}
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class ServiceDrift:
         return {"service": self.service, "reasons": list(self.reasons), "orphan": self.orphan}
 
 
-def drift_of(loaded: LoadedSpec, plan: Plan, edits: dict[str, list[str]] | None = None) -> list[ServiceDrift]:
+def drift_of(loaded: LoadedSpec, plan: Plan) -> list[ServiceDrift]:
     """Drifted services in plan order (then by name), each with its reasons."""
     spec = loaded.spec
     reasons: dict[str, list[str]] = {}
@@ -55,9 +54,7 @@ def drift_of(loaded: LoadedSpec, plan: Plan, edits: dict[str, list[str]] | None 
         if owner is None:
             owner = action.resource
             orphans.add(owner)
-        reasons.setdefault(owner, []).append(f"{action.cause} (apply would {_VERBS[action.kind]})")
-    for name, found in sorted((edits or {}).items()):
-        reasons.setdefault(name, []).extend(found)
+        reasons.setdefault(owner, []).append(_reason(loaded, action))
     return [ServiceDrift(name, tuple(dict.fromkeys(why)), name in orphans and name not in spec.services)
             for name, why in reasons.items()]
 
@@ -89,36 +86,26 @@ def owner_of(loaded: LoadedSpec, resource: str) -> str | None:
     return None
 
 
-def hand_edits(doc: dict) -> list[str]:
-    """Settings changed in place (``docker update``) since reconcile made the container."""
-    labels = (doc.get("Config") or {}).get("Labels") or {}
-    try:
-        made = json.loads(labels.get(LABEL_CONFIG) or "")
-    except ValueError:
-        return []
-    if not isinstance(made, dict) or not labels.get(LABEL_SERVICE):
-        return []
-    host = doc.get("HostConfig") or {}
-    name = str(doc.get("Name", "")).lstrip("/")
-    found = []
-    live_restart = (host.get("RestartPolicy") or {}).get("Name") or "no"
-    if "restart" in made and live_restart != (made.get("restart") or "no"):
-        found.append(f"restart policy changed by hand: {made.get('restart')} → {live_restart} "
-                     f"(undo: docker update --restart {made.get('restart') or 'no'} {name})")
-    want = memory_bytes(made.get("mem_limit"))
-    live_memory = int(host.get("Memory") or 0) or None
-    if "mem_limit" in made and live_memory != want:
-        found.append(f"memory limit changed by hand: {made.get('mem_limit') or 'none'} → "
-                     f"{live_memory or 'none'} bytes (undo: docker update --memory "
-                     f"{made.get('mem_limit') or '0'} {name}, or recreate it)")
-    return found
+def _reason(loaded: LoadedSpec, action: Action) -> str:
+    what = f"apply would {_VERBS[action.kind]}"
+    if action.kind is ActionKind.UPDATE and (undo := undo_command(loaded, action)):
+        what += f"; by hand: {undo}"
+    return f"{action.cause} ({what})"
 
 
-def memory_bytes(text: str | None) -> int | None:
-    """``8m`` → 8388608, as Docker reads ``mem_limit`` (binary units)."""
-    if not text:
-        return None
-    match = re.fullmatch(r"(\d+)([bkmg]?)", text.strip().lower())
-    if not match:
-        return None
-    return int(match[1]) * _UNITS[match[2] or "b"]
+def undo_command(loaded: LoadedSpec, action: Action) -> str | None:
+    """The ``docker update`` that puts an update's fields back as the spec says; None when a
+    value is hidden (interpolated: a secret for display)."""
+    args = []
+    for change in action.changes:
+        flag = _UPDATE_FLAGS.get(change.field)
+        if flag is None or SENSITIVE in change.after:
+            return None
+        args.append(f"{flag} {change.after}")
+        if flag == "--memory":  # the engine refuses a limit above the swap limit: raise both
+            size = memory_bytes(change.after)
+            if size is None:
+                return None
+            args.append(f"--memory-swap {memory_text(2 * size)}")
+    name = container_name(loaded.spec, action.resource)
+    return f"docker update {' '.join(args)} {name}" if args else None

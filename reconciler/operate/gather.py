@@ -1,5 +1,5 @@
 """Facts that drift's metrics and ``status`` share: health levels, last backups per service and
-location, the last apply, and hand edits read from the live containers.
+location, the last apply.
 
 Each reader degrades to a warning instead of failing: metrics every 15 minutes are worth
 more with one series missing than not written at all.
@@ -13,9 +13,6 @@ from pathlib import Path
 from reconciler.apply.journal import ApplyRecord, history
 from reconciler.errors import ReconcileError
 from reconciler.health import Level, ServiceHealth, check_service
-from reconciler.observe.models import Observed
-from reconciler.operate.drift import hand_edits
-from reconciler.plan import leftovers
 from reconciler.session import Session
 from reconciler.storage.prune import parse_timestamp
 
@@ -122,18 +119,4 @@ def applied_services(state_dir: Path, limit: int = 50) -> dict[str, str]:
                 resource = str(record.get("action", "")).partition(":")[2]
                 if resource:
                     out[resource] = record.get("ts", "")
-    return out
-
-
-def live_hand_edits(session: Session, observed: Observed, services: list[str]) -> dict[str, list[str]]:
-    """``docker update`` edits of each service's live container (the planner cannot see them)."""
-    out = {}
-    for name in services:
-        live = leftovers.live(observed, name)
-        if live is None:
-            continue
-        doc = session.container_doc(name, live.name)
-        found = hand_edits(doc) if doc else []
-        if found:
-            out[name] = found
     return out

@@ -17,6 +17,7 @@ class ActionKind(StrEnum):
     CREATE_VOLUME = "create-volume"
     CREATE = "create"
     RECREATE = "recreate"
+    UPDATE = "update"  # change a live container in place (docker update): restart policy, memory
     START = "start"
     REMOVE = "remove"
     BACKUP = "backup"

@@ -1,10 +1,11 @@
 """Decide what to do: a pure function from a loaded spec and one observed snapshot to a Plan.
 
-Kopf-style cause detection: each situation of a service (missing, changed, rebuilt, stopped,
-unhealthy, orphaned) is recognised by one small function and becomes typed actions with a
-cause in words. Nothing here talks to Docker or the clock, so the same inputs always give the
-same plan, and golden tests can pin it down. What may be shown of a value is decided in
-``reconciler.plan.display``; this module only decides what happens and in which order.
+Kopf-style cause detection: each situation of a service (missing, changed, rebuilt, changed
+in place by ``docker update``, stopped, unhealthy, orphaned) is recognised by one small
+function and becomes typed actions with a cause in words. Nothing here talks to Docker or
+the clock, so the same inputs always give the same plan, and golden tests can pin it down.
+What may be shown of a value is decided in ``reconciler.plan.display``; this module only
+decides what happens and in which order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from reconciler.deploy import planning
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
-from reconciler.plan import leftovers, safety
+from reconciler.plan import inplace, leftovers, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
 from reconciler.plan.carryover import fresh_cause
 from reconciler.plan.display import Views, changed_fields, short_id
@@ -60,6 +61,8 @@ class _Decision:
     changes: tuple[Change, ...] = ()
     fresh_cause: str | None = None
     fallback: bool = False
+    updates: tuple[Change, ...] = ()
+    """In-place changes (``docker update``) to make before the main action, a start."""
 
 
 def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] = (),
@@ -218,6 +221,10 @@ def _main_group(ctx: _Context, name: str, decision: _Decision, deps: list[str], 
                      "is restored instead (changes made since it are lost)")
         group.append(Action(ActionKind.BACKUP, **common, cause=cause, fallback=decision.fallback))
         deps.insert(0, group[0].id)
+    if decision.updates:
+        group.append(Action(ActionKind.UPDATE, cause=inplace.cause_of(decision.updates),
+                            changes=decision.updates, depends_on=tuple(deps), **common))
+        deps.append(group[-1].id)
     main = Action(decision.kind, cause=decision.cause, changes=decision.changes,
                   depends_on=tuple(deps), fresh_volume=decision.fresh_cause is not None, **common)
     group.append(main)
@@ -272,14 +279,26 @@ def _decide(ctx: _Context, name: str, warnings: list[str]) -> _Decision | None:
     image = ctx.observed.image(str(config["image"]))
     if image is not None and current.image_id and image.id != current.image_id:
         return _rebuilt_recreate(ctx, name, current, image.id, warnings)
+    return _decide_same_config(ctx, name, current, warnings)
+
+
+def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
+                        warnings: list[str]) -> _Decision | None:
+    """Config and image as the spec says: adopt, heal or start it, and converge what was
+    changed in place (a recreate only when that cannot be undone in place)."""
+    settings = inplace.compare(Views(ctx.loaded, name), ctx.spec.services[name], current)
+    if settings.blocked and name not in ctx.unhealthy:
+        return _Decision(ActionKind.RECREATE, settings.cause, settings.changes)
     if current.role is not Role.CURRENT:
-        return _Decision(ActionKind.START, leftovers.adopt_cause(current))
+        return _Decision(ActionKind.START, leftovers.adopt_cause(current), updates=settings.changes)
     if name in ctx.unhealthy:
         return _unhealthy_recreate(ctx, name, current)
     if current.state in _STOPPED:
-        return _Decision(ActionKind.START, _stopped_cause(current))
+        return _Decision(ActionKind.START, _stopped_cause(current), updates=settings.changes)
     if (warning := _health_warning(name, current)) is not None:
         warnings.append(warning)
+    if settings.changes:
+        return _Decision(ActionKind.UPDATE, settings.cause, settings.changes)
     return None
 
 

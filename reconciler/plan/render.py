@@ -1,11 +1,14 @@
 """A plan for people (text, Markdown) and for machines (JSON). Pure: returns strings and dicts.
 
 Text, like Terraform: a header, one line per action — symbol, verb, resource, cause — with a
-recreate's field changes indented under it, the warnings, and a summary line. Symbols are
-plain ASCII so they survive any terminal, log or CI page:
+recreate's field changes indented under it (those the cause does not already say), the
+warnings, and a summary line. Symbols are plain ASCII so they survive any terminal, log or
+CI page (``~`` is taken by recreate, so Terraform's update-in-place is ``^`` here):
 
     +  create (a service's container, a network, a volume)
     ~  recreate (replace a container; the old one is kept until the new one is healthy)
+    ^  update (change a live container in place, as ``docker update`` does: its restart
+       policy or memory limit; the same container, not restarted, so no backup)
     >  start (a stopped container, unchanged)
     -  remove (an orphan: its service left the spec)
     *  backup (before a recreate or removal of a stateful service)
@@ -31,8 +34,8 @@ JSON (``render_json``), a stable shape (``format`` is bumped on any incompatible
       "actions": [{
         "id": "recreate:postgres",     # "<kind>:<resource>", unique in a plan
         "kind": "recreate",            # create-network | create-volume | create | recreate
-                                       # | start | remove | backup | restore | verify
-                                       # | switch-traffic
+                                       # | update | start | remove | backup | restore
+                                       # | verify | switch-traffic
         "resource": "postgres",        # service, network or volume name (or container name)
         "cause": "image postgres:15 → postgres:17",
         "changes": [{"field": "image", "before": "postgres:15", "after": "postgres:17"}],
@@ -58,11 +61,11 @@ MARKER = "<!-- reconcile-plan -->"
 
 SYMBOLS = {
     ActionKind.CREATE_NETWORK: "+", ActionKind.CREATE_VOLUME: "+", ActionKind.CREATE: "+",
-    ActionKind.RECREATE: "~", ActionKind.START: ">", ActionKind.REMOVE: "-",
+    ActionKind.RECREATE: "~", ActionKind.UPDATE: "^", ActionKind.START: ">", ActionKind.REMOVE: "-",
     ActionKind.BACKUP: "*", ActionKind.RESTORE: "<", ActionKind.VERIFY: "?",
     ActionKind.SWITCH_TRAFFIC: "=",
 }
-COLOURS = {"+": "green", "~": "yellow", ">": "cyan", "-": "red", "*": "blue", "<": "magenta",
+COLOURS = {"+": "green", "~": "yellow", "^": "yellow", ">": "cyan", "-": "red", "*": "blue", "<": "magenta",
            "?": "blue", "=": "cyan"}
 _NOUNS = {ActionKind.CREATE_NETWORK: "network ", ActionKind.CREATE_VOLUME: "volume "}
 _MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
@@ -78,12 +81,14 @@ def resource_label(action: Action) -> str:
 
 
 def summary(plan: Plan) -> str:
-    """``Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup.`` (start/restore/verify/switch
-    if any)."""
+    """``Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup.`` (update/start/restore/verify/
+    switch if any)."""
     counts = plan.counts()
     created = sum(counts.get(k.value, 0) for k in (ActionKind.CREATE, ActionKind.CREATE_NETWORK,
                                                    ActionKind.CREATE_VOLUME))
     parts = [f"{created} to create", f"{counts.get('recreate', 0)} to recreate"]
+    if counts.get("update"):
+        parts.append(f"{counts['update']} to update in place")
     if counts.get("start"):
         parts.append(f"{counts['start']} to start")
     parts.append(f"{counts.get('remove', 0)} to remove")

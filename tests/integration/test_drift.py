@@ -72,7 +72,10 @@ def test_docker_update_restart_is_drift_of_that_service(client, write_spec, proj
     client.api.update_container(f"{project}-worker", restart_policy={"Name": "no"})
     code, data, text = drift(loaded)
     assert code == 2 and [d["service"] for d in data["drifted"]] == ["worker"]
-    assert "restart policy changed by hand" in reasons(data, "worker")
+    (reason,) = data["drifted"][0]["reasons"]  # once: through the plan's update, not twice
+    assert reason == ("live container changed in place (docker update): restart: no → unless-stopped "
+                      f"(apply would update it in place; by hand: docker update --restart unless-stopped "
+                      f"{project}-worker)")
     assert metric(text, "reconcile_drift", "worker") == 1 and metric(text, "reconcile_drift", "cache") == 0
 
 

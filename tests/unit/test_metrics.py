@@ -114,10 +114,9 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypa
 # -- what the drift metric is computed from (pure) -------------------------------------------
 
 def test_plan_actions_become_per_service_drift(tmp_path):
-    import json as _json
-
-    from reconciler.operate.drift import drift_of, hand_edits, memory_bytes
-    from reconciler.plan.actions import Action, ActionKind, Plan
+    from reconciler.operate.drift import drift_of
+    from reconciler.plan.actions import Action, ActionKind, Change, Plan
+    from reconciler.plan.inplace import memory_bytes, memory_text
     from reconciler.spec.load import load_spec
 
     spec = tmp_path / "reconcile.yaml"
@@ -125,24 +124,38 @@ def test_plan_actions_become_per_service_drift(tmp_path):
                     "  api: { image: a, networks: [backend] }\n  db: { image: d, networks: [backend] }\n"
                     "  web: { image: w }\n")
     loaded = load_spec(spec)
+    edits = (Change("restart", "no", "unless-stopped"), Change("mem_limit", "64m", "128m"))
     plan = Plan("shop", (
         Action(ActionKind.CREATE_NETWORK, "backend", "new network shop_backend"),
         Action(ActionKind.REMOVE, "shop-api-old-0a1b2c", "previous container of api left by an interrupted apply"),
         Action(ActionKind.BACKUP, "db", "back up first"),
         Action(ActionKind.RECREATE, "db", "image d:1 → d:2"),
         Action(ActionKind.REMOVE, "cron", "service cron is no longer in the spec"),
+        Action(ActionKind.UPDATE, "web", "live container changed in place (docker update): "
+               "restart: no → unless-stopped; mem_limit: 64m → 128m", edits),
     ), "fp")
-    found = {d.service: d for d in drift_of(loaded, plan, {"web": ["restart policy changed by hand"]})}
+    found = {d.service: d for d in drift_of(loaded, plan)}
     assert set(found) == {"api", "db", "cron", "web"}
     assert found["api"].reasons == ("network backend is missing (apply would create it)",
                                     "previous container of api left by an interrupted apply (apply would remove it)")
     assert found["db"].reasons[-1] == "image d:1 → d:2 (apply would recreate it)"
     assert found["cron"].orphan and not found["db"].orphan
-    config = _json.dumps({"restart": "unless-stopped", "mem_limit": "8m"})
-    doc = {"Name": "/shop-web", "Config": {"Labels": {"reconcile.config": config, "reconcile.service": "web"}},
-           "HostConfig": {"RestartPolicy": {"Name": "no"}, "Memory": 8 * 1024 * 1024}}
-    assert hand_edits(doc) == ["restart policy changed by hand: unless-stopped → no "
-                               "(undo: docker update --restart unless-stopped shop-web)"]
-    doc["HostConfig"] = {"RestartPolicy": {"Name": "unless-stopped"}, "Memory": 0}
-    assert "memory limit changed by hand" in hand_edits(doc)[0]
+    assert found["web"].reasons == ((
+        "live container changed in place (docker update): restart: no → unless-stopped; "
+        "mem_limit: 64m → 128m (apply would update it in place; by hand: docker update "
+        "--restart unless-stopped --memory 128m --memory-swap 256m shop-web)"),)
     assert memory_bytes("1g") == 1024 ** 3 and memory_bytes(None) is None and memory_bytes("x") is None
+    assert memory_bytes("0") is None and memory_text(64 * 1024 ** 2) == "64m" and memory_text(1000) == "1000"
+
+
+def test_a_hidden_value_gets_no_by_hand_command(tmp_path):
+    from reconciler.operate.drift import drift_of
+    from reconciler.plan.actions import Action, ActionKind, Change, Plan
+    from reconciler.spec.load import load_spec
+
+    spec = tmp_path / "reconcile.yaml"
+    spec.write_text("version: 1\nproject: shop\nservices:\n  web: { image: w }\n")
+    update = Action(ActionKind.UPDATE, "web", "live container changed in place (docker update): "
+                    "mem_limit: (sensitive) → (sensitive)", (Change("mem_limit", "(sensitive)", "(sensitive)"),))
+    (found,) = drift_of(load_spec(spec), Plan("shop", (update,), "fp"))
+    assert found.reasons[0].endswith("(apply would update it in place)")

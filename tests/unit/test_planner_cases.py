@@ -200,3 +200,60 @@ def test_a_stateless_service_whose_data_cannot_carry_over_gets_a_warning() -> No
     assert plan.warnings == ("dragonfly: volume dragonfly_data changed: the new container starts on a "
                              "fresh volume; it is not stateful, so its old data is neither backed up "
                              "nor restored (set stateful: true to keep it)",)
+
+
+# -- settings changed in place (docker update) --------------------------------------------------
+
+def test_codec_takes_live_settings_as_given_else_from_the_config_label() -> None:
+    label = '{"restart": "always", "mem_limit": "64m"}'
+    given, from_label, bare = observed_from_dict({"project": "p", "containers": [
+        {"name": "p-a", "config": label, "restart_policy": "no", "memory_limit": 1024},
+        {"name": "p-b", "labels": {"reconcile.config": label}},
+        {"name": "p-c"}]}).containers
+    assert (given.restart_policy, given.memory_limit) == ("no", 1024)
+    assert (from_label.restart_policy, from_label.memory_limit) == ("always", 64 * 1024 ** 2)
+    assert (bare.restart_policy, bare.memory_limit) == (None, None)
+
+
+def test_collect_reads_the_live_restart_policy_and_memory_limit() -> None:
+    from reconciler.observe.collect import container_from
+
+    doc = {"Id": "abc", "Name": "/p-api", "Config": {"Labels": {}}, "State": {"Status": "running"},
+           "HostConfig": {"RestartPolicy": {"Name": "on-failure"}, "Memory": 8 * 1024 ** 2}}
+    assert (container_from(doc).restart_policy, container_from(doc).memory_limit) == ("on-failure", 8 * 1024 ** 2)
+    doc["HostConfig"] = {"RestartPolicy": {"Name": ""}, "Memory": 0}
+    assert (container_from(doc).restart_policy, container_from(doc).memory_limit) == ("no", None)
+
+
+def _hand_edited(service: str, unhealthy: dict[str, str] | None = None, **fields: object) -> Plan:
+    """The hand-edit-restart case (the worker's restart policy is ``no``) with the fields of
+    ``service``'s container replaced."""
+    case = CASES / "hand-edit-restart"
+    loaded = load_spec(case / "spec.yaml", case_environ(case))
+    data = {"project": loaded.spec.project, **_yaml(case / "observed.yaml")}
+    image_ids = {i["ref"]: i["id"] for i in data["images"]}
+    data["containers"] = [made_container({**c, **fields} if c["service"] == service else c, loaded.spec,
+                                         image_ids) for c in data["containers"]]
+    return make_plan(loaded, observed_from_dict(data), unhealthy=unhealthy)
+
+
+def test_a_live_setting_the_snapshot_does_not_know_is_not_compared() -> None:
+    assert _hand_edited("worker", restart_policy=None).empty
+
+
+def test_a_fresh_snapshot_fingerprints_the_live_settings() -> None:
+    assert _hand_edited("worker").fingerprint != _hand_edited("worker", restart_policy="always").fingerprint
+
+
+def test_an_adopted_container_is_updated_before_it_starts() -> None:
+    plan = _hand_edited("worker", name="healthcare-worker-old-0a1b2c", role="previous", state="exited")
+    assert [a.id for a in plan.actions] == ["update:worker", "start:worker"]
+    assert plan.actions[1].depends_on == ("update:worker",)
+
+
+def test_an_unhealthy_service_is_recreated_as_unhealthy_whatever_was_changed_in_place() -> None:
+    plan = _hand_edited("postgres", {"postgres": "probe failed"}, memory_limit=512 * 1024 ** 2)
+    assert [a.id for a in plan.actions if a.resource == "postgres"] == [
+        "backup:postgres", "recreate:postgres", "verify:postgres"]
+    assert plan.action("recreate:postgres").cause == "unhealthy: probe failed"
+    assert plan.action("update:worker") is not None

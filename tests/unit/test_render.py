@@ -114,6 +114,37 @@ def test_markdown_has_the_marker_the_table_and_the_field_changes() -> None:
     assert "**Plan: 0 to create, 1 to recreate, 0 to remove, 1 backup, 1 verification.**" in markdown
 
 
+def test_an_update_in_place_in_every_rendering() -> None:
+    plan = case_plan("hand-edit-restart-stopped")
+    cause = "live container changed in place (docker update): restart: no → unless-stopped"
+    text = render_text(plan)
+    assert f"  ^ update  worker  {cause}\n" in text and text.count("no → unless-stopped") == 1
+    assert "[yellow]^ update[/yellow]" in render_text(plan, color=True)
+    markdown = render_markdown(plan)
+    assert f"| `^` | update | worker | {cause} |" in markdown
+    assert "| worker | `restart` | `no` | `unless-stopped` |" in markdown
+    data = json.loads(json.dumps(render_json(plan)))
+    assert data["summary"] == {"update": 1, "start": 1}
+    update, start = data["actions"]
+    assert (update["id"], update["kind"], update["depends_on"]) == ("update:worker", "update", [])
+    assert update["changes"] == [{"field": "restart", "before": "no", "after": "unless-stopped"}]
+    assert start["depends_on"] == ["update:worker"] and update["container_id"] == start["container_id"]
+    assert Plan.from_dict(data) == plan
+
+
+def test_an_interpolated_memory_limit_is_not_shown_in_an_update(tmp_path: Path) -> None:
+    spec_file = tmp_path / "reconcile.yaml"
+    spec_file.write_text('version: 1\nproject: p\nservices:\n  api: { image: a, mem_limit: "${env:MEM}" }\n')
+    loaded = load_spec(spec_file, {"MEM": "777m"})
+    live = made_container({"service": "api", "made_from": {}, "memory_limit": 555 * 1024 ** 2}, loaded.spec, {})
+    plan = make_plan(loaded, observed_from_dict({"project": "p", "containers": [live]}))
+    assert [a.id for a in plan.actions] == ["update:api"]
+    assert plan.actions[0].changes == (Change("mem_limit", "(sensitive)", "(sensitive)"),)
+    for output in (render_text(plan), render_markdown(plan), json.dumps(render_json(plan))):
+        for secret in ("777m", "555m", str(777 * 1024 ** 2), str(555 * 1024 ** 2)):
+            assert secret not in output
+
+
 def test_markdown_of_an_empty_plan_says_no_changes() -> None:
     markdown = render_markdown(Plan(project="p", actions=(), fingerprint="sha256:0"))
     assert MARKER in markdown and NO_CHANGES in markdown and "|" not in markdown
@@ -150,6 +181,8 @@ def test_empty_plan_text() -> None:
      "Plan: 2 to create, 1 to recreate, 0 to remove, 1 backup."),
     ((ActionKind.START, ActionKind.REMOVE, ActionKind.REMOVE),
      "Plan: 0 to create, 0 to recreate, 1 to start, 2 to remove, 0 backups."),
+    ((ActionKind.UPDATE, ActionKind.UPDATE, ActionKind.START),
+     "Plan: 0 to create, 0 to recreate, 2 to update in place, 1 to start, 0 to remove, 0 backups."),
 ])
 def test_summary_line(kinds: tuple[ActionKind, ...], line: str) -> None:
     actions = tuple(Action(k, f"r{i}", cause="c") for i, k in enumerate(kinds))
