@@ -6,23 +6,28 @@ from the very snapshot the dump is made from (``pg_export_snapshot()`` in a REPE
 transaction, then ``pg_dump --snapshot``), so a restore is verified like for like.
 
 Restore never touches the live database until the new one is complete and verified: the
-dump is loaded into a staging database inside ONE transaction whose ``COMMIT`` we send only
-after the stream ended cleanly (checksum, end marker); then the old database is dropped
-(connections terminated) and the staging one renamed. A damaged file or a failed psql
-leaves the current data as it was. The price: room for two copies while restoring.
+dump is loaded into a staging database, the schema by psql (in the server's container,
+like pg_dump), the table data over several connections at once (``pgload``), then the
+indexes and constraints by psql again; only after the stream ended cleanly (checksum, end
+marker) and the staged copy's row counts match the backup is the old database dropped
+(connections terminated) and the staging one renamed. A damaged file, a failed psql or a
+failed COPY leaves the current data as it was. The price: room for two copies.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
 
 from reconciler import dockerio
-from reconciler.engines import fifo, pgformat
+from reconciler.engines import fifo, pgformat, pgload, pgsplit
 from reconciler.engines import pgcatalog as pg
 from reconciler.engines.base import (
     BackupStats,
@@ -42,11 +47,17 @@ from reconciler.spec.models import Kind
 
 CONNECTIONS_DEGRADED = 0.8
 STAGING_SUFFIX = "__reconcile_restore"
-# Loaded in one transaction: no per-commit WAL flush worth waiting for, and index builds
-# after the COPYs get memory enough to sort in one pass.
-_RESTORE_PRELUDE = (b"BEGIN;\nSET synchronous_commit = off;\n"
-                    b"SET maintenance_work_mem = '256MB';\n")
-_RESTORE_COMMIT = b"\nCOMMIT;\n"
+# Each psql session of a restore: no per-statement WAL flush worth waiting for (the staging
+# database is thrown away on any failure anyway), and index builds get memory enough to
+# sort in one pass.
+_RESTORE_PRELUDE = b"SET synchronous_commit = off;\nSET maintenance_work_mem = '256MB';\n"
+# pg_dump sets this before the first object and not again while it stays the same; the
+# second psql session starts from the server's default instead, so it is set here.
+_POST_PRELUDE = b"SET default_tablespace = '';\n"
+# SQL after the table data larger than this (large objects, say) waits on disk, not in memory.
+_POST_IN_MEMORY = 64 * 1024 * 1024
+RESTORE_WORKERS = min(4, max(2, os.cpu_count() or 2))
+_CHUNK = 1024 * 1024
 
 
 class PostgresEngine(DockerBacked):
@@ -178,7 +189,7 @@ class PostgresEngine(DockerBacked):
 
     def _load(self, target: Target, db: str, encoding: str, chunks: Iterator[bytes],
               progress: _Progress) -> None:
-        """Create the staging database and feed the dump to psql in one transaction."""
+        """Create the staging database and load the dump: schema, data (in parallel), the rest."""
         staging = staging_name(db)
         with _restore_errors(target, f"creating staging database for {db}"), \
                 _admin(target, db) as admin:
@@ -186,28 +197,57 @@ class PostgresEngine(DockerBacked):
             admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {}")
                           .format(sql.Identifier(staging), sql.Identifier(target.user),
                                   sql.Literal(encoding)))
-        progress.finished = False
+        splitter = pgsplit.DumpSplitter()
+        tail = pgformat.Tail()
+        pre: list[bytes] = [_RESTORE_PRELUDE]
+        with tempfile.SpooledTemporaryFile(max_size=_POST_IN_MEMORY) as post, \
+                _DataLoad(target, staging, splitter) as data:
+            try:
+                for event in splitter.events(_counted(chunks, progress, tail)):
+                    match event:
+                        case pgsplit.Script(text) if not data.started:
+                            pre.append(text)
+                        case pgsplit.Script(text):
+                            post.write(text)
+                        case pgsplit.CopyStart(statement):
+                            if not data.started:
+                                self._psql(target, db, staging, pre, "the schema")
+                            data.begin(statement)
+                        case pgsplit.Rows(rows):
+                            data.put(rows)
+                        case pgsplit.CopyEnd():
+                            pass
+            except pgsplit.DumpCutError as exc:
+                raise RestoreError(f"the dump of database {db} is incomplete ({exc})",
+                                   ref="restore.truncated", hint="restore another backup; the "
+                                   "current database is unchanged") from None
+            if not pgformat.dump_is_complete(tail.data):
+                raise RestoreError(f"the dump of database {db} in this backup is incomplete "
+                                   "(no completion marker)", ref="restore.truncated",
+                                   hint="restore another backup; the current database is unchanged")
+            if not data.started:
+                self._psql(target, db, staging, pre, "the dump")
+            else:
+                data.finish()
+                post.seek(0)
+                rest = iter(lambda: post.read(_CHUNK), b"")
+                self._psql(target, db, staging, chain([_RESTORE_PRELUDE, *splitter.prelude, _POST_PRELUDE],
+                                                      rest), "the indexes and constraints")
+
+    def _psql(self, target: Target, db: str, staging: str, script: Iterable[bytes], what: str) -> None:
+        """Run SQL from the dump with the server's own psql, inside its container."""
         args = ["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-U", target.user, "-d", staging]
-        env = _pg_env(target, "restore")
         try:
-            result = fifo.stream_in(
-                self.client, self._image(target),
-                lambda path: ["psql", *_tcp(target), *args, "-f", path],
-                _restore_script(chunks, db, progress),
-                {"network_container": target.container_id, "environment": env},
-                lambda source: dockerio.exec_stream(self.client, target.container_id, ["psql", *args],
-                                                    sink=_discard, environment=env, source=source))
+            result = dockerio.exec_stream(self.client, target.container_id, ["psql", *args],
+                                          sink=_discard, environment=_pg_env(target, "restore"),
+                                          source=script)
         except dockerio.StreamAborted as exc:
-            if isinstance(exc.__cause__, RestoreError | pgformat.DumpFormatError):
-                raise exc.__cause__ from None
             raise RestoreError(f"restore of database {db} aborted: {cause_text(exc, target)}",
-                               ref="restore.stream", hint="nothing was committed; the current "
-                               "database is unchanged") from None
-        if result.exit_code != 0 or not progress.finished:
-            raise RestoreError(f"psql restore of database {db} failed (exit {result.exit_code}): "
+                               ref="restore.stream", hint="the current database is unchanged") from None
+        if result.exit_code != 0:
+            raise RestoreError(f"psql restore of {what} of database {db} failed (exit {result.exit_code}): "
                                f"{target.redact(one_line(result.stderr.decode('utf-8', 'replace')))}",
-                               ref="restore.psql", hint="nothing was committed; the current "
-                               "database is unchanged")
+                               ref="restore.psql", hint="the current database is unchanged")
 
     def _verify_staged(self, target: Target, stats: BackupStats, loaded: list[str]) -> VerifyReport:
         staged = {db: staging_name(db) for db in loaded}
@@ -271,26 +311,55 @@ def staging_name(db: str) -> str:
 
 
 class _Progress:
-    """Raw bytes fed to psql, and whether the last section's script ran to its COMMIT."""
+    """Raw bytes of the dump read so far."""
 
     count = 0
-    finished = False
 
 
-def _restore_script(chunks: Iterable[bytes], db: str, progress: _Progress) -> Iterator[bytes]:
-    """BEGIN, the dump, and COMMIT only if the dump arrived whole (the reader raises if not)."""
-    yield _RESTORE_PRELUDE
-    tail = pgformat.Tail()
+class _DataLoad:
+    """The table data of one restore: loading starts at the first COPY, aborts on any error."""
+
+    def __init__(self, target: Target, staging: str, splitter: pgsplit.DumpSplitter) -> None:
+        self.target, self.staging, self.splitter = target, staging, splitter
+        self.loader: pgload.ParallelCopy | None = None
+        self.statement = b""
+
+    @property
+    def started(self) -> bool:
+        return self.loader is not None
+
+    def begin(self, statement: bytes) -> None:
+        if self.loader is None:
+            self.loader = pgload.ParallelCopy(lambda: pg.connect(self.target, self.staging),
+                                              RESTORE_WORKERS, self.splitter.settings)
+        self.statement = statement
+
+    def put(self, rows: bytes) -> None:
+        assert self.loader is not None
+        with self._errors():
+            self.loader.put(self.statement, rows)
+
+    def finish(self) -> None:
+        assert self.loader is not None
+        with self._errors():
+            self.loader.finish()
+
+    def _errors(self) -> _DriverErrors:
+        return _restore_errors(self.target, "loading table data into the staging database")
+
+    def __enter__(self) -> _DataLoad:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is not None and self.loader is not None:
+            self.loader.abort()
+
+
+def _counted(chunks: Iterable[bytes], progress: _Progress, tail: pgformat.Tail) -> Iterator[bytes]:
     for chunk in chunks:
-        tail.add(chunk)
         progress.count += len(chunk)
+        tail.add(chunk)
         yield chunk
-    if not pgformat.dump_is_complete(tail.data):
-        raise RestoreError(f"the dump of database {db} in this backup is incomplete "
-                           "(no completion marker)", ref="restore.truncated",
-                           hint="restore another backup; nothing was committed")
-    yield _RESTORE_COMMIT
-    progress.finished = True
 
 
 def _tcp(target: Target) -> list[str]:

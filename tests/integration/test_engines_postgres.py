@@ -229,6 +229,31 @@ def test_damaged_or_truncated_backup_leaves_the_database_untouched(server):
                             "'%reconcile_restore'").fetchone()[0] == 0
 
 
+def test_a_row_the_server_refuses_fails_the_parallel_load_and_changes_nothing(server):
+    target, engine = server
+    stats, written, stored = backup(engine, target)
+    with connect(target) as conn:
+        conn.execute("DELETE FROM order_items WHERE line = 2")
+    current = fingerprints(target)
+    dump = raw_dump(stored, written)
+    start = dump.index(b"COPY public.orders ")
+    row = dump.index(b"\n", start) + 1
+    bad = dump[:row] + b"not-a-number" + dump[dump.index(b"\t", row):]  # the id column
+    raw = io.BytesIO()
+    writer = CompressingWriter(raw)
+    writer.write(bad)
+    written = writer.finish()
+    with pytest.raises(RestoreError) as caught:
+        restore(engine, target, raw.getvalue(), written, stats)
+    assert caught.value.ref == "restore.postgres" and "not-a-number" in caught.value.message
+    assert fingerprints(target) == current
+    with connect(target, "postgres") as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE "
+                            "'%reconcile_restore'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname LIKE "
+                            "'%reconcile_restore'").fetchone()[0] == 0
+
+
 def raw_dump(stored: bytes, written) -> bytes:
     return DecompressingReader(io.BytesIO(stored), Compression.ZSTD, written.sha256).read(1 << 30)
 
@@ -304,18 +329,32 @@ def kill_dump_when_copying(target, killed: list[bool]) -> None:
             time.sleep(0.05)
 
 
-def test_the_pipe_path_needs_no_exec(server, monkeypatch):
-    """On a local engine the data goes through the helper's pipe, not the exec stream."""
+def test_table_data_never_goes_through_the_exec_stream(server, monkeypatch):
+    """On a local engine a dump leaves through the helper's pipe, and a restore sends only
+    the SQL (schema, indexes) through psql's exec stream: the rows go over COPY connections."""
     target, engine = server
+    real_exec = dockerio.exec_stream
+    sent: list[int] = []
 
     def refuse(*args, **kwargs):
         raise AssertionError("exec stream used")
 
-    monkeypatch.setattr(dockerio, "exec_stream", refuse)
+    def counted(*args, source=None, **kwargs):
+        def count(chunks):
+            for chunk in chunks:
+                sent.append(len(chunk))
+                yield chunk
+        return real_exec(*args, source=count(source), **kwargs)
+
     before = fingerprints(target)
+    monkeypatch.setattr(dockerio, "exec_stream", refuse)
     stats, written, stored = backup(engine, target)
+    monkeypatch.setattr(dockerio, "exec_stream", counted)
     restore(engine, target, stored, written, stats)
     assert fingerprints(target) == before
+    rows = b"".join(line for line in raw_dump(stored, written).splitlines(keepends=True)
+                    if line.count(b"\t") >= 2)
+    assert len(rows) > 10 * sum(sent) > 0
 
 
 def test_no_secret_in_errors_probes_or_stats(server):
