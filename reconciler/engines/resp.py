@@ -17,6 +17,7 @@ import hiredis
 from reconciler.errors import ReconcileError
 
 READ_SIZE = 1024 * 1024
+_OK = b"+OK\r\n"
 Arg = bytes | str | int
 
 
@@ -57,6 +58,7 @@ class RespConnection:
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = hiredis.Reader(replyError=ReplyError)
+        self._spare = b""  # received by read_ok, not yet given to the reader
 
     def close(self) -> None:
         self._sock.close()
@@ -103,8 +105,33 @@ class RespConnection:
     def read_reply(self) -> object:
         return self.read_replies(1)[0]
 
+    def read_ok(self, count: int) -> list[ReplyError]:
+        """``count`` replies expected to be ``+OK``: the error replies among them.
+
+        The usual case (all OK, e.g. a million RESTOREs) is checked as bytes, without
+        parsing a million replies one by one; anything else goes through hiredis. Any other
+        reply is longer than ``+OK``, so reading that many bytes never waits for too many.
+        """
+        expected = _OK * count
+        if not self._reader.has_data():
+            parts, got = [self._spare], len(self._spare)
+            self._spare = b""
+            while got < len(expected):
+                parts.append(self._recv())
+                got += len(parts[-1])
+            data = b"".join(parts)
+            if data.startswith(expected):
+                self._spare = data[len(expected):]  # replies to what was sent after
+                return []
+            self._reader.feed(data)
+        return [r for r in self.read_replies(count) if isinstance(r, ReplyError)]
+
     def _more(self) -> None:
+        data, self._spare = self._spare or self._recv(), b""
+        self._reader.feed(data)
+
+    def _recv(self) -> bytes:
         data = self._sock.recv(READ_SIZE)
         if not data:
             raise ConnectionError("the server closed the connection")
-        self._reader.feed(data)
+        return data

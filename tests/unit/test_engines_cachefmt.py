@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.engines import cachefmt
 from reconciler.engines.redis import _take
@@ -54,3 +56,43 @@ def test_keys_that_expired_during_the_backup_are_skipped():
     records = list(cachefmt.read_records(io.BytesIO(cachefmt.header() + b"".join(written)
                                                     + cachefmt.trailer(2))))
     assert records[:2] == [(b"kept", b"v1", 0), (b"ttl", b"v4", 6_000)]
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out at most ``piece`` bytes per read, like a pipe."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece, self.pos = data, piece, 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.piece if size < 0 else min(size, self.piece)
+        out = self.data[self.pos:self.pos + size]
+        self.pos += len(out)
+        return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=300),
+                          st.sampled_from([0, 1, 1_900_000_000_000])), max_size=60),
+       st.integers(min_value=1, max_value=500), st.integers(min_value=1, max_value=7))
+def test_batches_hold_the_same_records_whatever_the_reads(records, piece, per_batch):
+    raw = (cachefmt.header() + cachefmt.select(2) + b"".join(cachefmt.key_record(*r) for r in records)
+           + cachefmt.trailer(len(records)))
+    items = list(cachefmt.read_batches(Trickle(raw, piece), max_records=per_batch))
+    batches = [i for i in items if isinstance(i, list)]
+    assert items[0] == cachefmt.Select(2) and items[-1] == cachefmt.End(len(records))
+    assert [r for b in batches for r in b] == records
+    assert all(0 < len(b) <= per_batch for b in batches)
+
+
+def test_a_value_larger_than_a_read_chunk_comes_back_whole():
+    big = bytes(range(256)) * (3 * cachefmt.CHUNK // 256 + 7)
+    raw = cachefmt.header() + cachefmt.key_record(b"big", big, 0) + cachefmt.trailer(1)
+    assert list(cachefmt.read_records(Trickle(raw, 100_000))) == [(b"big", big, 0), cachefmt.End(1)]
+
+
+def test_batches_are_cut_by_size_too():
+    records = [(b"k%d" % i, b"v" * 1000, 0) for i in range(10)]
+    raw = cachefmt.header() + b"".join(cachefmt.key_record(*r) for r in records) + cachefmt.trailer(10)
+    batches = [i for i in cachefmt.read_batches(io.BytesIO(raw), max_bytes=2500) if isinstance(i, list)]
+    assert [len(b) for b in batches] == [3, 3, 3, 1]

@@ -49,3 +49,22 @@ def test_big_value_across_many_reads():
     value = bytes(range(256)) * 20_000
     with resp.RespConnection("127.0.0.1", serve(b"$%d\r\n%s\r\n" % (len(value), value), 65_536)) as conn:
         assert conn.read_replies(1) == [value]
+
+
+def test_read_ok_checks_oks_as_bytes_and_keeps_later_replies():
+    payload = b"+OK\r\n" * 3 + b":7\r\n" + b"+OK\r\n" * 2
+    for piece in (1, 4, 5, 7, 64):
+        with resp.RespConnection("127.0.0.1", serve(payload, piece)) as conn:
+            assert conn.read_ok(3) == []
+            assert conn.read_reply() == 7  # what came after the OKs was not lost
+            assert conn.read_ok(2) == []
+
+
+def test_read_ok_returns_the_error_replies_in_order_and_stays_in_step():
+    payload = b"+OK\r\n-ERR bad payload\r\n+OK\r\n-BUSYKEY exists\r\n" + b"+OK\r\n:1\r\n"
+    for piece in (1, 3, 64):
+        with resp.RespConnection("127.0.0.1", serve(payload, piece)) as conn:
+            errors = conn.read_ok(4)
+            assert [e.message for e in errors] == ["ERR bad payload", "BUSYKEY exists"]
+            assert conn.read_ok(1) == []
+            assert conn.read_reply() == 1
