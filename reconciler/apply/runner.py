@@ -55,8 +55,9 @@ class Outcome:
     summary: dict = field(default_factory=dict)
 
 
-def apply(options: Options, ui: UI) -> Outcome:
-    session = Session(load_spec(options.spec_file))
+def apply(options: Options, ui: UI, session: Session | None = None) -> Outcome:
+    """Converge the stack; ``session`` is the caller's when it already loaded the spec."""
+    session = session or Session(load_spec(options.spec_file))
     apply_id = new_apply_id()
     with ApplyLock(session.state_dir(), apply_id, wait=options.lock_wait) as lock:
         if lock.took_over is not None:

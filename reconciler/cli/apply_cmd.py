@@ -36,13 +36,16 @@ def apply(
     from reconciler.apply.runner import apply as run_apply
     from reconciler.errors import ReconcileError
     from reconciler.operate.hooks import deploy_run
+    from reconciler.session import Session
+    from reconciler.spec.load import load_spec
 
     STATE.json = as_json
     try:
         options = _options(plan_file, auto_approve, profile or (), lock_wait)
         ui = JsonUI() if as_json else TextUI()
-        with deploy_run(STATE.file, ui.bind(options)) as bound:  # run log + notifications
-            outcome = run_apply(options, bound)
+        session = Session(load_spec(STATE.file))
+        with deploy_run(session, ui.bind(options)) as bound:  # run log + notifications
+            outcome = run_apply(options, bound, session)
     except ReconcileError as error:
         if not as_json:
             raise

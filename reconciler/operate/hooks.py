@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from reconciler.errors import ApplyError
 from reconciler.operate import runlog
@@ -36,12 +35,8 @@ class _DeployWatch:
 
 
 @contextmanager
-def deploy_run(spec_file: Path, ui) -> Iterator[object]:
-    """``with deploy_run(STATE.file, ui.bind(options)) as bound: run_apply(options, bound)``."""
-    from reconciler.session import Session
-    from reconciler.spec.load import load_spec
-
-    session = Session(load_spec(spec_file))
+def deploy_run(session, ui) -> Iterator[object]:
+    """``with deploy_run(session, ui.bind(options)) as bound: run_apply(options, bound, session)``."""
     log = runlog.open_run(session, "deploy")
     watch = _DeployWatch()
     forward = ui.emit

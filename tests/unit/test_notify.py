@@ -173,6 +173,14 @@ def _spec(tmp_path):
     return path
 
 
+def _session(tmp_path):
+    """A session on ``_spec`` (no engine is reached: a deploy run only logs and notifies)."""
+    from reconciler.session import Session
+    from reconciler.spec.load import load_spec
+
+    return Session(load_spec(_spec(tmp_path)))
+
+
 def _ui():
     from dataclasses import dataclass, field
 
@@ -194,7 +202,7 @@ def test_a_failed_apply_with_a_rollback_notifies_both_and_logs_the_deploy(receiv
     monkeypatch.setenv("RECONCILE_WEBHOOK_URL", r.url)
     ui = _ui()
     with pytest.raises(ApplyError):
-        with deploy_run(_spec(tmp_path), ui) as bound:
+        with deploy_run(_session(tmp_path), ui) as bound:
             bound.emit({"event": "logs", "lines": ["token tok-3141592 rejected"]})
             bound.emit({"event": "rollback-end", "service": "api", "status": "ok"})
             raise ApplyError("api did not become healthy", hint="see the log lines above")
@@ -213,11 +221,11 @@ def test_a_successful_apply_notifies_only_when_asked(receiver, tmp_path, monkeyp
     monkeypatch.setenv("RECONCILE_WEBHOOK_URL", r.url)
     finish = {"event": "finish", "apply_id": "a1", "result": "ok", "duration_s": 3.2,
               "actions": ["recreate:api"]}
-    with deploy_run(_spec(tmp_path), _ui()) as bound:
+    with deploy_run(_session(tmp_path), _ui()) as bound:
         bound.emit(finish)
     assert r.bodies == []
     monkeypatch.setenv("RECONCILE_NOTIFY_SUCCESS", "1")
-    with deploy_run(_spec(tmp_path), _ui()) as bound:
+    with deploy_run(_session(tmp_path), _ui()) as bound:
         bound.emit(finish)
     assert [b["event"] for b in r.bodies] == ["apply_succeeded"]
 
