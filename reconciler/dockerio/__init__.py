@@ -174,8 +174,11 @@ def stop(client: docker.DockerClient, container: str, timeout: float = 30) -> No
 
 
 def remove_container(client: docker.DockerClient, container: str) -> None:
+    """Remove a container and its anonymous volumes (an image's ``VOLUME`` that no spec
+    volume covers: nothing else would ever use or delete them). Named volumes and bind
+    mounts are never touched: Docker's ``-v`` leaves them alone."""
     with engine_errors(f"removing container {container[:24]}"):
-        client.api.remove_container(container, force=True)
+        client.api.remove_container(container, force=True, v=True)
 
 
 def set_restart_policy(client: docker.DockerClient, container: str, policy: str) -> None:

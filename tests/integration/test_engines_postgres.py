@@ -357,6 +357,19 @@ def test_table_data_never_goes_through_the_exec_stream(server, monkeypatch):
     assert len(rows) > 10 * sum(sent) > 0
 
 
+def volume_names(client) -> set[str]:
+    return {v["Name"] for v in client.api.volumes().get("Volumes") or ()}
+
+
+def test_the_helper_containers_leave_no_volume_behind(server, client):
+    """A helper runs the server's image, whose VOLUME gives each helper an anonymous volume;
+    removing the helper removes that too (one volume leaked per backup, before)."""
+    target, engine = server
+    before = volume_names(client)
+    backup(engine, target)
+    assert volume_names(client) == before
+
+
 def test_no_secret_in_errors_probes_or_stats(server):
     target, engine = server
     stats, _, _ = backup(engine, target)
