@@ -6,6 +6,8 @@ because it is a world of its own: multiplexed attach streams, FIFOs and helper l
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import threading
 import time
@@ -33,6 +35,8 @@ STREAM_CHUNK = 1024 * 1024
 STDERR_KEEP = 16 * 1024
 _PID_LINE = b"reconcile-exec-pid "
 _WRAPPER = 'echo "reconcile-exec-pid $$" >&2; exec "$@"'
+STALL_CHECK_SECONDS = 5.0
+_LOST_NOTE = b"\n(the engine lost track of this process: it is gone, its exit status unknown)"
 
 
 @dataclass(frozen=True)
@@ -102,18 +106,56 @@ def exec_stream(client: docker.DockerClient, container: str, cmd: list[str], *,
                                          environment=environment, user=user)
         sock = _raw_socket(client.api.exec_start(created["Id"], socket=True))
     demux = _Demux(sink)
+    watch = _ExecWatch(client, created["Id"])
     try:
-        _pump(sock, demux, source)
+        _pump(sock, demux, source, watch.gone)
     except StreamAborted:
         _kill_exec(client, container, demux.pid)
         raise
     finally:
         sock.close()
+    if watch.lost:
+        return ExecResult(-1, bytes(demux.stderr) + _LOST_NOTE)
     return ExecResult(_exec_exit_code(client, created["Id"]), bytes(demux.stderr))
 
 
-def _pump(sock: socket.socket, demux: _Demux, source: Iterable[bytes] | None) -> None:
-    """Feed ``source`` from a thread while this thread drains the output."""
+class _ExecWatch:
+    """Whether an exec'd process is gone while its stream stays open.
+
+    Some engine builds (seen with Debian's docker.io under load) lose a process's exit
+    event: the stream never closes and the engine reports the exec as running forever, so a
+    reader would wait for ever. When this host sees the engine's processes (a local engine,
+    same PID namespace: checked by seeing the process alive first), a process that no longer
+    exists ends the stream; its exit status is unknown, so the caller treats it as failed.
+    """
+
+    def __init__(self, client: docker.DockerClient, exec_id: str) -> None:
+        self.client, self.exec_id = client, exec_id
+        self.pid = 0
+        self.lost = False
+        with suppress(DockerException, KeyError, TypeError, ValueError):
+            pid = int(client.api.exec_inspect(exec_id).get("Pid") or 0)
+            if pid > 0 and local_engine() and os.path.exists(f"/proc/{pid}"):
+                self.pid = pid
+
+    def gone(self) -> bool:
+        """Called when the stream has been silent a while."""
+        if not self.pid:
+            return False
+        with suppress(DockerException):
+            if not self.client.api.exec_inspect(self.exec_id).get("Running", True):
+                return False  # the engine saw the end: its stream closes by itself
+        self.lost = not os.path.exists(f"/proc/{self.pid}")
+        return self.lost
+
+
+def _pump(sock: socket.socket, demux: _Demux, source: Iterable[bytes] | None,
+          gone: Callable[[], bool] = lambda: False, quiet: float = STALL_CHECK_SECONDS) -> None:
+    """Feed ``source`` from a thread while this thread drains the output.
+
+    After ``quiet`` seconds without output, ``gone()`` may end the stream (see _ExecWatch).
+    The socket stays blocking: a timeout on it would also cut the feeder's slow writes.
+    """
     failure: list[BaseException] = []
     feeder = None
     if source is not None:
@@ -121,7 +163,18 @@ def _pump(sock: socket.socket, demux: _Demux, source: Iterable[bytes] | None) ->
         feeder.start()
     buffer = bytearray(STREAM_CHUNK)
     try:
-        while (count := sock.recv_into(buffer)) > 0:
+        while True:
+            pending = getattr(sock, "pending", None)  # TLS: bytes decrypted, not yet read
+            if not (pending and pending()) and not select.select([sock], [], [], quiet)[0]:
+                if gone():
+                    with suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)  # stops the feeder too
+                    if feeder is not None:
+                        feeder.join()
+                    return
+                continue
+            if (count := sock.recv_into(buffer)) <= 0:
+                break
             demux.feed(bytes(buffer[:count]))
     except OSError as exc:
         if not failure:
@@ -198,7 +251,7 @@ def run_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
         return ExecResult(int(code), bytes(demux.stderr))
     finally:
         with suppress(DockerException):
-            api.remove_container(helper, force=True)
+            api.remove_container(helper, force=True, v=True)
 
 
 def container_ip(doc: dict) -> str:
@@ -255,7 +308,7 @@ def prune_stale_helpers(client: docker.DockerClient) -> None:
                 doc = client.api.inspect_container(summary["Id"])
                 since = doc["State"].get(clock) if clock == "FinishedAt" else doc.get(clock)
                 if _age_seconds(str(since or "")) > HELPER_STALE_SECONDS:
-                    client.api.remove_container(summary["Id"], force=True)
+                    client.api.remove_container(summary["Id"], force=True, v=True)
     except DockerException:
         return
 
@@ -289,7 +342,7 @@ def wait_helper(client: docker.DockerClient, helper: str, timeout: float | None 
 def remove_helper(client: docker.DockerClient, helper: str) -> None:
     """Kill and remove a helper; never raises (it runs in ``finally`` blocks)."""
     with suppress(DockerException):
-        client.api.remove_container(helper, force=True)
+        client.api.remove_container(helper, force=True, v=True)
 
 
 def local_engine() -> bool:
