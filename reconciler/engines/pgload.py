@@ -21,7 +21,6 @@ from contextlib import ExitStack
 import psycopg
 
 _POLL = 0.2
-_DONE = object()
 
 
 class LoadAborted(Exception):

@@ -25,11 +25,12 @@ from pathlib import Path
 DISABLE_ENV = "RECONCILE_NO_PREFETCH"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Pending:
+    """The forked child and the read end of its pipe."""
+
     pid: int
     fd: int
-    spec_file: Path
 
 
 _pending: _Pending | None = None
@@ -51,7 +52,7 @@ def start(spec_file: Path) -> None:
         os.close(read_fd)
         _child(spec_file, write_fd)
     os.close(write_fd)
-    _pending = _Pending(pid, read_fd, spec_file)
+    _pending = _Pending(pid, read_fd)
     atexit.register(_discard)
 
 
