@@ -74,9 +74,29 @@ def apply(spec: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return cli(spec, env, "apply", "--auto-approve", *args)
 
 
-def spawn_apply(spec: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reconciler", "-f", str(spec), "apply",
-                             "--auto-approve", "--json", *args],
+# Runs the CLI with the journal patched to hold the apply for a while right after it wrote
+# its N-th progress line (0-based): a test that kills it then kills it exactly there.
+_HOLD_AFTER = """
+import sys, time
+from reconciler.apply import journal
+hold, seen, write = int(sys.argv.pop(1)), [0], journal.Journal.write
+def held(self, event, **fields):
+    write(self, event, **fields)
+    if event in ("action-begin", "step"):
+        if seen[0] == hold:
+            time.sleep(30)
+        seen[0] += 1
+journal.Journal.write = held
+from reconciler.cli.launch import main
+main()
+"""
+
+
+def spawn_apply(spec: Path, env: dict, *args: str, hold_after: int | None = None) -> subprocess.Popen:
+    """``reconcile apply`` in the background; ``hold_after`` holds it after that progress line."""
+    head = ["-m", "reconciler"] if hold_after is None else ["-c", _HOLD_AFTER, str(hold_after)]
+    return subprocess.Popen([sys.executable, *head, "-f", str(spec), "apply", "--auto-approve", "--json",
+                             *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
 
 
