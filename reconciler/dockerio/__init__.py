@@ -82,15 +82,16 @@ def project_containers(client: docker.DockerClient, project: str) -> list[dict]:
     """
     with engine_errors("listing containers"):
         listed = client.api.containers(all=True, filters={"label": f"reconcile.project={project}"})
-    found = (_inspect_or_none(client, c["Id"]) for c in listed)
+    found = (_unless_missing(f"inspecting container {c['Id'][:12]}", client.api.inspect_container, c["Id"])
+             for c in listed)  # a container removed between list and inspect is skipped
     return [doc for doc in found if doc is not None]
 
 
-def _inspect_or_none(client: docker.DockerClient, container_id: str) -> dict | None:
-    """Inspect, tolerating a container removed between list and inspect."""
+def _unless_missing(what: str, inspect, name: str) -> dict | None:
+    """``inspect(name)``, or None when the engine has no such object."""
     try:
-        with engine_errors(f"inspecting container {container_id[:12]}"):
-            return client.api.inspect_container(container_id)
+        with engine_errors(what):
+            return inspect(name)
     except EngineError as exc:
         if exc.ref == "engine.not-found":
             return None
@@ -110,16 +111,7 @@ def project_volumes(client: docker.DockerClient, project: str) -> list[dict]:
 
 def inspect_images(client: docker.DockerClient, refs: list[str]) -> dict[str, dict | None]:
     """Inspect each image reference; ``None`` for those not present locally."""
-    def one(ref: str) -> dict | None:
-        try:
-            with engine_errors(f"inspecting image {ref}"):
-                return client.api.inspect_image(ref)
-        except EngineError as exc:
-            if exc.ref == "engine.not-found":
-                return None
-            raise
-
-    return {ref: one(ref) for ref in refs}
+    return {ref: _unless_missing(f"inspecting image {ref}", client.api.inspect_image, ref) for ref in refs}
 
 
 def create_network(client: docker.DockerClient, args: dict) -> str:
