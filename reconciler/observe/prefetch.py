@@ -69,7 +69,7 @@ def claim(spec_file: Path, project: str, image_refs) -> dict | None:
         found = pickle.loads(payload) if payload else None
     except (OSError, pickle.UnpicklingError, EOFError):
         return None
-    if not isinstance(found, dict) or found.get("status") != "ok":
+    if not isinstance(found, dict):  # the child writes only when it read everything
         return None
     wanted = (str(spec_file), project, sorted(set(image_refs)))
     if (found["spec_file"], found["project"], found["image_refs"]) != wanted:
@@ -107,7 +107,7 @@ def _child(spec_file: Path, write_fd: int) -> None:  # pragma: no cover - runs i
         from reconciler import dockerio
 
         raw = dockerio.project_snapshot(dockerio.connect(), project, refs)
-        payload = pickle.dumps({"status": "ok", "spec_file": str(spec_file), "project": project,
+        payload = pickle.dumps({"spec_file": str(spec_file), "project": project,
                                 "image_refs": refs, "raw": raw}, protocol=pickle.HIGHEST_PROTOCOL)
         with os.fdopen(write_fd, "wb") as pipe:
             pipe.write(payload)
