@@ -39,8 +39,11 @@ from reconciler.engines.resp import ReplyError, RespConnection, RespError
 from reconciler.errors import BackupError, RestoreError
 from reconciler.spec.models import Kind
 
-SCAN_COUNT = 1000
-SCAN_AHEAD = 8  # pages found, not yet dumped
+# Small pages, little read-ahead: a key DUMPed soon after SCAN found it is still in the
+# server's CPU cache (its bucket, entry and name); with 1000-key pages and 8 read ahead the
+# server spent about 10% more CPU on the same backup.
+SCAN_COUNT = 500
+SCAN_AHEAD = 2  # pages found, not yet dumped
 DUMP_DEPTH = 3  # pages whose DUMP + PTTL are in flight while the oldest is framed
 RESTORE_BATCH = 2000
 RESTORE_BATCH_BYTES = 4 * 1024 * 1024
