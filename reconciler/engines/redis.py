@@ -110,7 +110,7 @@ class RedisEngine:
     def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
         started = time.monotonic()
         with _Errors(RestoreError, target, "restoring the cache"), _connect(target, 30.0) as conn:
-            conn.call("FLUSHALL")
+            _flush(conn)
             restored, expiring, skipped = _restore_records(conn, stream)
             report = _check_counts(conn, restored, expiring)
         if not report.ok:
@@ -260,6 +260,24 @@ def _dump_pttl(key: bytes) -> bytes:
 
 
 # -- restore helpers ---------------------------------------------------------------------------
+
+def _flush(conn: RespConnection) -> None:
+    """Empty every db. The keyspace is empty when FLUSHALL returns either way; ASYNC leaves
+    freeing the old keys to the server's background thread, which on a million keys takes
+    the server's main thread half a second it can spend on the RESTOREs instead.
+
+    Not under ``maxmemory``: memory still held by keys being freed counts against it, and
+    the RESTOREs that follow could be refused as out of memory. A server that does not know
+    ASYNC gets a plain FLUSHALL.
+    """
+    if int(_info(conn, "memory").get("maxmemory", 0)) == 0:
+        try:
+            conn.call("FLUSHALL", "ASYNC")
+            return
+        except RespError:
+            pass
+    conn.call("FLUSHALL")
+
 
 def _restore_records(conn: RespConnection, stream: BinaryIO
                      ) -> tuple[dict[int, int], dict[int, int], int]:

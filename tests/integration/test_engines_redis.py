@@ -146,6 +146,30 @@ def test_every_type_round_trips_with_ttls(cache):
     assert engine.verify(target, stats).ok
 
 
+@pytest.mark.parametrize("maxmemory", [0, 512 * 1024 * 1024])
+def test_restore_over_live_keys_replaces_them_all(cache, maxmemory):
+    """Keys written after the backup are gone, changed ones are back. The old keys are freed
+    in the server's background thread only when no maxmemory could refuse the RESTOREs."""
+    target, engine, conn = cache
+    conn.mset({f"k{i}": f"backed up {i}" for i in range(2000)})
+    stats, written, stored = backup(engine, target)
+    conn.mset({f"k{i}": "changed" for i in range(0, 2000, 2)})
+    conn.mset({f"new{i}": "written after the backup" for i in range(500)})
+    conn.config_set("maxmemory", maxmemory)
+    lazyfreed = conn.info("memory")["lazyfreed_objects"]
+    try:
+        restored = restore(engine, target, stored, written, stats)
+    finally:
+        conn.config_set("maxmemory", 0)
+    assert restored.keys_restored == 2000 and conn.dbsize() == 2000
+    assert conn.mget([f"k{i}" for i in range(2000)]) == [f"backed up {i}".encode() for i in range(2000)]
+    deadline = time.monotonic() + 10
+    while conn.info("memory")["lazyfree_pending_objects"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    freed_in_background = conn.info("memory")["lazyfreed_objects"] - lazyfreed
+    assert (freed_in_background > 0) == (maxmemory == 0)
+
+
 def test_keys_expired_by_restore_time_are_skipped(cache):
     target, engine, conn = cache
     conn.set("short", "gone soon", px=1500)
