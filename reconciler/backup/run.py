@@ -8,9 +8,11 @@ not whole.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from reconciler.backup import metadata
 from reconciler.backup.metadata import ServiceEntry
@@ -61,37 +63,44 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
     estimate = sum(session.engine(s).estimate_size(t) for s, t in targets.items())
     local.free_space_check(estimate, f"the backup of {', '.join(services)}")
     taken_at = datetime.now(UTC)
-    backup_id = _unique_id(session, taken_at)
+    backup_id, serial, claim = _claim_id(session, taken_at)
     entries: list[ServiceEntry] = []
     try:
-        for service, target in targets.items():
-            progress(f"backing up {service}")
-            entries.append(_backup_one(session, service, target, taken_at))
-    except BaseException:
-        for entry in entries:  # files of a failed run would have no metadata: never kept
-            local.delete(entry.key)
-        raise
-    doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", "pending")
-    local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
+        try:
+            for service, target in targets.items():
+                progress(f"backing up {service}")
+                entries.append(_backup_one(session, service, target, taken_at, serial))
+        except BaseException:
+            for entry in entries:  # files of a failed run would have no metadata: never kept
+                local.delete(entry.key)
+            raise
+        doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", "pending")
+        local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
+    finally:
+        local.release(claim)
     run = BackupRun(backup_id, doc)
     _copy_to_s3(session, run, entries, progress)
     return run
 
 
-def _unique_id(session: Session, taken_at: datetime) -> str:
-    backup_id = metadata.new_backup_id(taken_at)
-    suffix = 1
-    while session.local.exists(metadata.key_for(backup_id)):
-        suffix += 1
-        backup_id = f"{metadata.new_backup_id(taken_at)}-{suffix}"
-    return backup_id
+def _claim_id(session: Session, taken_at: datetime) -> tuple[str, int, Path]:
+    """A backup id no other backup has or is taking: ``YYYY-MM-DD-HHMMSS``, then ``…-2``, ``…-3``
+    for more in the same second. Claimed atomically in the local store, so two backups
+    started at once never share an id, nor (named after it) a file."""
+    base = metadata.new_backup_id(taken_at)
+    for serial in itertools.count(1):
+        backup_id = base if serial == 1 else f"{base}-{serial}"
+        claim = session.local.reserve(metadata.key_for(backup_id))
+        if claim is not None:
+            return backup_id, serial, claim
+    raise AssertionError("unreachable")
 
 
-def _backup_one(session: Session, service: str, target, taken_at: datetime) -> ServiceEntry:
+def _backup_one(session: Session, service: str, target, taken_at: datetime, serial: int) -> ServiceEntry:
     engine = session.engine(service)
     compression = session.spec.backup.compression
-    key = data_key(service, taken_at, "." + compressed_name(engine.file_extension, compression))
-    with session.local.open_for_write(key) as out:
+    key = data_key(service, taken_at, "." + compressed_name(engine.file_extension, compression), serial)
+    with session.local.open_for_write(key, replace=False) as out:
         writer = CompressingWriter(out, compression)
         stats = engine.backup(target, writer)
         written = writer.finish()

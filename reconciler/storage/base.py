@@ -97,17 +97,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def data_key(service: str, taken_at: datetime, suffix: str) -> str:
+def data_key(service: str, taken_at: datetime, suffix: str, serial: int = 1) -> str:
     """Key of a service's backup file: ``<service>/<service>-YYYY-MM-DD-HHMMSS<suffix>`` (UTC).
 
     ``suffix`` includes its dots, e.g. ``.sql.zst``; the time is rendered in UTC so the
-    name does not depend on the host's timezone.
+    name does not depend on the host's timezone. The second backup taken in the same second
+    is ``serial`` 2 and its files are ``…-HHMMSS-2<suffix>``, as its id is.
     """
     if taken_at.tzinfo is None:
         raise ValueError("taken_at must be timezone-aware")
     if not _SERVICE.match(service):
         raise ValueError(f"invalid service name {service!r}")
     stamp = taken_at.astimezone(timezone.utc).strftime("%Y-%m-%d-%H%M%S")
+    if serial > 1:
+        stamp = f"{stamp}-{serial}"
     return check_key(f"{service}/{service}-{stamp}{suffix}")
 
 

@@ -91,9 +91,10 @@ class AtomicFile:
     caller tell its own errors from ours, and let S3 downloads verify before committing.
     """
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, *, replace: bool = True) -> None:
         self.final = final
         self.tmp = temp_name(final)
+        self.replace = replace
         self.handle: BinaryIO | None = None
 
     def open(self) -> BinaryIO:
@@ -108,12 +109,20 @@ class AtomicFile:
         return self.handle
 
     def commit(self) -> None:
-        """fsync, rename over ``final``, fsync the folder: durable and all-or-nothing."""
+        """fsync, rename over ``final``, fsync the folder: durable and all-or-nothing.
+
+        With ``replace=False`` an existing ``final`` is never overwritten: the commit fails
+        with ``FileExistsError`` (a hard link appears atomically or not at all).
+        """
         assert self.handle is not None, "open() first"
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
-        os.replace(self.tmp, self.final)
+        if self.replace:
+            os.replace(self.tmp, self.final)
+        else:
+            os.link(self.tmp, self.final)
+            self.tmp.unlink()
         fsync_dir(self.final.parent)
 
     def abort(self) -> None:

@@ -18,6 +18,7 @@ from typing import BinaryIO, TypeVar
 
 from reconciler.errors import StorageError
 from reconciler.storage.base import (
+    PARTIAL_MARKER,
     StoredObject,
     check_key,
     normalise_sha256,
@@ -96,14 +97,15 @@ class LocalStore:
     # -- writing ---------------------------------------------------------------------
 
     @contextmanager
-    def open_for_write(self, key: str) -> Iterator[BinaryIO]:
+    def open_for_write(self, key: str, *, replace: bool = True) -> Iterator[BinaryIO]:
         """Yield a binary file that appears as ``key`` (0600) only if the block succeeds.
 
         On an exception in the block the temporary file is removed and nothing exists
-        under the final name; a full disk is reported as a StorageError.
+        under the final name; a full disk is reported as a StorageError. With
+        ``replace=False`` an existing file under ``key`` is an error and is left as it was.
         """
         final = self._prepare(key)
-        target = AtomicFile(final)
+        target = AtomicFile(final, replace=replace)
         self._guard("create", final, target.open)
         try:
             yield target.handle
@@ -140,6 +142,30 @@ class LocalStore:
         with self.open_for_write(key) as handle:
             handle.write(data)
         return StoredObject(key, len(data), _sha256_bytes(data))
+
+    def reserve(self, key: str) -> Path | None:
+        """Claim ``key`` for a file still to be written: a hidden marker beside it, created
+        only if neither the marker nor ``key`` exists. None when it is taken. The caller
+        removes the marker with ``release`` once ``key`` is written (or given up)."""
+        final = self._prepare(key)
+        marker = final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
+        if final.exists():
+            return None
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return None
+        except OSError as exc:
+            raise os_error(exc, "create", marker) from exc
+        os.close(fd)
+        if final.exists():  # written between the two looks
+            marker.unlink(missing_ok=True)
+            return None
+        return marker
+
+    @staticmethod
+    def release(marker: Path) -> None:
+        marker.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing file is not an error, so prune can be re-run."""
@@ -226,6 +252,9 @@ class LocalStore:
             target.commit()
         except BaseException as exc:
             target.abort()
+            if isinstance(exc, FileExistsError):
+                raise StorageError(f"{target.final} already exists; not overwritten",
+                                   hint="another backup wrote the same file; retry") from None
             if isinstance(exc, OSError):
                 raise os_error(exc, "write", target.final) from exc
             raise

@@ -8,6 +8,7 @@ import secrets
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -122,6 +123,35 @@ def test_backup_drop_restore_gives_identical_rows(stack):
     assert restored["backup_id"] == doc["backup_id"] and restored["postgres"]["source"] == "local"
     assert {t: table_digest(session, t) for t in ("patients", "visits")} == before
     assert cli(loaded, "verify").returncode == 0
+
+
+def test_backups_in_the_same_second_keep_their_own_files(stack, monkeypatch):
+    """Two backups taken within one second: the second gets id …-2 and files of its own."""
+    from reconciler.backup import catalogue
+    from reconciler.backup import run as backup_run
+
+    loaded, session, _ = stack
+    instant = datetime.now(UTC)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return instant
+
+    monkeypatch.setattr(backup_run, "datetime", Frozen)
+    first = backup_run.backup_services(session, ["postgres"])
+    with psycopg.connect(dsn(session), autocommit=True) as conn:
+        conn.execute("INSERT INTO patients (name) VALUES ('after the first backup')")
+    second = backup_run.backup_services(session, ["postgres"])
+    assert second.backup_id == f"{first.backup_id}-2"
+    keys = [run.document["services"]["postgres"]["key"] for run in (first, second)]
+    assert keys[0] != keys[1] and keys[1].endswith("-2.sql.zst")
+    problems, checked = catalogue.check_files(session)
+    assert problems == [] and checked == 4  # two files, local and S3
+    result = cli(loaded, "restore", first.backup_id, "--yes")
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(dsn(session)) as conn:
+        assert conn.execute("SELECT count(*) FROM patients").fetchone()[0] == 3000
 
 
 def test_corrupt_local_copy_restores_from_s3_and_heals_local(stack):

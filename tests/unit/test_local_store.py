@@ -70,6 +70,8 @@ def test_keys_follow_the_seed_layout():
     assert data_key("dragonfly", when, ".jsonl.zst") == \
         "dragonfly/dragonfly-2026-11-28-020000.jsonl.zst"
     assert metadata_key("20261128-020000") == "metadata/backup-20261128-020000.json"
+    assert data_key("postgres", when, ".sql.zst", serial=2) == \
+        "postgres/postgres-2026-11-28-020000-2.sql.zst"
 
 
 @pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b",
@@ -161,6 +163,25 @@ def test_a_failed_rewrite_keeps_the_previous_file(store):
             raise KeyboardInterrupt
     assert store.read_bytes(KEY) == b"good"
     assert all_files(store.root) == [KEY]
+
+
+def test_an_exclusive_write_never_replaces_an_existing_file(store):
+    store.write_bytes(KEY, b"first backup")
+    with pytest.raises(StorageError, match="already exists"):
+        with store.open_for_write(KEY, replace=False) as handle:
+            handle.write(b"second backup")
+    assert store.read_bytes(KEY) == b"first backup"
+    assert all_files(store.root) == [KEY]
+
+
+def test_a_key_is_reserved_once_and_never_when_it_exists(store):
+    claim = store.reserve(KEY)
+    assert claim is not None and store.reserve(KEY) is None
+    assert store.list() == []  # the claim is not a backup
+    store.release(claim)
+    assert all_files(store.root) == []
+    store.write_bytes(KEY, b"x")
+    assert store.reserve(KEY) is None
 
 
 def test_disk_full_inside_open_for_write_is_a_storage_error(store):
