@@ -3,7 +3,9 @@
 One document per backup (``metadata/backup-<id>.json`` in each store): ``timestamp`` (UTC),
 ``backup_id``, ``verified``, per service ``file``, ``size``, ``checksum`` (``sha256:…``),
 ``database_size``, ``table_count``, ``row_count`` (and per table), ``key_count``,
-``local_path``, ``s3_path``, the engine's ``stats``, and ``storage: {local, s3}``.
+``local_path``, ``s3_path``, the engine's ``stats``, and ``storage: {local, s3}``. A local
+document written when a restore fetched files from S3 names only the services whose files
+are local and says ``partial: true`` while S3's names more.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ def document(backup_id: str, taken_at: datetime, project: str, reason: str,
 
 def encode(doc: dict) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def decode(raw: bytes) -> dict:
+    return json.loads(raw)
 
 
 def key_for(backup_id: str) -> str:

@@ -1,7 +1,8 @@
 """Restore services from a backup: local copy first (checksum verified), S3 as the fallback.
 
-A copy fetched from S3 is verified and kept locally, so the next restore is local again.
-The engine verifies what it restored against the backup's own counts before reporting.
+Every file is fetched and checked before any live data is replaced. A copy fetched from S3
+is verified and kept locally, with local metadata naming it, so the next restore is local
+again. The engine verifies what it restored against the backup's own counts before reporting.
 """
 
 from __future__ import annotations
@@ -28,40 +29,130 @@ class Source(StrEnum):
     S3 = "s3"
 
 
+@dataclass(frozen=True)
+class Pick:
+    """One service and the backup it is restored from (or verified against)."""
+
+    service: str
+    doc: dict
+
+    @property
+    def backup_id(self) -> str:
+        return self.doc["backup_id"]
+
+    @property
+    def entry(self) -> dict:
+        return self.doc["services"][self.service]
+
+
 @dataclass
 class RestoreRun:
     backup_id: str
     results: dict[str, RestoreStats] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    backups: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        """The seed's shape: status, backup_id, restore_timestamp, then per service."""
+        """The seed's shape: status, backup_id, restore_timestamp, then per service (with the
+        backup it came from: "latest" takes each service's own newest backup)."""
         out: dict = {"status": "success", "backup_id": self.backup_id,
                      "restore_timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
         for service, stats in self.results.items():
             entry = stats.as_dict()
             entry["source"] = self.sources.get(service)
+            entry["backup_id"] = self.backups.get(service, self.backup_id)
             out[service] = entry
         if self.notes:
             out["notes"] = self.notes
         return out
 
 
+class _Catalogue:
+    """Metadata documents, local first; S3's read only when local has no answer, or when the
+    local document is a partial copy (see ``_record_local_copy``) and S3 may know more."""
+
+    def __init__(self, session: Session, source: Source) -> None:
+        self.session = session
+        self.source = source
+        self._local: list[dict] | None = None
+        self._s3: list[dict] | None = None
+
+    def choose(self, wanted: str, services: list[str]) -> dict:
+        """``metadata.choose``, and a named backup must hold every one of ``services``."""
+        if self.source is not Source.S3:
+            if self._local is None:
+                self._local = metadata.load_all(self.session.local)
+            try:
+                doc = _holding(metadata.choose(self._local, wanted, services), services)
+                if not (doc.get("partial") and self._s3_allowed()):
+                    return doc
+                try:
+                    return self._from_s3(wanted, services)
+                except ReconcileError:
+                    return doc
+            except RestoreError:
+                if not self._s3_allowed():
+                    raise
+        return self._from_s3(wanted, services)
+
+    def _s3_allowed(self) -> bool:
+        return self.source is not Source.LOCAL and self.session.s3 is not None
+
+    def _from_s3(self, wanted: str, services: list[str]) -> dict:
+        if self.session.s3 is None:
+            raise RestoreError("S3 is not enabled", ref="restore.no-s3",
+                               hint="enable backup.s3 in the spec or restore with --source local")
+        if self._s3 is None:
+            self._s3 = metadata.load_all(self.session.s3)
+        return _holding(metadata.choose(self._s3, wanted, services), services)
+
+
+def _holding(doc: dict, services: list[str]) -> dict:
+    held = doc.get("services") or {}
+    missing = [name for name in services if name not in held]
+    if missing:
+        raise RestoreError(f"backup {doc['backup_id']} holds no {', '.join(missing)}",
+                           ref="restore.not-in-backup",
+                           hint=f"it holds {', '.join(held) or 'nothing'}; pick another backup id")
+    return doc
+
+
 def find_backup(session: Session, wanted: str, services: list[str], source: Source) -> dict:
     """The metadata document to restore from, looked up locally first, then on S3."""
-    docs = [] if source is Source.S3 else metadata.load_all(session.local)
-    try:
-        return metadata.choose(docs, wanted, services)
-    except RestoreError:
-        if source is Source.LOCAL or session.s3 is None:
-            raise
-    return metadata.choose(metadata.load_all(session.s3), wanted, services)
+    return _Catalogue(session, source).choose(wanted, services)
 
 
-def fetch(session: Session, entry: dict, source: Source, notes: list[str]) -> tuple[Path, str]:
+def pick_backups(session: Session, wanted: str, services: list[str] | None, source: Source) -> list[Pick]:
+    """Which backup each service comes from.
+
+    ``latest``: each service from its own newest verified backup, so a later backup of one
+    service alone never hides the others' (nor an older one theirs); with no service named,
+    every stateful service of the spec, and one that has no backup at all is an error, not a
+    silent skip. A backup id: that backup, for the services named or every one it holds.
+    """
+    found = _Catalogue(session, source)
+    if wanted == "latest":
+        names = services or _backupable(session)
+        return [Pick(name, found.choose("latest", [name])) for name in names]
+    doc = found.choose(wanted, services or [])
+    names = services or [name for name in doc["services"] if name in session.spec.services]
+    return [Pick(name, doc) for name in names]
+
+
+def _backupable(session: Session) -> list[str]:
+    from reconciler.backup.run import backupable
+
+    names = backupable(session)
+    if not names:
+        raise RestoreError("the spec has no stateful service to restore", ref="restore.nothing",
+                           hint="mark services that hold data with stateful: true")
+    return names
+
+
+def fetch(session: Session, pick: Pick, source: Source, notes: list[str]) -> tuple[Path, str]:
     """A verified local file for one service's entry, downloading it from S3 when needed."""
-    key, sha = entry["key"], entry["checksum"]
+    key, sha = pick.entry["key"], pick.entry["checksum"]
     if source is not Source.S3:
         try:
             return session.local.verify(key, sha), "local"
@@ -73,28 +164,59 @@ def fetch(session: Session, entry: dict, source: Source, notes: list[str]) -> tu
     if session.s3 is None:
         raise RestoreError(f"S3 is not enabled, cannot fetch {key}", ref="restore.no-s3",
                            hint="enable backup.s3 in the spec or restore with --source local")
-    return session.s3.get(key, session.local.path_of(key), sha), "s3"
+    path = session.s3.get(key, session.local.path_of(key), sha)
+    _record_local_copy(session, pick)
+    return path, "s3"
+
+
+def _record_local_copy(session: Session, pick: Pick) -> None:
+    """A file fetched from S3 stays in the local folder; without local metadata naming it,
+    no local restore could find it and local retention would never delete it. The local
+    document names the services whose files are local, ``partial`` while S3 holds more."""
+    key = metadata.key_for(pick.backup_id)
+    local = session.local
+    doc = metadata.decode(local.read_bytes(key)) if local.exists(key) else dict(pick.doc, services={})
+    services = dict(doc.get("services") or {})
+    if pick.service in services:
+        return
+    services[pick.service] = pick.entry
+    doc = {k: v for k, v in doc.items() if k != "partial"}
+    if set(services) != set(pick.doc["services"]):
+        doc["partial"] = True
+    local.write_bytes(key, metadata.encode(dict(doc, services=services)))
 
 
 def restore_services(session: Session, wanted: str = "latest", services: list[str] | None = None, *,
                      source: Source = Source.AUTO, containers: dict[str, str] | None = None,
                      progress: Progress = lambda _: None) -> RestoreRun:
+    """Fetch and check EVERY file first, then restore one service after another: a missing
+    or corrupt file stops the restore before any live data is touched."""
     containers = containers or {}
-    doc = find_backup(session, wanted, services or [], source)
-    held = doc.get("services") or {}
-    chosen = services or [s for s in held if s in session.spec.services]
-    missing = [s for s in chosen if s not in held]
-    if missing:
-        raise RestoreError(f"backup {doc['backup_id']} holds no {', '.join(missing)}",
-                           ref="restore.not-in-backup", hint="pick another backup id")
-    run = RestoreRun(doc["backup_id"])
-    for service in chosen:
-        entry = held[service]
-        path, origin = fetch(session, entry, source, run.notes)
-        progress(f"restoring {service} from {origin} copy of {entry['key']}")
-        run.sources[service] = origin
-        run.results[service] = _restore_one(session, service, entry, path, containers.get(service))
+    picks = pick_backups(session, wanted, services, source)
+    run = RestoreRun(newest_id(picks))
+    files = []
+    for pick in picks:
+        progress(f"checking {pick.service}'s file of backup {pick.backup_id}")
+        path, origin = fetch(session, pick, source, run.notes)
+        run.sources[pick.service] = origin
+        run.backups[pick.service] = pick.backup_id
+        files.append((pick, path))
+    for pick, path in files:
+        progress(f"restoring {pick.service} from {run.sources[pick.service]} copy of {pick.entry['key']}")
+        try:
+            run.results[pick.service] = _restore_one(session, pick.service, pick.entry, path,
+                                                     containers.get(pick.service))
+        except ReconcileError as exc:
+            if not run.results:
+                raise
+            done = ", ".join(f"{name} (from {run.backups[name]})" for name in run.results)
+            raise RestoreError(f"{exc.message}; already restored before this failure: {done}",
+                               ref=exc.ref, hint=exc.hint) from None
     return run
+
+
+def newest_id(picks: list[Pick]) -> str:
+    return max(picks, key=lambda pick: (pick.doc["timestamp"], pick.backup_id)).backup_id
 
 
 def _restore_one(session: Session, service: str, entry: dict, path: Path, container: str | None) -> RestoreStats:

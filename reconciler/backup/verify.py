@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from reconciler.backup import metadata
-from reconciler.backup.restore import Source, find_backup
+from reconciler.backup.restore import Source, newest_id, pick_backups
 from reconciler.engines.base import BackupStats, VerifyReport
 from reconciler.session import Session
 
 
 def verify_services(session: Session, wanted: str = "latest", services: list[str] | None = None,
                     containers: dict[str, str] | None = None) -> tuple[str, dict[str, VerifyReport]]:
+    """Each service against its backup (``latest``: its own newest; see ``pick_backups``).
+    Returns the newest backup id used and a report per service, each naming its backup."""
     containers = containers or {}
-    doc = find_backup(session, wanted, services or [], Source.AUTO)
-    held = doc.get("services") or {}
-    chosen = services or [s for s in held if s in session.spec.services]
+    picks = pick_backups(session, wanted, services, Source.AUTO)
     reports = {}
-    for service in chosen:
-        target = session.target(service, containers.get(service))
-        expected = BackupStats.from_dict(held[service]["stats"])
-        reports[service] = session.engine(service).verify(target, expected)
-    return doc["backup_id"], reports
+    for pick in picks:
+        target = session.target(pick.service, containers.get(pick.service))
+        expected = BackupStats.from_dict(pick.entry["stats"])
+        report = session.engine(pick.service).verify(target, expected)
+        reports[pick.service] = replace(report, backup_id=pick.backup_id)
+    return newest_id(picks), reports
 
 
 def as_seed_dict(backup_id: str, reports: dict[str, VerifyReport]) -> dict:

@@ -201,6 +201,7 @@ class VerifyCheck:
 @dataclass(frozen=True)
 class VerifyReport:
     checks: tuple[VerifyCheck, ...] = ()
+    backup_id: str = ""  # the backup checked against, once known
 
     @property
     def ok(self) -> bool:
@@ -217,7 +218,10 @@ class VerifyReport:
         return text + (f" (and {len(failed) - limit} more)" if len(failed) > limit else "")
 
     def as_dict(self) -> dict[str, object]:
-        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+        out: dict[str, object] = {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+        if self.backup_id:
+            out["backup_id"] = self.backup_id
+        return out
 
 
 @dataclass(frozen=True)
