@@ -17,6 +17,7 @@ failed COPY leaves the current data as it was. The price: room for two copies.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -151,7 +152,7 @@ class PostgresEngine(DockerBacked):
                               "destination; pg_dump was stopped, nothing was kept") from None
         if result.exit_code != 0:
             raise BackupError(f"pg_dump of database {db} failed (exit {result.exit_code}): "
-                              f"{target.redact(one_line(result.stderr.decode('utf-8', 'replace')))}",
+                              f"{failure_detail(result.exit_code, _stderr(target, result))}",
                               ref="backup.pg_dump", hint="see pg_dump's message; the partial "
                               "dump must be discarded")
         check_dump_complete(tail.data, db)
@@ -246,7 +247,7 @@ class PostgresEngine(DockerBacked):
                                ref="restore.stream", hint="the current database is unchanged") from None
         if result.exit_code != 0:
             raise RestoreError(f"psql restore of {what} of database {db} failed (exit {result.exit_code}): "
-                               f"{target.redact(one_line(result.stderr.decode('utf-8', 'replace')))}",
+                               f"{failure_detail(result.exit_code, _stderr(target, result))}",
                                ref="restore.psql", hint="the current database is unchanged")
 
     def _verify_staged(self, target: Target, stats: BackupStats, loaded: list[str]) -> VerifyReport:
@@ -297,6 +298,38 @@ class PostgresEngine(DockerBacked):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def failure_detail(exit_code: int, stderr: str) -> str:
+    """Why a client failed, for the error: how it ended (when a signal ended it), then what it said.
+
+    A killed pg_dump writes nothing, and "failed (exit 137): " told the operator nothing;
+    137 is 128 + 9, the shell's and Docker's way of saying SIGKILL (out of memory, or
+    stopped from outside). A negative code is Python's way of saying the same, except -1,
+    which dockerio uses when the engine never reported the code.
+    """
+    said = one_line(stderr)
+    signum = _signal_of(exit_code)
+    if signum is None:
+        return said or "no error output"
+    try:
+        killed = f"killed by signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:  # a real-time signal has no name of its own
+        killed = f"killed by signal {signum}"
+    return f"{killed}; {said}" if said else killed
+
+
+def _signal_of(exit_code: int) -> int | None:
+    if exit_code < -1:
+        return -exit_code
+    if 128 < exit_code < 128 + signal.NSIG:
+        return exit_code - 128
+    return None
+
+
+def _stderr(target: Target, result) -> str:
+    """The client's stderr, secrets removed before it is shortened (so none is cut in half)."""
+    return target.redact(result.stderr.decode("utf-8", "replace"))
+
 
 def check_dump_complete(tail: bytes, db: str) -> None:
     """Raise unless the dump ends with pg_dump's completion marker."""
