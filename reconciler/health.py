@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 
+from reconciler.errors import EngineError
 from reconciler.session import Session
 from reconciler.spec.models import Kind
 
@@ -75,9 +76,27 @@ def probe(session: Session, name: str, container: str, timeout: float):
     return engine_for(kind, session.client).probe(target, timeout)
 
 
+class EngineUnreachable(EngineError):
+    """No service could be checked because the engine does not answer.
+
+    Critical (2), so a monitor can tell it from minor issues (1); not 3, which says the
+    engine answered and the containers are missing.
+    """
+
+    ref = "engine.unreachable"
+    exit_code = int(Level.CRITICAL)
+
+
 def check_all(session: Session, services: list[str] | None = None) -> list[ServiceHealth]:
+    """Every service's health; an engine that cannot be reached is ``EngineUnreachable``."""
     names = services or sorted(session.spec.services)
-    return [check_service(session, n) for n in names]
+    try:
+        return [check_service(session, n) for n in names]
+    except EngineError as exc:
+        if exc.ref != "engine.unreachable":
+            raise
+        raise EngineUnreachable(f"{exc.message}: the services cannot be checked (critical)",
+                                hint=exc.hint) from None
 
 
 def report(results: list[ServiceHealth]) -> dict:

@@ -2,26 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from reconciler.backup import metadata
 from reconciler.errors import ReconcileError, StorageError
 from reconciler.session import Session
 
 
-def _stores(session: Session) -> list[tuple[str, object]]:
-    stores: list[tuple[str, object]] = [("local", session.local)]
-    if session.s3 is not None:
-        stores.append(("s3", session.s3))
-    return stores
+@dataclass(frozen=True)
+class StoreProblem:
+    """A store whose backups could not be listed: the listing is partial, and says so."""
+
+    store: str
+    ref: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return f"backups in the {self.store} store were not listed: {self.message}"
+
+    def as_dict(self) -> dict:
+        return {"store": self.store, "error": self.ref, "message": self.message, "hint": self.hint}
 
 
-def catalogue(session: Session) -> list[dict]:
-    """Backups newest first, with which stores hold their metadata."""
+@dataclass(frozen=True)
+class Catalogue:
+    rows: list[dict]
+    problems: list[StoreProblem] = field(default_factory=list)
+    stores: dict[str, str] = field(default_factory=dict)  # like a backup's storage: ok | failed
+
+
+def _store_names(session: Session) -> list[str]:
+    return ["local", "s3"] if session.spec.backup.s3.enabled else ["local"]
+
+
+def _open(session: Session, name: str):
+    """The store itself; building the S3 one can fail too (credentials missing)."""
+    return session.local if name == "local" else session.s3
+
+
+def catalogue(session: Session) -> Catalogue:
+    """Backups newest first, with which stores hold their metadata.
+
+    A store that cannot be read does not hide the others: its error is kept as a problem,
+    so the caller can list what the other stores hold and still warn (exit 1).
+    """
     rows: dict[str, dict] = {}
-    for name, store in _stores(session):
+    problems, stores = [], {}
+    for name in _store_names(session):
         try:
-            docs = metadata.load_all(store)
-        except ReconcileError:
+            docs = metadata.load_all(_open(session, name))
+        except ReconcileError as exc:
+            problems.append(StoreProblem(name, exc.ref, exc.message, exc.hint))
+            stores[name] = "failed"
             continue
+        stores[name] = "ok"
         for doc in docs:
             row = rows.setdefault(doc["backup_id"], {
                 "backup_id": doc["backup_id"], "timestamp": doc["timestamp"],
@@ -30,7 +65,15 @@ def catalogue(session: Session) -> list[dict]:
                              for s, e in (doc.get("services") or {}).items()},
                 "stores": []})
             row["stores"].append(name)
-    return sorted(rows.values(), key=lambda r: r["timestamp"], reverse=True)
+    ordered = sorted(rows.values(), key=lambda r: r["timestamp"], reverse=True)
+    return Catalogue(ordered, problems, stores)
+
+
+def _stores(session: Session) -> list[tuple[str, object]]:
+    stores: list[tuple[str, object]] = [("local", session.local)]
+    if session.s3 is not None:
+        stores.append(("s3", session.s3))
+    return stores
 
 
 def check_files(session: Session) -> tuple[list[dict], int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Optional
 
 import typer
@@ -21,6 +22,28 @@ def _session():
     return Session(load_spec(STATE.file))
 
 
+# What ``backup`` names backups: the UTC time, and -2, -3… for more in the same second.
+_BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{6}(-\d+)?$")
+
+
+def _check_request(session, command: str, backup_id: str, services: list[str] | None) -> None:
+    """Catch two slips before any store is read: a service the spec does not have, and a
+    service name given where the backup id goes (``verify postgres``)."""
+    from reconciler.errors import ReconcileError
+
+    known = session.spec.services
+    unknown = [name for name in services or [] if name not in known]
+    if unknown:
+        raise ReconcileError(f"unknown service{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
+                             ref=f"{command}.unknown-service",
+                             hint=f"services: {', '.join(sorted(known))}")
+    if backup_id in known and not _BACKUP_ID.match(backup_id):
+        wanted = " ".join([backup_id, *(services or [])])
+        raise ReconcileError(f"{backup_id} is a service, not a backup id", ref=f"{command}.service-as-id",
+                             hint=f"the backup id comes first: `reconcile {command} latest {wanted}` "
+                                  "(or an id from `reconcile backups list`)")
+
+
 def _say(as_json: bool):
     """A progress callback: a line on stderr for people, nothing in JSON mode."""
     from reconciler.cli.output import stderr_console
@@ -31,7 +54,10 @@ def _say(as_json: bool):
 
 @app.command()
 def health(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
-    """Deep health of each service. Exit 0 healthy, 1 minor, 2 critical, 3 containers missing."""
+    """Deep health of each service.
+
+    Exit 0 healthy, 1 minor, 2 critical (or the engine cannot be reached), 3 containers missing.
+    """
     from reconciler import health as checks
     from reconciler.cli import output
     from reconciler.operate.hooks import notify_health
@@ -89,6 +115,7 @@ def restore(
     if chosen is None:
         raise typer.BadParameter("auto, local or s3", param_hint="--source")
     session = _session()
+    _check_request(session, "restore", backup_id, services)
     _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} "
                   f"with backup {backup_id}?")
     with runlog.open_run(session, "restore") as log:
@@ -122,7 +149,9 @@ def verify(
     from reconciler.cli import output
 
     STATE.json = as_json
-    found, reports = verify_services(_session(), backup_id, services)
+    session = _session()
+    _check_request(session, "verify", backup_id, services)
+    found, reports = verify_services(session, backup_id, services)
     data = as_seed_dict(found, reports)
     output.print_json(data) if as_json else output.print_verify(data)
     if data["status"] != "success":
@@ -131,13 +160,25 @@ def verify(
 
 @backups_app.command("list")
 def backups_list(as_json: JsonOpt = False) -> None:
-    """Backups in the local folder and on S3, newest first."""
+    """Backups in the local folder and on S3, newest first. Exit 1 when a store cannot be read.
+
+    With --json, stdout stays the list of backups; a store's error goes to stderr as
+    {"warnings": [...], "stores": {...}, "problems": [...]}.
+    """
     from reconciler.backup.catalogue import catalogue
     from reconciler.cli import output
 
     STATE.json = as_json
-    rows = catalogue(_session())
-    output.print_json(rows) if as_json else output.print_catalogue(rows)
+    found = catalogue(_session())
+    if not as_json:
+        output.print_catalogue(found)
+    else:
+        output.print_json(found.rows)
+        if found.problems:
+            output.print_json_warnings([str(p) for p in found.problems], stores=found.stores,
+                                       problems=[p.as_dict() for p in found.problems])
+    if found.problems:
+        raise typer.Exit(1)
 
 
 @backups_app.command("verify")

@@ -85,13 +85,52 @@ def print_health(results) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("service", "status", "details"):
-        table.add_column(column)
+    table.add_column("service", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("details", overflow="fold")
     for result in results:
         details = ", ".join(f"{k}={v}" for k, v in result.details.items() if v not in (None, ""))
         table.add_row(result.service, Text(result.status, style=_LEVEL_STYLE.get(result.status, "")),
                       details)
-    stdout_console().print(table)
+    print_table(table)
+
+
+def print_table(table, console: Console | None = None) -> None:
+    """Print a table without ever cutting a cell: ids and timestamps must stay copyable.
+
+    A pipe or a log has no width, so there each row is one line as wide as its content
+    (trailing padding removed). A terminal keeps its width; columns marked ``no_wrap``
+    (ids, timestamps, names) are never squeezed, the others wrap at spaces, and when even
+    that does not fit the table is drawn wider and the terminal wraps its lines.
+    """
+    from rich.measure import Measurement
+
+    console = console or stdout_console()
+    if not console.is_terminal:
+        unbounded = console.options.update_width(1_000_000)
+        console.width = max(Measurement.get(console, unbounded, table).maximum, 1)
+        with console.capture() as captured:
+            console.print(table)
+        console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+        console.file.flush()
+        return
+    console.width = max(console.width, _narrowest(console, table))
+    console.print(table)
+
+
+def _narrowest(console: Console, table) -> int:
+    """The least width that cuts nothing: no_wrap columns whole, the others at their longest word.
+
+    rich's own minimum counts a no_wrap column at its longest word too, and squeezing a table
+    to that width ellipsises the wrapping columns, so it is computed here per column (with
+    rich's per-column measure and padding, private but stable across the versions allowed).
+    """
+    options = console.options.update_width(1_000_000)
+    widths = []
+    for column in table.columns:
+        measured = table._measure_column(console, options, column)
+        widths.append(measured.maximum if column.no_wrap else measured.minimum)
+    return sum(widths) + table._extra_width
 
 
 def _size(n: int | None) -> str:
@@ -156,16 +195,44 @@ def print_verify(data: dict) -> None:
                                style="red"))
 
 
-def print_catalogue(rows: list[dict]) -> None:
+def print_catalogue(found) -> None:
+    """The table on stdout; a store that could not be read is a warning on stderr."""
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False)
-    for column in ("backup", "taken (UTC)", "services", "size", "stores", "verified"):
-        table.add_column(column)
-    for row in rows:
-        size = sum(e["size"] or 0 for e in row["services"].values())
-        table.add_row(row["backup_id"], row["timestamp"], ", ".join(row["services"]), _size(size),
-                      ", ".join(row["stores"]), "yes" if row["verified"] else "no")
-    stdout_console().print(table)
-    if not rows:
+    if found.rows:
+        table = Table(box=None, pad_edge=False)
+        table.add_column("backup", no_wrap=True)
+        table.add_column("taken (UTC)", no_wrap=True)
+        table.add_column("services")
+        table.add_column("size", no_wrap=True, justify="right")
+        table.add_column("stores", no_wrap=True)
+        table.add_column("verified", no_wrap=True)
+        for row in found.rows:
+            size = sum(e["size"] or 0 for e in row["services"].values())
+            table.add_row(row["backup_id"], row["timestamp"], ", ".join(row["services"]), _size(size),
+                          ", ".join(row["stores"]), "yes" if row["verified"] else "no")
+        print_table(table)
+    elif not found.problems:
         stdout_console().print("No backups yet. Take one with: reconcile backup")
+    else:
+        answered = [name for name, state in found.stores.items() if state == "ok"]
+        stdout_console().print(f"No backups in the {' or '.join(answered)} store." if answered
+                               else "No backups could be listed.")
+    print_problems(found.problems)
+
+
+def print_problems(problems) -> None:
+    """Warnings (each with its hint) on stderr, so stdout stays what a script reads."""
+    from rich.text import Text
+
+    console = stderr_console()
+    for problem in problems:
+        console.print(Text.assemble(("warning", "bold yellow"), f"[{problem.ref}] ", str(problem)))
+        if problem.hint:
+            console.print(Text.assemble(("  hint: ", "cyan"), problem.hint))
+
+
+def print_json_warnings(warnings: list[str], **extra) -> None:
+    """In JSON mode, warnings that have no place in stdout's shape: one JSON object on stderr."""
+    sys.stderr.write(json.dumps({"warnings": warnings, **extra}, default=str) + "\n")
+    sys.stderr.flush()

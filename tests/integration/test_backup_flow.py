@@ -211,3 +211,50 @@ def test_backups_list_and_prune_dry_run(stack):
     assert len(rows) == 1 and rows[0]["stores"] == ["local", "s3"]
     result = cli(loaded, "backups", "prune", "--dry-run", "--json")
     assert result.returncode == 0 and all(not r["deleted"] for r in json.loads(result.stdout))
+
+
+def test_backups_list_piped_shows_whole_ids_and_timestamps(stack):
+    loaded, session, _ = stack
+    assert cli(loaded, "backup", "--no-prune").returncode == 0
+    row = json.loads(cli(loaded, "backups", "list", "--json").stdout)[0]
+    result = cli(loaded, "backups", "list")  # captured: stdout is a pipe, as under cron
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "…" not in result.stdout
+    assert lines[1].split()[:2] == [row["backup_id"], row["timestamp"]]
+
+
+def test_backups_list_warns_when_a_store_cannot_be_read(stack):
+    loaded, session, _ = stack
+    from tests.conftest_s3 import closed_port
+
+    assert cli(loaded, "backup", "--no-prune").returncode == 0
+    backup_id = json.loads(cli(loaded, "backups", "list", "--json").stdout)[0]["backup_id"]
+    down = {"S3_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    result = cli(loaded, "backups", "list", env=down)
+    assert result.returncode == 1
+    assert backup_id in result.stdout and "local" in result.stdout
+    assert "backups in the s3 store were not listed: cannot reach S3 endpoint" in result.stderr
+    assert "hint:" in result.stderr
+
+    result = cli(loaded, "backups", "list", "--json", env=down)
+    assert result.returncode == 1
+    rows = json.loads(result.stdout)  # stdout keeps its shape: the list of backups
+    assert [r["backup_id"] for r in rows] == [backup_id] and rows[0]["stores"] == ["local"]
+    report = json.loads(result.stderr)
+    assert report["stores"] == {"local": "ok", "s3": "failed"} and len(report["warnings"]) == 1
+    assert report["problems"][0]["store"] == "s3"
+
+    result = cli(loaded, "backups", "list", env={"S3_BUCKET": f"missing-{secrets.token_hex(4)}"})
+    assert result.returncode == 1
+    assert backup_id in result.stdout and "No backups yet" not in result.stdout
+    assert "does not exist" in result.stderr
+
+
+def test_backups_list_with_nothing_readable_does_not_say_no_backups_yet(stack, write_spec):
+    loaded, session, _ = stack
+    elsewhere = write_spec(SPEC.replace("path: ./backups", "path: ./empty-backups"), name="other.yaml")
+    result = cli(elsewhere, "backups", "list", env={"S3_BUCKET": f"missing-{secrets.token_hex(4)}"})
+    assert result.returncode == 1
+    assert "No backups yet" not in result.stdout and "No backups in the local store." in result.stdout
+    assert "warning[storage]" in result.stderr

@@ -1,0 +1,78 @@
+"""Tables on stdout: nothing is ever cut (ids and timestamps are copied from logs into
+`reconcile restore ID`); a pipe gets one line per row, a terminal wraps only the free text."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from reconciler.backup.catalogue import Catalogue, StoreProblem
+from reconciler.cli import output
+from reconciler.health import Level, ServiceHealth
+
+ROWS = [
+    {"backup_id": f"2026-11-29-033{n}58-{n}", "timestamp": f"2026-11-29T03:3{n}:58.886731Z",
+     "reason": "manual", "verified": True, "stores": ["local", "s3"],
+     "services": {"postgres": {"size": 426, "file": "x"}, "dragonfly": {"size": 34, "file": "y"}}}
+    for n in range(2, 4)
+]
+LONG = {"container": "healthcare-postgres-blue", "state": "running", "restarts": 0,
+        "docker_health": "healthy", "version": "15.18 (Debian 15.18-0+deb12u1)",
+        "database": "healthcare", "database_size": 7634279, "connections": 1,
+        "max_connections": 100, "latency_ms": 9.2}
+
+
+def test_piped_catalogue_keeps_whole_ids_one_line_per_row(capsys):
+    output.print_catalogue(Catalogue(ROWS, [], {"local": "ok", "s3": "ok"}))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(ROWS)
+    for row, line in zip(ROWS, lines[1:]):
+        assert line.split()[:2] == [row["backup_id"], row["timestamp"]]
+    assert all("…" not in line and line == line.rstrip() for line in lines)
+
+
+def test_piped_health_is_one_line_per_service(capsys):
+    results = [ServiceHealth(name, "healthy", Level.HEALTHY, LONG) for name in ("postgres", "worker")]
+    output.print_health(results)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith("postgres") and lines[1].endswith("latency_ms=9.2")
+    assert "version=15.18 (Debian 15.18-0+deb12u1)" in lines[1]
+
+
+def test_narrow_terminal_wraps_free_text_but_never_cuts_an_id():
+    console = Console(force_terminal=True, width=50, no_color=True, soft_wrap=True, record=True)
+    table = _catalogue_table()
+    output.print_table(table, console)
+    text = console.export_text()
+    assert "…" not in text
+    for row in ROWS:
+        assert row["backup_id"] in text and row["timestamp"] in text
+    assert "dragonfly" in text
+
+
+def test_wide_terminal_keeps_its_width():
+    console = Console(force_terminal=True, width=120, no_color=True, soft_wrap=True, record=True)
+    output.print_table(_catalogue_table(), console)
+    assert console.width == 120
+    assert max(len(line) for line in console.export_text().splitlines()) <= 120
+
+
+def test_store_problem_is_a_warning_on_stderr_with_its_hint(capsys):
+    problem = StoreProblem("s3", "storage", "cannot reach S3 endpoint http://127.0.0.1:9", "check S3_ENDPOINT")
+    output.print_catalogue(Catalogue([], [problem], {"local": "ok", "s3": "failed"}))
+    captured = capsys.readouterr()
+    assert "No backups yet" not in captured.out and "No backups in the local store." in captured.out
+    assert "warning[storage] backups in the s3 store were not listed: cannot reach" in captured.err
+    assert "hint: check S3_ENDPOINT" in captured.err
+
+
+def _catalogue_table():
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("backup", no_wrap=True)
+    table.add_column("taken (UTC)", no_wrap=True)
+    table.add_column("services")
+    for row in ROWS:
+        table.add_row(row["backup_id"], row["timestamp"], ", ".join(row["services"]))
+    return table
