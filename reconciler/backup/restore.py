@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from reconciler.backup import metadata
+from reconciler.backup.meter import NO_METER, CountingReader, Meter, Task
 from reconciler.engines.base import BackupStats, RestoreStats
 from reconciler.engines.compress import DecompressingReader
 from reconciler.errors import ReconcileError, RestoreError, StorageError
@@ -188,7 +189,7 @@ def _record_local_copy(session: Session, pick: Pick) -> None:
 
 def restore_services(session: Session, wanted: str = "latest", services: list[str] | None = None, *,
                      source: Source = Source.AUTO, containers: dict[str, str] | None = None,
-                     progress: Progress = lambda _: None) -> RestoreRun:
+                     progress: Progress = lambda _: None, meter: Meter = NO_METER) -> RestoreRun:
     """Fetch and check EVERY file first, then restore one service after another: a missing
     or corrupt file stops the restore before any live data is touched."""
     containers = containers or {}
@@ -204,8 +205,9 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     for pick, path in files:
         progress(f"restoring {pick.service} from {run.sources[pick.service]} copy of {pick.entry['key']}")
         try:
-            run.results[pick.service] = _restore_one(session, pick.service, pick.entry, path,
-                                                     containers.get(pick.service))
+            with meter.task(f"restoring {pick.service}", path.stat().st_size) as task:
+                run.results[pick.service] = _restore_one(session, pick.service, pick.entry, path,
+                                                         containers.get(pick.service), task)
         except ReconcileError as exc:
             if not run.results:
                 raise
@@ -219,11 +221,13 @@ def newest_id(picks: list[Pick]) -> str:
     return max(picks, key=lambda pick: (pick.doc["timestamp"], pick.backup_id)).backup_id
 
 
-def _restore_one(session: Session, service: str, entry: dict, path: Path, container: str | None) -> RestoreStats:
+def _restore_one(session: Session, service: str, entry: dict, path: Path, container: str | None,
+                 task: Task) -> RestoreStats:
     target = session.target(service, container)
     stats = BackupStats.from_dict(entry["stats"])
     with path.open("rb") as raw:
-        reader = DecompressingReader(raw, Compression(entry["compression"]), entry["checksum"])
+        reader = DecompressingReader(CountingReader(raw, task), Compression(entry["compression"]),
+                                     entry["checksum"])
         try:
             result = session.engine(service).restore(target, reader, stats)
         except ReconcileError:

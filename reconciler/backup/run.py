@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reconciler.backup import metadata
 from reconciler.backup.metadata import ServiceEntry
+from reconciler.backup.meter import NO_METER, CountingWriter, Meter, Task
 from reconciler.engines.compress import CompressingWriter, compressed_name
 from reconciler.errors import BackupError, ReconcileError, StorageError
 from reconciler.session import Session
@@ -53,15 +54,16 @@ def backupable(session: Session, services: list[str] | None = None) -> list[str]
 
 def backup_services(session: Session, services: list[str], *, reason: str = "manual",
                     containers: dict[str, str] | None = None,
-                    progress: Progress = lambda _: None) -> BackupRun:
+                    progress: Progress = lambda _: None, meter: Meter = NO_METER) -> BackupRun:
     """Back up ``services`` (from ``containers[service]`` when given, else the live ones)."""
     containers = containers or {}
     targets = {s: session.target(s, containers.get(s)) for s in services}
     local = session.local
     local.ensure_root()
     local.check_writable()
-    estimate = sum(session.engine(s).estimate_size(t) for s, t in targets.items())
-    local.free_space_check(estimate, f"the backup of {', '.join(services)}")
+    estimates = {s: session.engine(s).estimate_size(t) for s, t in targets.items()}
+    local.free_space_check(sum(estimates.values()), f"the backup of {', '.join(services)}")
+    expected = _expected_sizes(session, estimates)
     taken_at = datetime.now(UTC)
     backup_id, serial, claim = _claim_id(session, taken_at)
     entries: list[ServiceEntry] = []
@@ -69,7 +71,8 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
         try:
             for service, target in targets.items():
                 progress(f"backing up {service}")
-                entries.append(_backup_one(session, service, target, taken_at, serial))
+                with meter.task(f"backing up {service}", expected[service]) as task:
+                    entries.append(_backup_one(session, service, target, taken_at, serial, task))
         except BaseException:
             for entry in entries:  # files of a failed run would have no metadata: never kept
                 local.delete(entry.key)
@@ -96,13 +99,26 @@ def _claim_id(session: Session, taken_at: datetime) -> tuple[str, int, Path]:
     raise AssertionError("unreachable")
 
 
-def _backup_one(session: Session, service: str, target, taken_at: datetime, serial: int) -> ServiceEntry:
+def _expected_sizes(session: Session, estimates: dict[str, int]) -> dict[str, int]:
+    """How many bytes each dump will stream, for the progress bar: the last backup's, which
+    is close, else the engine's estimate (the live size, which a dump seldom matches)."""
+    expected = dict(estimates)
+    for doc in metadata.load_all(session.local):  # oldest first: the newest wins
+        for service, entry in (doc.get("services") or {}).items():
+            raw = (entry.get("stats") or {}).get("raw_bytes")
+            if service in expected and raw:
+                expected[service] = int(raw)
+    return expected
+
+
+def _backup_one(session: Session, service: str, target, taken_at: datetime, serial: int,
+                task: Task) -> ServiceEntry:
     engine = session.engine(service)
     compression = session.spec.backup.compression
     key = data_key(service, taken_at, "." + compressed_name(engine.file_extension, compression), serial)
     with session.local.open_for_write(key, replace=False) as out:
         writer = CompressingWriter(out, compression)
-        stats = engine.backup(target, writer)
+        stats = engine.backup(target, CountingWriter(writer, task))
         written = writer.finish()
     session.local.verify(key, written.sha256)
     return ServiceEntry(service, key, written.size, written.sha256, compression.value, stats,

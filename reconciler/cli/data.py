@@ -45,11 +45,14 @@ def _check_request(session, command: str, backup_id: str, services: list[str] | 
 
 
 def _say(as_json: bool):
-    """A progress callback: a line on stderr for people, nothing in JSON mode."""
+    """A progress callback: a line on stderr for people, nothing in JSON mode; and the
+    meter for long transfers: bars on the same console when it is a terminal."""
     from reconciler.cli.output import stderr_console
+    from reconciler.cli.progress import meter_for
 
     console = stderr_console()
-    return (lambda _msg: None) if as_json else (lambda msg: console.print(f"… {msg}"))
+    say = (lambda _msg: None) if as_json else (lambda msg: console.print(f"… {msg}"))
+    return say, meter_for(console, as_json)
 
 
 @app.command()
@@ -83,9 +86,10 @@ def backup(services: ServicesArg = None, as_json: JsonOpt = False,
 
     STATE.json = as_json
     session = _session()
+    say, meter = _say(as_json)
     with runlog.open_run(session, "backup") as log:
         run = backup_services(session, backupable(session, services),
-                              progress=log.progress(_say(as_json)))
+                              progress=log.progress(say), meter=meter)
         pruned = _prune_after_backup(session, run) if prune else []
         log.event("result", backup_id=run.backup_id, storage=run.document["storage"],
                   warnings=run.warnings)
@@ -119,8 +123,9 @@ def restore(
     _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} "
                   f"with backup {backup_id}?")
     with runlog.open_run(session, "restore") as log:
+        say, meter = _say(as_json)
         run = restore_services(session, backup_id, services, source=chosen,
-                               progress=log.progress(_say(as_json)))
+                               progress=log.progress(say), meter=meter)
         log.event("result", restore=run.as_dict())
     output.print_json(run.as_dict()) if as_json else output.print_restore(run.as_dict())
 

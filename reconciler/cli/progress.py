@@ -1,0 +1,64 @@
+"""Progress bars on a terminal for long transfers (rich); nothing anywhere else.
+
+Only when stderr is a terminal and the output is not JSON: CI logs and pipes get the plain
+"… backing up x" lines alone. A total that is an estimate (a dump's size is known only once
+it is done) grows when passed, and each bar ends at what was really moved.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from reconciler.backup.meter import NO_METER, Meter
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+
+def meter_for(console: Console, as_json: bool) -> Meter:
+    if as_json or not sys.stderr.isatty():
+        return NO_METER
+    return RichMeter(console)
+
+
+class _Bar:
+    def __init__(self, progress: Progress, task: TaskID, total: int | None) -> None:
+        self._progress = progress
+        self._task = task
+        self.total = total
+        self.done = 0
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+        if self.total is not None and self.done > self.total:
+            self.total = self.done
+            self._progress.update(self._task, total=self.total, completed=self.done)
+        else:
+            self._progress.update(self._task, completed=self.done)
+
+
+class RichMeter:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    @contextmanager
+    def task(self, label: str, total: int | None) -> Iterator[_Bar]:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
+                      transient=True) as progress:
+            bar = _Bar(progress, progress.add_task(label, total=total or None), total or None)
+            yield bar
+            progress.update(bar._task, total=bar.done, completed=bar.done)
