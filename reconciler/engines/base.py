@@ -13,6 +13,7 @@ every message an engine builds from foreign text (stderr, driver errors) goes th
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -295,3 +296,30 @@ def one_line(text: str, limit: int = 300) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     joined = " | ".join(lines[-4:])
     return re.sub(r"\s+", " ", joined)[:limit]
+
+
+def failure_detail(exit_code: int, stderr: str) -> str:
+    """Why a client failed, for the error: how it ended (when a signal ended it), then what it said.
+
+    A killed pg_dump writes nothing, and "failed (exit 137): " told the operator nothing;
+    137 is 128 + 9, the shell's and Docker's way of saying SIGKILL (out of memory, or
+    stopped from outside). A negative code is Python's way of saying the same, except -1,
+    which dockerio uses when the engine never reported the code.
+    """
+    said = one_line(stderr)
+    signum = _signal_of(exit_code)
+    if signum is None:
+        return said or "no error output"
+    try:
+        killed = f"killed by signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:  # a real-time signal has no name of its own
+        killed = f"killed by signal {signum}"
+    return f"{killed}; {said}" if said else killed
+
+
+def _signal_of(exit_code: int) -> int | None:
+    if exit_code < -1:
+        return -exit_code
+    if 128 < exit_code < 128 + signal.NSIG:
+        return exit_code - 128
+    return None

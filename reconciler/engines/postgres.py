@@ -17,7 +17,6 @@ failed COPY leaves the current data as it was. The price: room for two copies.
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,7 +39,7 @@ from reconciler.engines.base import (
     Target,
     VerifyReport,
     cause_text,
-    one_line,
+    failure_detail,
     postgres_databases,
 )
 from reconciler.errors import BackupError, RestoreError
@@ -298,33 +297,6 @@ class PostgresEngine(DockerBacked):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def failure_detail(exit_code: int, stderr: str) -> str:
-    """Why a client failed, for the error: how it ended (when a signal ended it), then what it said.
-
-    A killed pg_dump writes nothing, and "failed (exit 137): " told the operator nothing;
-    137 is 128 + 9, the shell's and Docker's way of saying SIGKILL (out of memory, or
-    stopped from outside). A negative code is Python's way of saying the same, except -1,
-    which dockerio uses when the engine never reported the code.
-    """
-    said = one_line(stderr)
-    signum = _signal_of(exit_code)
-    if signum is None:
-        return said or "no error output"
-    try:
-        killed = f"killed by signal {signum} ({signal.Signals(signum).name})"
-    except ValueError:  # a real-time signal has no name of its own
-        killed = f"killed by signal {signum}"
-    return f"{killed}; {said}" if said else killed
-
-
-def _signal_of(exit_code: int) -> int | None:
-    if exit_code < -1:
-        return -exit_code
-    if 128 < exit_code < 128 + signal.NSIG:
-        return exit_code - 128
-    return None
-
 
 def _stderr(target: Target, result) -> str:
     """The client's stderr, secrets removed before it is shortened (so none is cut in half)."""

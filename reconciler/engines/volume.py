@@ -31,6 +31,7 @@ from reconciler.engines.base import (
     VerifyCheck,
     VerifyReport,
     cause_text,
+    failure_detail,
     one_line,
 )
 from reconciler.engines.tarscan import TarScanner
@@ -68,7 +69,8 @@ class VolumeEngine(DockerBacked):
         counts = counter.scanner.counts()
         if result.exit_code != 0:
             raise BackupError(f"archiving the volumes of {target.service_name} failed "
-                              f"(exit {result.exit_code}): {_stderr(target, result)}",
+                              f"(exit {result.exit_code}): "
+                              f"{failure_detail(result.exit_code, _stderr(target, result))}",
                               ref="backup.tar", hint="see tar's message; the partial archive is discarded")
         if not counter.scanner.ended:
             raise BackupError(f"the archive of {target.service_name} is incomplete (no end blocks)",
@@ -94,7 +96,8 @@ class VolumeEngine(DockerBacked):
             result = self._unpack(target, paths, stream)
         if result.exit_code != 0:
             raise RestoreError(f"restoring the volumes of {target.service_name} failed "
-                               f"(exit {result.exit_code}): {_stderr(target, result)}",
+                               f"(exit {result.exit_code}): "
+                               f"{failure_detail(result.exit_code, _stderr(target, result))}",
                                ref="restore.tar", hint="the volumes may be partly restored; restore again")
         report = self.verify(target, stats)
         if not report.ok:

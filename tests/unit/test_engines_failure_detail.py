@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.engines.postgres import failure_detail
+from reconciler.engines.base import failure_detail
 
 
 @pytest.mark.parametrize(("exit_code", "stderr", "detail"), [
