@@ -30,6 +30,7 @@ def _check_request(session, command: str, backup_id: str, services: list[str] | 
     """Catch two slips before any store is read: a service the spec does not have, and a
     service name given where the backup id goes (``verify postgres``)."""
     from reconciler.errors import ReconcileError
+    from reconciler.spec.models import BACKUPABLE_KINDS
 
     known = session.spec.services
     unknown = [name for name in services or [] if name not in known]
@@ -37,6 +38,12 @@ def _check_request(session, command: str, backup_id: str, services: list[str] | 
         raise ReconcileError(f"unknown service{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
                              ref=f"{command}.unknown-service",
                              hint=f"services: {', '.join(sorted(known))}")
+    holds_none = [name for name in services or [] if known[name].kind not in BACKUPABLE_KINDS]
+    if holds_none:
+        kinds = ", ".join(f"{name} is kind {known[name].kind.value}" for name in holds_none)
+        raise ReconcileError(f"nothing to {command} for {', '.join(holds_none)}: no data is kept ({kinds})",
+                             ref=f"{command}.no-data",
+                             hint="only postgres, redis and generic services with volumes are backed up")
     if backup_id in known and not _BACKUP_ID.match(backup_id):
         wanted = " ".join([backup_id, *(services or [])])
         raise ReconcileError(f"{backup_id} is a service, not a backup id", ref=f"{command}.service-as-id",

@@ -126,11 +126,14 @@ def _narrowest(console: Console, table) -> int:
     rich's per-column measure and padding, private but stable across the versions allowed).
     """
     options = console.options.update_width(1_000_000)
-    widths = []
-    for column in table.columns:
-        measured = table._measure_column(console, options, column)
-        widths.append(measured.maximum if column.no_wrap else measured.minimum)
-    return sum(widths) + table._extra_width
+    try:
+        widths = []
+        for column in table.columns:
+            measured = table._measure_column(console, options, column)
+            widths.append(measured.maximum if column.no_wrap else measured.minimum)
+        return sum(widths) + table._extra_width
+    except AttributeError:  # a rich without these internals: its own minimum, maybe squeezed
+        return 0
 
 
 def _size(n: int | None) -> str:

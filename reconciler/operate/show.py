@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.cli.output import stdout_console
+from reconciler.cli.output import print_table, stdout_console
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "stopped": "red",
@@ -60,24 +60,18 @@ def print_drift(data: dict) -> None:
         console.print(Text(f"metrics written to {data['metrics_file']}", style="bright_black"))
 
 
-STATUS_WIDTH = 150
-
-
 def print_status(data: dict) -> None:
-    console = stdout_console()
-    if not console.is_terminal:
-        console.width = STATUS_WIDTH  # a log or a pipe has no width; do not squeeze the table
     table = Table(box=None, pad_edge=False, title=f"project {data['project']}", title_justify="left")
     for column in ("service", "profile", "image", "state", "health", "uptime", "restarts",
                    "backup local", "backup S3", "last apply"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "image", overflow="fold")
     for row in data["services"]:
         table.add_row(row["service"], row["profile"], row["image"], row["state"],
                       Text(row["health"], style=_HEALTH_STYLE.get(row["health"], "")),
                       row["uptime"] or "-", str(row["restarts"]) if row["restarts"] is not None else "-",
                       _when(row["last_backup"]["local"]), _when(row["last_backup"]["s3"]),
                       _when(row["last_apply"]))
-    console.print(table)
+    print_table(table)
     last = data.get("last_apply")
     if last:
         console.print(Text(f"last apply {last['apply_id']}: {last['result']} at {last['started']}"

@@ -25,6 +25,9 @@ services:
     kind: redis
     image: reconcile-lab/redis:7
     stateful: true
+  web:
+    kind: http
+    image: reconcile-lab/app:1
 backup:
   local: { path: ./backups }
 """
@@ -81,7 +84,7 @@ def test_an_unknown_service_is_refused_with_the_list(spec, command):
     result = run("-f", str(spec), command, "latest", "nosuchsvc", *args)
     assert result.returncode == 1
     assert f"error[{command}.unknown-service] unknown service nosuchsvc" in result.stderr
-    assert "hint: services: cache, postgres" in result.stderr
+    assert "hint: services: cache, postgres, web" in result.stderr
     assert "no verified backup" not in result.stderr
 
 
@@ -89,3 +92,13 @@ def test_a_backup_id_is_still_looked_up(spec):
     result = run("-f", str(spec), "verify", "2026-01-01-000000", "postgres")
     assert result.returncode == 1
     assert "no backup with id 2026-01-01-000000" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["verify", "restore"])
+def test_a_service_that_keeps_no_data_is_named_as_such(spec, command):
+    args = ["--yes"] if command == "restore" else []
+    result = run("-f", str(spec), command, "latest", "web", *args)
+    assert result.returncode == 1
+    assert f"error[{command}.no-data] nothing to {command} for web: no data is kept (web is kind http)" \
+        in result.stderr
+    assert "no verified backup" not in result.stderr

@@ -76,3 +76,18 @@ def _catalogue_table():
     for row in ROWS:
         table.add_row(row["backup_id"], row["timestamp"], ", ".join(row["services"]))
     return table
+
+
+def test_piped_status_keeps_long_image_names_whole(capsys):
+    from reconciler.operate.show import print_status
+
+    image = "registry.example.org/healthcare/backend-api:2026.11.29-build.4711-" + "f" * 40
+    when = {"local": "2026-11-29T03:32:58Z", "s3": None}
+    rows = [{"service": name, "profile": "app", "image": image, "state": "running", "health": "healthy",
+             "uptime": "3h 12m", "restarts": 0, "last_backup": when, "last_apply": "2026-11-29T03:40:00Z"}
+            for name in ("api", "worker")]
+    print_status({"project": "healthcare", "services": rows})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + len(rows)  # title, header, one line per service
+    assert all(image in line for line in lines[2:])
+    assert "…" not in "".join(lines)
