@@ -151,12 +151,14 @@ def _backupable(session: Session) -> list[str]:
     return names
 
 
-def fetch(session: Session, pick: Pick, source: Source, notes: list[str]) -> tuple[Path, str]:
+def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
+          meter: Meter = NO_METER) -> tuple[Path, str]:
     """A verified local file for one service's entry, downloading it from S3 when needed."""
-    key, sha = pick.entry["key"], pick.entry["checksum"]
+    key, sha, size = pick.entry["key"], pick.entry["checksum"], pick.entry.get("size")
     if source is not Source.S3:
         try:
-            return session.local.verify(key, sha), "local"
+            with meter.task(f"checking {pick.service}", size) as task:
+                return session.local.verify(key, sha, task.advance), "local"
         except StorageError as exc:
             if source is Source.LOCAL or session.s3 is None:
                 raise RestoreError(f"local copy of {key} is unusable: {exc.message}",
@@ -165,7 +167,8 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str]) -> tup
     if session.s3 is None:
         raise RestoreError(f"S3 is not enabled, cannot fetch {key}", ref="restore.no-s3",
                            hint="enable backup.s3 in the spec or restore with --source local")
-    path = session.s3.get(key, session.local.path_of(key), sha)
+    with meter.task(f"downloading {pick.service}", size) as task:
+        path = session.s3.get(key, session.local.path_of(key), sha, task.advance)
     _record_local_copy(session, pick)
     return path, "s3"
 
@@ -198,7 +201,7 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     files = []
     for pick in picks:
         progress(f"checking {pick.service}'s file of backup {pick.backup_id}")
-        path, origin = fetch(session, pick, source, run.notes)
+        path, origin = fetch(session, pick, source, run.notes, meter)
         run.sources[pick.service] = origin
         run.backups[pick.service] = pick.backup_id
         files.append((pick, path))

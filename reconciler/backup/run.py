@@ -82,7 +82,7 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
     finally:
         local.release(claim)
     run = BackupRun(backup_id, doc)
-    _copy_to_s3(session, run, entries, progress)
+    _copy_to_s3(session, run, entries, progress, meter)
     return run
 
 
@@ -125,7 +125,8 @@ def _backup_one(session: Session, service: str, target, taken_at: datetime, seri
                         str(session.local.path_of(key)))
 
 
-def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], progress: Progress) -> None:
+def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], progress: Progress,
+                meter: Meter) -> None:
     settings = session.spec.backup.s3
     if not settings.enabled:
         _record(session, run, entries, "disabled")
@@ -134,7 +135,8 @@ def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], p
         store = session.s3
         for entry in entries:
             progress(f"copying {entry.key} to S3")
-            store.put(session.local.path_of(entry.key), entry.key, entry.sha256)
+            with meter.task(f"uploading {entry.service}", entry.size) as task:
+                store.put(session.local.path_of(entry.key), entry.key, entry.sha256, task.advance)
         with_s3 = [_with_s3_path(session, e) for e in entries]
         doc = _record(session, run, with_s3, "ok")
         store.write_bytes(metadata.key_for(run.backup_id), metadata.encode(doc))

@@ -8,6 +8,7 @@ it is done) grows when passed, and each bar ends at what was really moved.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -26,19 +27,21 @@ def meter_for(console: Console, as_json: bool) -> Meter:
 
 
 class _Bar:
+    """One task's bar; ``advance`` may be called from several threads (S3 multipart parts)."""
+
     def __init__(self, progress: Progress, task: TaskID, total: int | None) -> None:
         self._progress = progress
         self._task = task
+        self._lock = threading.Lock()
         self.total = total
         self.done = 0
 
     def advance(self, amount: int) -> None:
-        self.done += amount
-        if self.total is not None and self.done > self.total:
-            self.total = self.done
+        with self._lock:
+            self.done += amount
+            if self.total is not None and self.done > self.total:
+                self.total = self.done
             self._progress.update(self._task, total=self.total, completed=self.done)
-        else:
-            self._progress.update(self._task, completed=self.done)
 
 
 class RichMeter:

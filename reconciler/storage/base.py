@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,10 @@ PARTIAL_MARKER = ".partial-"
 _CHUNK = 1024 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+Advance = Callable[[int], None]
+"""Told how many more bytes a long transfer has moved (a progress bar's ``advance``)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,9 @@ class Store(Protocol):
     simply be run again.
     """
 
-    def put(self, src: Path, key: str, sha256: str) -> StoredObject: ...
+    def put(self, src: Path, key: str, sha256: str, advance: Advance | None = None) -> StoredObject: ...
 
-    def get(self, key: str, dest: Path, expected_sha256: str) -> Path: ...
+    def get(self, key: str, dest: Path, expected_sha256: str, advance: Advance | None = None) -> Path: ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -88,12 +93,14 @@ def normalise_sha256(value: str) -> str:
     return text
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, advance: Advance | None = None) -> str:
     """SHA-256 of a file, read in 1 MiB chunks so a multi-GB dump never sits in memory."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
+            if advance is not None:
+                advance(len(chunk))
     return digest.hexdigest()
 
 

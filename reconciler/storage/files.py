@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reconciler.errors import StorageError
-from reconciler.storage.base import PARTIAL_MARKER
+from reconciler.storage.base import PARTIAL_MARKER, Advance
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -164,7 +164,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
+def copy_hashing(src: BinaryIO, dst: BinaryIO, advance: Advance | None = None) -> tuple[str, int]:
     """Copy a stream and return (sha256 hex, bytes copied) in one pass."""
     digest = hashlib.sha256()
     buffer = bytearray(_CHUNK)
@@ -174,6 +174,8 @@ def copy_hashing(src: BinaryIO, dst: BinaryIO) -> tuple[str, int]:
         digest.update(view[:count])
         dst.write(view[:count])
         total += count
+        if advance is not None:
+            advance(count)
     return digest.hexdigest(), total
 
 

@@ -19,6 +19,7 @@ from typing import BinaryIO, TypeVar
 from reconciler.errors import StorageError
 from reconciler.storage.base import (
     PARTIAL_MARKER,
+    Advance,
     StoredObject,
     check_key,
     normalise_sha256,
@@ -116,7 +117,7 @@ class LocalStore:
             raise
         self._finish(target)
 
-    def put(self, src: Path, key: str, sha256: str) -> StoredObject:
+    def put(self, src: Path, key: str, sha256: str, advance: Advance | None = None) -> StoredObject:
         """Copy ``src`` into the store, re-hashing on the way; a mismatch stores nothing."""
         expected = normalise_sha256(sha256)
         final = self._prepare(key)
@@ -127,7 +128,7 @@ class LocalStore:
         handle = self._guard("create", final, target.open)
         try:
             with open(src, "rb") as source:
-                actual, size = copy_hashing(source, handle)
+                actual, size = copy_hashing(source, handle, advance)
         except OSError as exc:
             target.abort()
             raise os_error(exc, "copy into", final) from exc
@@ -181,28 +182,28 @@ class LocalStore:
         path = self.path_of(key)
         return self._guard("read", path, path.read_bytes)
 
-    def verify(self, key: str, expected_sha256: str) -> Path:
+    def verify(self, key: str, expected_sha256: str, advance: Advance | None = None) -> Path:
         """Check ``key`` in place and return its path: restore reads it without a copy."""
         expected = normalise_sha256(expected_sha256)
         path = self.path_of(key)
-        actual = self._guard("read", path, lambda: sha256_file(path))
+        actual = self._guard("read", path, lambda: sha256_file(path, advance))
         if actual != expected:
             raise checksum_mismatch(key, self.describe())
         return path
 
-    def get(self, key: str, dest: Path, expected_sha256: str) -> Path:
+    def get(self, key: str, dest: Path, expected_sha256: str, advance: Advance | None = None) -> Path:
         """Copy ``key`` to ``dest`` (0600), re-hashing; on mismatch ``dest`` is not created."""
         expected = normalise_sha256(expected_sha256)
         source_path = self.path_of(key)
         dest = Path(dest).absolute()
         if dest.exists() and dest.resolve() == source_path.resolve():
-            return self.verify(key, expected)
+            return self.verify(key, expected, advance)
         self._guard("create", dest.parent, lambda: ensure_dest_dir(dest.parent))
         target = AtomicFile(dest)
         handle = self._guard("create", dest, target.open)
         try:
             with open(source_path, "rb") as source:
-                actual, _ = copy_hashing(source, handle)
+                actual, _ = copy_hashing(source, handle, advance)
         except OSError as exc:
             target.abort()
             raise os_error(exc, "read", source_path) from exc

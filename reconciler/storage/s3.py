@@ -25,7 +25,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from reconciler.errors import StorageError
 from reconciler.spec import models as spec
-from reconciler.storage.base import StoredObject, check_key, normalise_sha256
+from reconciler.storage.base import Advance, StoredObject, check_key, normalise_sha256
 from reconciler.storage.files import (
     AtomicFile,
     checksum_mismatch,
@@ -119,7 +119,7 @@ class S3Store:
 
     # -- writing ---------------------------------------------------------------------
 
-    def put(self, src: Path, key: str, sha256: str) -> StoredObject:
+    def put(self, src: Path, key: str, sha256: str, advance: Advance | None = None) -> StoredObject:
         """Upload (multipart when large) with our SHA-256 in the metadata, then check size."""
         digest = normalise_sha256(sha256)
         full = self._full(key)
@@ -131,7 +131,7 @@ class S3Store:
         transfer = TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk)
         self._call("upload", key, lambda: self._client.upload_file(
             str(src), self.bucket, full, ExtraArgs={"Metadata": {META_SHA256: digest}},
-            Config=transfer))
+            Config=transfer, Callback=advance))
         head = self._call("check upload of", key, lambda: self._client.head_object(
             Bucket=self.bucket, Key=full))
         if head.get("ContentLength") != size:
@@ -173,7 +173,7 @@ class S3Store:
 
         return self._call("download", key, fetch)
 
-    def get(self, key: str, dest: Path, expected_sha256: str) -> Path:
+    def get(self, key: str, dest: Path, expected_sha256: str, advance: Advance | None = None) -> Path:
         """Download to a temporary name, re-hashing on the fly; commit (0600) only if the
         bytes match both ``expected_sha256`` and the object's own metadata."""
         expected = normalise_sha256(expected_sha256)
@@ -182,7 +182,7 @@ class S3Store:
             ensure_dest_dir(dest.parent)
         except OSError as exc:
             raise os_error(exc, "create", dest.parent) from exc
-        target, actual, recorded = self._call("download", key, lambda: self._download(key, dest))
+        target, actual, recorded = self._call("download", key, lambda: self._download(key, dest, advance))
         if actual != expected or (recorded and recorded != expected):
             target.abort()
             raise checksum_mismatch(key, self.describe())
@@ -232,7 +232,7 @@ class S3Store:
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)
 
-    def _download(self, key: str, dest: Path) -> tuple[AtomicFile, str, str]:
+    def _download(self, key: str, dest: Path, advance: Advance | None) -> tuple[AtomicFile, str, str]:
         """One download attempt into a fresh temporary file (removed if the attempt fails)."""
         target = AtomicFile(dest)
         handle = target.open()
@@ -240,7 +240,7 @@ class S3Store:
             response = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             recorded = response.get("Metadata", {}).get(META_SHA256, "")
             with response["Body"] as body:
-                actual, _ = copy_hashing(body, handle)
+                actual, _ = copy_hashing(body, handle, advance)
         except BaseException:
             target.abort()
             raise

@@ -102,11 +102,13 @@ def test_put_get_round_trip_with_checksum_in_metadata(s3_store, s3_client, s3_se
     src = tmp_path / "dump"
     src.write_bytes(os.urandom(300_000))
     digest = sha256_file(src)
-    assert s3_store.put(src, KEY, f"sha256:{digest}") == StoredObject(KEY, 300_000, digest)
+    uploaded, downloaded = [], []
+    assert s3_store.put(src, KEY, f"sha256:{digest}", uploaded.append) == StoredObject(KEY, 300_000, digest)
     head = s3_client.head_object(Bucket=s3_settings.bucket, Key=f"backups/{KEY}")
     assert head["Metadata"]["sha256"] == digest
-    dest = s3_store.get(KEY, tmp_path / "restore" / "dump", digest)
+    dest = s3_store.get(KEY, tmp_path / "restore" / "dump", digest, downloaded.append)
     assert dest.read_bytes() == src.read_bytes()
+    assert sum(uploaded) == sum(downloaded) == 300_000  # what a progress bar is told
     assert oct(dest.stat().st_mode & 0o777) == oct(0o600)
     assert s3_store.exists(KEY) and not s3_store.exists("postgres/other.sql.zst")
 

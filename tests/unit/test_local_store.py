@@ -194,6 +194,15 @@ def test_disk_full_inside_open_for_write_is_a_storage_error(store):
     assert all_files(store.root) == []
 
 
+def test_checking_and_copying_report_their_progress(store, tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    store.write_bytes(KEY, data)
+    checked, copied = [], []
+    store.verify(KEY, sha(data), checked.append)
+    store.get(KEY, tmp_path / "copy", sha(data), copied.append)
+    assert sum(checked) == sum(copied) == len(data) and len(checked) == 4  # 1 MiB at a time
+
+
 def test_temporary_files_are_not_listed(store):
     store.write_bytes(KEY, b"x")
     (store.root / "postgres" / f".{Path(KEY).name}.partial-abc123").write_bytes(b"junk")
