@@ -214,7 +214,7 @@ def cache_rows(lab: Lab) -> list[tuple]:
     return [("cache backup vs redis-cli --rdb", ours, rdb, 2.0),
             ("cache restore vs redis-cli --rdb", ours_restore, rdb, 2.0),
             ("cache backup: the server's CPU for SCAN + DUMP + PTTL alone", server, rdb, None),
-            ("cache restore: the server's CPU for RESTORE alone", server_restore, rdb, None)]
+            ("cache restore: the server's CPU for RESTORE and freeing the old keys", server_restore, rdb, None)]
 
 
 def main() -> None:
