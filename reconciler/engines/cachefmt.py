@@ -50,7 +50,12 @@ def select(db: int) -> bytes:
 
 
 def key_record(key: bytes, value: bytes, expire_at_ms: int) -> bytes:
-    return _KEY.pack(b"K", len(key), len(value), expire_at_ms) + key + value
+    return key_header(key, value, expire_at_ms) + key + value
+
+
+def key_header(key: bytes, value: bytes, expire_at_ms: int) -> bytes:
+    """A key record without its key and value, which follow it (to join many at once)."""
+    return _KEY.pack(b"K", len(key), len(value), expire_at_ms)
 
 
 def trailer(key_count: int) -> bytes:
