@@ -1,7 +1,8 @@
 """The PostgreSQL backup stream: pg_dump's plain SQL, and how several databases share one file.
 
-One database (the seed's case): the stream IS pg_dump's output, byte for byte, so a
-``.sql.gz`` can still be restored by hand with ``gunzip | psql``.
+One database (the seed's case): the stream is pg_dump's output, after the SQL that
+recreates the roles and database properties it needs (``pgglobals``), so a ``.sql.gz``
+can still be restored by hand with ``gunzip | psql -d NAME``.
 
 Several databases: a header line naming a random boundary, then per database a boundary
 line and a ``\\connect`` line (so ``psql -f`` by hand still lands each dump in its
@@ -11,7 +12,7 @@ boundary is 128 random bits, so no row of data can fake it (MIME multipart's rul
     -- reconcile multi-database dump boundary=3f9c…
     --3f9c… database=app
     \\connect "app"
-    <pg_dump of app>
+    <roles and database properties, pg_dump of app>
     --3f9c… end
 """
 

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler import dockerio
-from reconciler.engines import fifo, pgformat, pgload, pgsplit
+from reconciler.engines import fifo, pgformat, pgglobals, pgload, pgsplit
 from reconciler.engines import pgcatalog as pg
 from reconciler.engines.base import (
     BackupStats,
@@ -122,6 +122,8 @@ class PostgresEngine(DockerBacked):
                 conn.read_only = True
                 snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
                 stats = pg.snapshot_stats(conn, db)
+                needs = pgglobals.capture(conn)
+            write(needs)
             self._run_pg_dump(target, db, snapshot, write)
             return stats
         finally:

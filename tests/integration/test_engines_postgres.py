@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from reconciler import dockerio
-from reconciler.engines import engine_for, make_target
+from reconciler.engines import engine_for, make_target, pgglobals
 from reconciler.engines.base import ProbeStatus
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import BackupError, ReconcileError, RestoreError
@@ -196,7 +196,8 @@ def test_gzip_backup_is_a_plain_pg_dump_and_restores_through_the_exec_path(serve
     stats, written, stored = backup(engine, target, Compression.GZIP)
     import gzip
     text = gzip.decompress(stored)
-    assert text.startswith(b"--\n-- PostgreSQL database dump\n--")
+    assert text.startswith(pgglobals.HEADER)  # then pg_dump's own output, as psql reads it
+    assert b"\n--\n-- PostgreSQL database dump\n--" in text[:4096]
     assert b"-- PostgreSQL database dump complete" in text[-300:]
     with connect(target) as conn:
         conn.execute("TRUNCATE order_items")
