@@ -34,7 +34,12 @@ from reconciler.engines.base import (
     failure_detail,
     one_line,
 )
-from reconciler.engines.tarscan import TarScanner
+from reconciler.engines.tarscan import (
+    ASPECTS,
+    TarScanner,
+    TreeDigest,
+    TreeDigestBuilder,
+)
 from reconciler.errors import BackupError, EngineError, RestoreError
 from reconciler.spec.models import Kind
 
@@ -63,7 +68,7 @@ class VolumeEngine(DockerBacked):
         if not paths:
             raise BackupError(f"service {target.service_name} has no writable volume to archive",
                               ref="backup.no-data", hint="list its data volumes under volumes:")
-        counter = _Counter(out.write)
+        counter = _Counter(out.write, paths)
         with self._stopped(target, target.service.backup.stop_service):
             result = self._archive(target, paths, counter)
         counts = counter.scanner.counts()
@@ -76,7 +81,8 @@ class VolumeEngine(DockerBacked):
             raise BackupError(f"the archive of {target.service_name} is incomplete (no end blocks)",
                               ref="backup.truncated", hint="tar stopped early; the archive is discarded")
         return BackupStats(Kind.GENERIC, raw_bytes=counter.count, paths=tuple(paths),
-                           file_count=counts.entries, content_bytes=counts.content_bytes)
+                           file_count=counts.entries, content_bytes=counts.content_bytes,
+                           tree=counter.tree.digest())
 
     def _archive(self, target: Target, paths: list[str],
                  sink: Callable[[bytes], object]) -> dockerio.ExecResult:
@@ -125,11 +131,14 @@ class VolumeEngine(DockerBacked):
                                hint="the volumes may be partly restored; restore again") from None
 
     def verify(self, target: Target, expected: BackupStats) -> VerifyReport:
-        """Re-archive the folders and count again: entries and file bytes must be equal."""
+        """Re-archive the folders (streamed and scanned, never stored) and compare: entries and
+        file bytes, then, when the backup recorded one, the tree digest (content, owners, modes:
+        what a same-size edit or a chown changes and the counts cannot see)."""
         if not expected.paths:
             return VerifyReport()
-        scanner = TarScanner()
         relative = [p.lstrip("/") for p in expected.paths]
+        tree = TreeDigestBuilder(relative)
+        scanner = TarScanner(tree.add)
         try:
             result = self._stream_out(target, lambda path: ["tar", "--numeric-owner", "-C", "/",
                                                             "-cf", path, *relative], scanner.feed)
@@ -139,11 +148,14 @@ class VolumeEngine(DockerBacked):
         if result.exit_code != 0 or not scanner.ended:
             return VerifyReport((VerifyCheck(f"archive of {where}", "readable", "unreadable", False),))
         counts = scanner.counts()
-        return VerifyReport((
+        checks = (
             VerifyCheck(f"entries in {where}", expected.file_count, counts.entries,
                         expected.file_count in (None, counts.entries)),
             VerifyCheck(f"file bytes in {where}", expected.content_bytes, counts.content_bytes,
-                        expected.content_bytes in (None, counts.content_bytes))))
+                        expected.content_bytes in (None, counts.content_bytes)))
+        if expected.tree is not None:
+            checks += tree_checks(expected.tree, tree.digest(), where)
+        return VerifyReport(checks)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -201,6 +213,27 @@ def container_probe(client, target: Target) -> ProbeResult:
     return ProbeResult(status, details, _ms(started))
 
 
+_ASPECT_NAMES = {"entries": "paths, types and link targets", "content": "file content",
+                 "owners": "owners", "modes": "modes"}
+_LISTED = 5
+
+
+def tree_checks(expected: TreeDigest, actual: TreeDigest, where: str) -> tuple[VerifyCheck, ...]:
+    """One check per aspect of the tree digest, and, when both sides have them, which entries
+    directly under the folders differ (so a report names ``/srv/data/a.txt``, not only "content")."""
+    differing = expected.differing_aspects(actual)
+    checks = tuple(VerifyCheck(f"{_ASPECT_NAMES[name]} in {where}", "as backed up",
+                               "changed" if name in differing else "as backed up", name not in differing)
+                   for name in ASPECTS)
+    groups = expected.differing_groups(actual)
+    if groups is None:
+        return checks
+    listed = ", ".join(f"/{group}" for group in groups[:_LISTED])
+    if len(groups) > _LISTED:
+        listed += f" (and {len(groups) - _LISTED} more)"
+    return checks + (VerifyCheck(f"changed entries in {where}", "none", listed or "none", not groups),)
+
+
 def _state(client, container: str) -> dict:
     return dict(dockerio.inspect_container(client, container).get("State") or {})
 
@@ -229,12 +262,13 @@ def _ms(started: float) -> float:
 
 
 class _Counter:
-    """Counts raw bytes and tar members on the way to the caller's ``out``."""
+    """Counts raw bytes and tar members, and digests the members, on the way to ``out``."""
 
-    def __init__(self, write: Callable[[bytes], object]) -> None:
+    def __init__(self, write: Callable[[bytes], object], paths: list[str]) -> None:
         self.write = write
         self.count = 0
-        self.scanner = TarScanner()
+        self.tree = TreeDigestBuilder([p.lstrip("/") for p in paths])
+        self.scanner = TarScanner(self.tree.add)
 
     def __call__(self, chunk: bytes) -> None:
         self.scanner.feed(chunk)

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler import dockerio
 from reconciler.engines import engine_for, make_target
-from reconciler.engines.base import ProbeStatus
+from reconciler.engines.base import BackupStats, ProbeStatus
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import BackupError, RestoreError
 from reconciler.spec.load import load_spec
@@ -184,3 +184,31 @@ def test_truncated_archive_is_refused(client, stack):
         engine.restore(files, DecompressingReader(io.BytesIO(damaged), Compression.ZSTD,
                                                   written.sha256), stats)
     assert client.api.inspect_container(files.container_id)["State"]["Running"]
+
+
+def test_verify_sees_same_size_edits_owners_and_modes(client, stack):
+    """Entry count and bytes stay equal; the tree digest still names what changed, and where."""
+    files = stack["files"]
+    engine = engine_for(Kind.GENERIC, client)
+    wait_for(engine, files)
+    run(client, files, "mkdir -p /srv/site/data && printf hello > /srv/site/data/a.txt && "
+                       "chown 1234:2345 /srv/site/data/a.txt && chmod 0640 /srv/site/data/a.txt && "
+                       "printf same > /srv/uploads/keep.txt")
+    stats = engine.backup(files, io.BytesIO())
+    assert stats.tree is not None and engine.verify(files, stats).ok
+    run(client, files, "touch -d 2001-01-01 /srv/uploads/keep.txt")  # mtime alone is not a change
+    assert engine.verify(files, stats).ok
+
+    changes = {"file content": "printf HELLO > /srv/site/data/a.txt",
+               "owners": "chown 0:0 /srv/site/data/a.txt", "modes": "chmod 0777 /srv/site/data/a.txt"}
+    for aspect, command in changes.items():
+        run(client, files, command)
+        report = engine.verify(files, stats)
+        failed = {check.name.split(" in ")[0]: check.actual for check in report.failures}
+        assert aspect in failed and failed["changed entries"] == "/srv/site/data", report.summary()
+        counted = BackupStats.from_dict({k: v for k, v in stats.as_dict().items() if k != "tree_digest"})
+        assert engine.verify(files, counted).ok  # a backup from before the digest: counts only
+    report = engine.verify(files, stats)
+    assert {c.name.split(" in ")[0] for c in report.failures} == {
+        "file content", "owners", "modes", "changed entries"}
+    run(client, files, "rm -rf /srv/site/data")

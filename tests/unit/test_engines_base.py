@@ -12,11 +12,13 @@ from reconciler.engines.base import (
     DatabaseStats,
     ProbeResult,
     ProbeStatus,
+    RestoreStats,
     VerifyCheck,
     VerifyReport,
     make_target,
     postgres_databases,
 )
+from reconciler.engines.tarscan import ASPECTS, TreeDigest
 from reconciler.spec.models import Kind, Service
 
 SECRET = "pa55-w0rd-XYZ"
@@ -67,6 +69,18 @@ def test_backup_stats_round_trip_through_json():
     assert BackupStats.from_dict(json.loads(json.dumps(cache.as_dict()))) == cache
 
 
+def test_volume_stats_keep_the_tree_digest_and_old_ones_load_without():
+    tree = TreeDigest({name: f"{i:064x}" for i, name in enumerate(ASPECTS)}, {"srv/data/a": "0" * 32})
+    files = BackupStats(Kind.GENERIC, raw_bytes=10240, paths=("/srv/data",), file_count=2,
+                        content_bytes=5, tree=tree)
+    data = json.loads(json.dumps(files.as_dict()))
+    assert data["tree_digest"]["sha256"] == tree.sha256
+    assert BackupStats.from_dict(data) == files
+    old = {k: v for k, v in data.items() if k != "tree_digest"}
+    assert BackupStats.from_dict(old) == BackupStats(Kind.GENERIC, raw_bytes=10240, paths=("/srv/data",),
+                                                     file_count=2, content_bytes=5)
+
+
 def test_several_databases_prefix_table_names():
     stats = BackupStats(Kind.POSTGRES, databases=(DatabaseStats("a", 1, {"public.t": 1}),
                                                   DatabaseStats("b", 1, {"public.t": 2})))
@@ -77,6 +91,21 @@ def test_verify_report_summary_names_failures():
     report = VerifyReport((VerifyCheck("rows in public.users", 3, 2, False),
                            VerifyCheck("table count", 2, 2, True)))
     assert not report.ok and report.summary() == "rows in public.users: expected 3, found 2"
+
+
+@pytest.mark.parametrize(("stats", "fields"), [
+    (RestoreStats(Kind.POSTGRES, 10, tables_restored=2, rows_restored=8, seconds=1.5),
+     {"kind": "postgres", "raw_bytes": 10, "tables_restored": 2, "rows_restored": 8, "seconds": 1.5}),
+    (RestoreStats(Kind.REDIS, 10, keys_restored=7, keys_skipped_expired=0, seconds=0.5),
+     {"kind": "redis", "raw_bytes": 10, "keys_restored": 7, "keys_skipped_expired": 0, "seconds": 0.5}),
+    (RestoreStats(Kind.GENERIC, 10, seconds=2.0),
+     {"kind": "generic", "raw_bytes": 10, "seconds": 2.0}),
+])
+def test_restore_stats_as_dict_holds_only_the_kinds_own_fields(stats, fields):
+    assert stats.as_dict() == fields
+    with_verify = RestoreStats(stats.kind, verify=VerifyReport()).as_dict()
+    assert with_verify["verify"] == {"ok": True, "checks": []}
+    assert ("keys_skipped_expired" in with_verify) == (stats.kind is Kind.REDIS)
 
 
 def test_probe_result_as_dict():
