@@ -176,18 +176,32 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
 def _record_local_copy(session: Session, pick: Pick) -> None:
     """A file fetched from S3 stays in the local folder; without local metadata naming it,
     no local restore could find it and local retention would never delete it. The local
-    document names the services whose files are local, ``partial`` while S3 holds more."""
+    document names every service whose file is local: the one just fetched, and the backup's
+    other files still in the folder (the local metadata alone may have been lost), so those
+    are neither orphaned nor hidden from ``--source local``. ``partial`` while S3 holds more."""
     key = metadata.key_for(pick.backup_id)
     local = session.local
     doc = metadata.decode(local.read_bytes(key)) if local.exists(key) else dict(pick.doc, services={})
     services = dict(doc.get("services") or {})
-    if pick.service in services:
+    services.setdefault(pick.service, pick.entry)
+    services |= {name: entry for name, entry in pick.doc["services"].items()
+                 if name not in services and _held_locally(session, entry)}
+    if services == doc.get("services") and local.exists(key):
         return
-    services[pick.service] = pick.entry
     doc = {k: v for k, v in doc.items() if k != "partial"}
     if set(services) != set(pick.doc["services"]):
         doc["partial"] = True
     local.write_bytes(key, metadata.encode(dict(doc, services=services)))
+
+
+def _held_locally(session: Session, entry: dict) -> bool:
+    """The entry's file is in the local folder with the recorded size. Its checksum is not read
+    here: a restore re-hashes every file before use, and falls back to S3 when it differs."""
+    try:
+        path = session.local.path_of(entry["key"])
+        return path.is_file() and path.stat().st_size == entry.get("size")
+    except (KeyError, OSError, StorageError):
+        return False
 
 
 def restore_services(session: Session, wanted: str = "latest", services: list[str] | None = None, *,

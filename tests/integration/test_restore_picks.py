@@ -167,3 +167,29 @@ def test_a_file_fetched_from_s3_is_recorded_locally(stack):
     assert cli(loaded, "restore", backup_id, "--yes").returncode == 0  # both: S3 knows the cache
     local_doc = json.loads(session.local.read_bytes(key))
     assert sorted(local_doc["services"]) == ["cache", "postgres"] and "partial" not in local_doc
+
+
+def test_restore_from_s3_keeps_the_other_local_files_of_the_backup(stack):
+    """Local metadata lost, data files still local: a restore of one service from S3 writes a
+    local document naming every file still in the folder, not only the one fetched."""
+    loaded, session = stack
+    backup_id = backup(loaded)
+    key = metadata.key_for(backup_id)
+    doc = json.loads(session.local.read_bytes(key))
+    session.local.delete(key)
+    truncated = session.local.path_of(doc["services"]["cache"]["key"])
+
+    assert cli(loaded, "restore", backup_id, "postgres", "--source", "s3", "--yes").returncode == 0
+    local_doc = json.loads(session.local.read_bytes(key))
+    assert sorted(local_doc["services"]) == ["cache", "postgres"] and "partial" not in local_doc
+    assert local_doc["services"]["cache"] == doc["services"]["cache"]
+    kv(session).set("version", "changed")
+    result = cli(loaded, "restore", backup_id, "cache", "--source", "local", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert kv(session).get("version") == b"one"
+
+    session.local.delete(key)  # a local file of another size is not the backup's: partial
+    truncated.write_bytes(truncated.read_bytes()[:-1])
+    assert cli(loaded, "restore", backup_id, "postgres", "--source", "s3", "--yes").returncode == 0
+    local_doc = json.loads(session.local.read_bytes(key))
+    assert list(local_doc["services"]) == ["postgres"] and local_doc["partial"] is True
