@@ -215,39 +215,56 @@ def backups_verify(as_json: JsonOpt = False) -> None:
 @backups_app.command("prune")
 def backups_prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show.")] = False,
                   as_json: JsonOpt = False) -> None:
-    """Apply the retention policy (daily/weekly/monthly) to local and S3 separately."""
+    """Apply the retention policy (daily/weekly/monthly) to local and S3 separately.
+
+    A store that fails does not stop the others: their reports are printed, the failure
+    is a warning (stderr, or an "error" in that store's JSON entry), and the exit code is 1.
+    """
     from reconciler.cli import output
 
     STATE.json = as_json
     reports = _prune_all(_session(), dry_run)
     if as_json:
         output.print_json(reports)
-        return
-    for report in reports:
-        verb = "would delete" if dry_run else "deleted"
-        typer.echo(f"{report['store']}: {verb} {len(report['deleted'])} files, kept {len(report['kept'])}.")
-        for key in report["deleted"]:
-            typer.echo(f"  - {key}")
+    else:
+        output.print_prune(reports, dry_run)
+    if any(report["error"] for report in reports):
+        raise typer.Exit(1)
 
 
 def _prune_after_backup(session, run) -> list[dict]:
-    """Retention after a backup; a failure to prune is a warning, never a failed backup."""
-    from reconciler.errors import ReconcileError
-
-    try:
-        return _prune_all(session, dry_run=False, with_s3=run.s3_status == "ok")
-    except ReconcileError as exc:
-        run.warnings.append(f"retention was not applied: {exc.message}")
-        return []
+    """Retention after a backup; a store that fails to prune is a warning, never a failed
+    backup, and never hides what was pruned in the other store."""
+    reports = _prune_all(session, dry_run=False, with_s3=run.s3_status == "ok")
+    for report in reports:
+        if report["error"]:
+            run.warnings.append(f"retention was not applied to {report['name']} "
+                                f"({report['store']}): {report['error']['message']}")
+    return reports
 
 
 def _prune_all(session, dry_run: bool, with_s3: bool = True) -> list[dict]:
-    from reconciler.storage.prune import prune_store
+    """One report per store, each pruned on its own: local deletions already made must be
+    reported even when S3 then fails, so a store's error lands in its own entry."""
+    names = ["local"] + (["s3"] if with_s3 and session.spec.backup.s3.enabled else [])
+    return [_prune_one(session, name, dry_run) for name in names]
 
-    stores = [session.local] + ([session.s3] if with_s3 and session.s3 is not None else [])
-    out = []
-    for store in stores:
+
+def _prune_one(session, name: str, dry_run: bool) -> dict:
+    from reconciler.errors import ReconcileError
+    from reconciler.storage.prune import PrunePartlyDone, prune_store
+
+    entry = {"name": name, "store": name, "dry_run": dry_run, "deleted": [],
+             "deleted_metadata": [], "kept": [], "error": None}
+    report = None
+    try:
+        store = session.local if name == "local" else session.s3  # opening S3 can fail too
+        entry["store"] = store.describe()
         report = prune_store(store, session.spec.backup.retention, dry_run=dry_run)
-        out.append({"store": report.store, "dry_run": dry_run, "deleted": report.deleted,
-                    "deleted_metadata": report.deleted_metadata, "kept": report.kept})
-    return out
+    except ReconcileError as exc:
+        entry["error"] = {"error": exc.ref, "message": exc.message, "hint": exc.hint}
+        report = exc.report if isinstance(exc, PrunePartlyDone) else None
+    if report is not None:
+        entry.update(store=report.store, deleted=report.deleted,
+                     deleted_metadata=report.deleted_metadata, kept=report.kept)
+    return entry

@@ -235,6 +235,27 @@ def print_problems(problems) -> None:
             console.print(Text.assemble(("  hint: ", "cyan"), problem.hint))
 
 
+def print_prune(reports: list[dict], dry_run: bool) -> None:
+    """Each store's outcome on stdout; a store that failed is a warning (with its hint) on
+    stderr, after what the other stores did, which is never hidden by it."""
+    from rich.text import Text
+
+    console, errors = stdout_console(), stderr_console()
+    verb = "would delete" if dry_run else "deleted"
+    for report in reports:
+        failure = report["error"]
+        if failure is None or report["deleted"]:
+            console.print(Text(f"{report['store']}: {verb} {len(report['deleted'])} files, "
+                               f"kept {len(report['kept'])}."))
+            for key in report["deleted"]:
+                console.print(Text(f"  - {key}"))
+        if failure is not None:
+            errors.print(Text.assemble(("warning", "bold yellow"), f"[{failure['error']}] ",
+                                       f"pruning the {report['name']} store failed: {failure['message']}"))
+            if failure["hint"]:
+                errors.print(Text.assemble(("  hint: ", "cyan"), failure["hint"]))
+
+
 def print_json_warnings(warnings: list[str], **extra) -> None:
     """In JSON mode, warnings that have no place in stdout's shape: one JSON object on stderr."""
     sys.stderr.write(json.dumps({"warnings": warnings, **extra}, default=str) + "\n")

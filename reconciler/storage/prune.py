@@ -7,7 +7,8 @@ come from the metadata, never from file mtimes (a copy or restore changes mtimes
 
 Deletion is conservative: data files first, then the metadata JSON of a backup only when
 this prune removed its last file in this store. Metadata that cannot be read, and files
-no metadata names, are reported and left alone.
+no metadata names, are reported and left alone. Metadata that is listed but gone when read
+was deleted meanwhile by another prune (its files went first): it is skipped, not reported.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
+from reconciler.errors import StorageError
 from reconciler.spec.models import Retention
 from reconciler.storage.base import METADATA_FOLDER, Store, metadata_key
 from reconciler.storage.retention import Decision, Snapshot, decide
@@ -90,20 +92,46 @@ class PruneReport:
 
 
 def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
-    """Every backup's metadata in ``store``; unreadable ones are returned, not raised."""
+    """Every backup's metadata in ``store``; unreadable ones are returned, not raised.
+
+    A store that fails to read (unreachable, permission denied) still raises.
+    """
     records: list[BackupRecord] = []
     unreadable: list[Unreadable] = []
     for item in store.list(f"{METADATA_FOLDER}/"):
         if not item.key.endswith(".json"):
             continue
+        raw = _read_unless_vanished(store, item.key)
+        if raw is None:
+            continue
         try:
-            doc = json.loads(store.read_bytes(item.key))
+            doc = json.loads(raw)
             if not isinstance(doc, Mapping):
                 raise ValueError("not a JSON object")
             records.append(BackupRecord.from_metadata(doc))
         except (ValueError, KeyError, TypeError) as exc:
             unreadable.append(Unreadable(item.key, str(exc)))
     return records, unreadable
+
+
+def _read_unless_vanished(store: Store, key: str) -> bytes | None:
+    """The file's bytes, or None when it was listed but is gone now: a prune running at the
+    same time deleted it, which is no reason to abort this one. Stores report a missing key
+    as a plain StorageError, so "gone" is asked of the store again rather than read from the
+    message; any other failure (or a store that cannot answer) is raised as it was."""
+    try:
+        return store.read_bytes(key)
+    except StorageError:
+        if _still_there(store, key):
+            raise
+        return None
+
+
+def _still_there(store: Store, key: str) -> bool:
+    try:
+        return store.exists(key)
+    except (StorageError, OSError):
+        return True  # cannot tell: treat the read failure as the real error
 
 
 def snapshots_by_service(records: Sequence[BackupRecord],
@@ -146,13 +174,33 @@ def prune(store: Store, records: Sequence[BackupRecord], retention: Retention,
     """
     present = {item.key for item in store.list()}
     decisions, doomed, emptied = plan_prune(records, present, retention)
-    if not dry_run:
-        for key in doomed:
-            store.delete(key)
-        for key in emptied:
-            store.delete(key)
-    return PruneReport(store.describe(), dry_run, decisions, doomed, emptied,
-                       _kept_keys(records, decisions), list(unreadable))
+    report = PruneReport(store.describe(), dry_run, decisions, [], [],
+                         _kept_keys(records, decisions), list(unreadable))
+    if dry_run:
+        report.deleted.extend(doomed)
+        report.deleted_metadata.extend(emptied)
+        return report
+    try:
+        for keys, done in ((doomed, report.deleted), (emptied, report.deleted_metadata)):
+            for key in keys:
+                store.delete(key)
+                done.append(key)
+    except StorageError as exc:
+        raise PrunePartlyDone(exc, report, len(doomed) + len(emptied)) from exc
+    return report
+
+
+class PrunePartlyDone(StorageError):
+    """A delete failed halfway: ``report`` says what was deleted before it, so the caller
+    can tell the operator (and a re-run finishes the job: deleting is idempotent)."""
+
+    def __init__(self, cause: StorageError, report: PruneReport, planned: int) -> None:
+        done = len(report.deleted) + len(report.deleted_metadata)
+        super().__init__(f"{cause.message} (after deleting {done} of {planned} files)",
+                         hint=f"{cause.hint}; then run `reconcile backups prune` again"
+                         if cause.hint else "run `reconcile backups prune` again",
+                         location=cause.location, ref=cause.ref)
+        self.report = report
 
 
 def _kept_keys(records: Sequence[BackupRecord], decisions: Mapping[str, Decision]) -> list[str]:
