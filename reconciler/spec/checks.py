@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from reconciler.errors import Location, SpecError
 from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec, Strategy
@@ -13,7 +15,7 @@ Locate = Callable[[tuple], Location]
 def cross_check(spec: Spec, locate: Locate) -> list[SpecError]:
     errors: list[SpecError] = []
     for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references,
-                  _backupable, _app_depends_only_known_profiles, _blue_green):
+                  _backupable, _app_depends_only_known_profiles, _blue_green, _retention):
         errors.extend(check(spec, locate))
     return errors
 
@@ -174,3 +176,37 @@ def _blue_green_problem(spec: Spec, name: str) -> tuple[str, str] | None:
         return (f"its proxy would be named {clash}, like another service's container",
                 "rename one of the two services")
     return None
+
+
+def _retention(spec: Spec, locate: Locate) -> list[SpecError]:
+    """What prune would refuse at every backup is refused here, once, with the place to fix."""
+    retention = spec.backup.retention
+    errors = []
+    if not retention.keeps_anything:
+        errors.append(SpecError(
+            "backup.retention keeps nothing: daily, weekly and monthly are all 0",
+            ref="spec.retention", location=locate(("backup", "retention")),
+            hint="keep at least one backup (e.g. daily: 7); to keep every backup, run "
+                 "`reconcile backup --no-prune`; to drop them all, delete them by hand"))
+    if not _is_zone(retention.timezone):
+        errors.append(SpecError(
+            "backup.retention.timezone is not a known time zone", ref="spec.timezone",
+            location=locate(("backup", "retention", "timezone")), hint=_zone_hint(retention.timezone)))
+    return errors
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as "Europe"
+        return False
+    return True
+
+
+def _zone_hint(name: str) -> str:
+    """The value is not echoed (it may be interpolated); a close zone name is offered."""
+    zones = sorted(available_timezones() | {"UTC"})
+    close = [zone for zone in zones if zone.lower() == name.lower()] or \
+        difflib.get_close_matches(name, zones, n=1, cutoff=0.8)
+    advice = "use an IANA name such as UTC or Europe/Berlin"
+    return f"did you mean {close[0]!r}? ({advice})" if close else advice

@@ -256,10 +256,17 @@ class S3Store(Frozen):
 
 
 class Retention(Frozen):
+    """Backups kept per period by prune; at least one count must be above 0."""
+
     daily: int = Field(7, ge=0)
     weekly: int = Field(4, ge=0)
     monthly: int = Field(12, ge=0)
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="IANA time zone name (e.g. UTC, Europe/Berlin) "
+                                             "in which days, weeks and months are counted.")
+
+    @property
+    def keeps_anything(self) -> bool:
+        return any(count > 0 for count in (self.daily, self.weekly, self.monthly))
 
 
 class BackupPolicy(Frozen):
