@@ -33,7 +33,7 @@ from tests.integration.apply_support import (
 )
 
 pytestmark = pytest.mark.engine
-KILL_POINTS = 14  # progress lines of a 15 → 17 apply (checked below)
+KILL_POINTS = 15  # progress lines of a 15 → 17 apply (checked below)
 
 
 def progress(events: list[dict]) -> list[dict]:

@@ -28,9 +28,12 @@ def local_keys(loaded, folder: str) -> list[str]:
 @pytest.mark.s3
 def test_prune_with_s3_down_prunes_and_reports_local_and_warns_about_s3(stack):  # noqa: F811
     loaded, _, _ = stack
+    before = []  # in the order taken (two in one second are …-HHMMSS and …-HHMMSS-2)
     for _ in range(3):  # same day: daily keeps the newest, "oldest (room)" the first
-        assert cli(loaded, "backup", "--no-prune").returncode == 0
-    before = local_keys(loaded, "postgres")
+        result = cli(loaded, "backup", "--no-prune", "--json")
+        assert result.returncode == 0, result.stderr
+        before.append(json.loads(result.stdout)["services"]["postgres"]["file"])
+    assert sorted(before) == local_keys(loaded, "postgres")
     down = {"S3_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
 
     result = cli(loaded, "backups", "prune", "--dry-run", "--json", env=down)
@@ -38,14 +41,14 @@ def test_prune_with_s3_down_prunes_and_reports_local_and_warns_about_s3(stack): 
     local, s3 = json.loads(result.stdout)
     assert local["error"] is None and local["deleted"] == [f"postgres/{before[1]}"]
     assert "cannot reach S3 endpoint" in s3["error"]["message"] and s3["error"]["hint"]
-    assert local_keys(loaded, "postgres") == before
+    assert local_keys(loaded, "postgres") == sorted(before)
 
     result = cli(loaded, "backups", "prune", env=down)
     assert result.returncode == 1
     assert f"deleted 1 files, kept 2.\n  - postgres/{before[1]}" in result.stdout
     assert "warning[storage] pruning the s3 store failed: cannot reach S3 endpoint" in result.stderr
     assert "hint:" in result.stderr
-    assert local_keys(loaded, "postgres") == [before[0], before[2]]
+    assert local_keys(loaded, "postgres") == sorted([before[0], before[2]])
     assert len(local_keys(loaded, "metadata")) == 2
 
     result = cli(loaded, "backups", "prune", "--json")  # S3 back: it is pruned in its turn
