@@ -288,7 +288,7 @@ class PostgresEngine(DockerBacked):
     def _verify(self, target: Target, expected: BackupStats, actual_db: dict[str, str]) -> VerifyReport:
         checks, present = [], set()
         for stats in expected.databases:
-            with _restore_errors(target, f"verifying database {stats.name}"), \
+            with _verify_errors(target, f"verifying database {stats.name}"), \
                     pg.connect(target, actual_db.get(stats.name, stats.name), autocommit=True) as conn:
                 found, names = pg.verify_database(conn, stats, stats.name)
             checks += found
@@ -438,4 +438,9 @@ def _backup_errors(target: Target, what: str) -> _DriverErrors:
 
 def _restore_errors(target: Target, what: str) -> _DriverErrors:
     return _DriverErrors(RestoreError, "restore.postgres", target, what,
+                   "is the server up and the password in the spec right? (reconcile health)")
+
+
+def _verify_errors(target: Target, what: str) -> _DriverErrors:
+    return _DriverErrors(RestoreError, "verify.postgres", target, what,
                    "is the server up and the password in the spec right? (reconcile health)")

@@ -380,12 +380,13 @@ def test_no_secret_in_errors_probes_or_stats(server):
     object.__setattr__(wrong, "password", PASSWORD + "-wrong")
     result = engine.probe(wrong)
     assert result.status is ProbeStatus.UNREACHABLE and PASSWORD not in repr(result)
-    for call in (lambda: engine.backup(wrong, io.BytesIO()),
-                 lambda: engine.estimate_size(wrong),
-                 lambda: engine.verify(wrong, stats)):
+    for call, ref in ((lambda: engine.backup(wrong, io.BytesIO()), "backup.postgres"),
+                      (lambda: engine.estimate_size(wrong), "backup.postgres"),
+                      (lambda: engine.verify(wrong, stats), "verify.postgres")):
         with pytest.raises(ReconcileError) as caught:
             call()
         assert PASSWORD not in str(caught.value) and "authentication failed" in str(caught.value)
+        assert caught.value.ref == ref
 
 
 def test_several_databases_share_one_stream_and_restore_each(server):
