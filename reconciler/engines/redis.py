@@ -8,7 +8,7 @@ the backup runs (DUMP answers nil) are skipped and counted.
 Speed: the server is the limit, so it must never wait for us. SCAN runs on a second
 connection in a thread, pages read ahead; DUMP + PTTL of several pages are in flight on
 the first while Python frames the replies of the oldest, parsed by hiredis (``resp``). A
-restore sends RESTOREs a batch ahead and checks the ``+OK``s as bytes.
+restore (``cacheload``) sends RESTOREs a batch ahead and checks the ``+OK``s as bytes.
 
 A restore FLUSHes the server first and is not atomic: the caller must have checked the
 file's checksum before calling it (the stores do), so a damaged file is refused before
@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import BinaryIO
 
-from reconciler.engines import cachefmt
+from reconciler.engines import cacheload, cachefmt
 from reconciler.engines.base import (
     BackupStats,
     ProbeResult,
@@ -45,8 +45,6 @@ from reconciler.spec.models import Kind
 SCAN_COUNT = 500
 SCAN_AHEAD = 2  # pages found, not yet dumped
 DUMP_DEPTH = 3  # pages whose DUMP + PTTL are in flight while the oldest is framed
-RESTORE_BATCH = 2000
-RESTORE_BATCH_BYTES = 4 * 1024 * 1024
 MEMORY_DEGRADED = 0.9
 _KEYSPACE = re.compile(r"^db(\d+):keys=(\d+),expires=(\d+)", re.MULTILINE)
 
@@ -110,8 +108,8 @@ class RedisEngine:
     def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
         started = time.monotonic()
         with _Errors(RestoreError, target, "restoring the cache"), _connect(target, 30.0) as conn:
-            _flush(conn)
-            restored, expiring, skipped = _restore_records(conn, stream)
+            cacheload.flush(conn, int(_info(conn, "memory").get("maxmemory", 0)))
+            restored, expiring, skipped = cacheload.restore_records(conn, stream)
             report = _check_counts(conn, restored, expiring)
         if not report.ok:
             raise RestoreError(f"the restored cache does not match the backup: {report.summary()}",
@@ -266,96 +264,6 @@ def _now_ms() -> int:
 def _dump_pttl(key: bytes) -> bytes:
     size = len(key)
     return b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n" % (size, key, size, key)
-
-
-# -- restore helpers ---------------------------------------------------------------------------
-
-def _flush(conn: RespConnection) -> None:
-    """Empty every db. The keyspace is empty when FLUSHALL returns either way; ASYNC leaves
-    freeing the old keys to the server's background thread, which on a million keys takes
-    the server's main thread half a second it can spend on the RESTOREs instead.
-
-    Not under ``maxmemory``: memory still held by keys being freed counts against it, and
-    the RESTOREs that follow could be refused as out of memory. A server that does not know
-    ASYNC gets a plain FLUSHALL.
-    """
-    if int(_info(conn, "memory").get("maxmemory", 0)) == 0:
-        try:
-            conn.call("FLUSHALL", "ASYNC")
-            return
-        except RespError:
-            pass
-    conn.call("FLUSHALL")
-
-
-def _restore_records(conn: RespConnection, stream: BinaryIO
-                     ) -> tuple[dict[int, int], dict[int, int], int]:
-    """Pipelined RESTORE in batches: keys restored and with a TTL per db, keys skipped as expired."""
-    restored: dict[int, int] = {}
-    expiring: dict[int, int] = {}
-    skipped, db = 0, 0
-    pipe = _Pipeline(conn)
-    try:
-        for item in cachefmt.read_batches(stream, RESTORE_BATCH, RESTORE_BATCH_BYTES):
-            if isinstance(item, cachefmt.Select):
-                pipe.collect()
-                db = item.db
-                conn.call("SELECT", db)
-                restored.setdefault(db, 0)
-                expiring.setdefault(db, 0)
-            elif isinstance(item, list):
-                commands, with_ttl, gone = _restore_commands(item, _now_ms())
-                pipe.send(commands)
-                restored[db] = restored.get(db, 0) + len(commands)
-                expiring[db] = expiring.get(db, 0) + with_ttl
-                skipped += gone
-    except cachefmt.CacheFormatError as exc:
-        raise RestoreError(f"the cache backup is unusable: {exc}", ref="restore.truncated",
-                           hint="restore another backup; the cache now holds only part of this one") from None
-    pipe.collect()
-    return restored, expiring, skipped
-
-
-def _restore_commands(records: list[cachefmt.Record], now: int) -> tuple[list[bytes], int, int]:
-    """RESTORE … REPLACE (ABSTTL when it expires) per record: (commands, with a TTL, expired).
-
-    A key whose absolute expiry has passed is left out, as the server would have dropped it.
-    """
-    commands = []
-    with_ttl = gone = 0
-    for key, value, expire in records:
-        if not expire:
-            commands.append(b"*5\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$1\r\n0\r\n$%d\r\n%s\r\n"
-                            b"$7\r\nREPLACE\r\n" % (len(key), key, len(value), value))
-        elif expire > now:
-            ttl = b"%d" % expire
-            commands.append(b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-                            b"$6\r\nABSTTL\r\n$7\r\nREPLACE\r\n"
-                            % (len(key), key, len(ttl), ttl, len(value), value))
-            with_ttl += 1
-        else:
-            gone += 1
-    return commands, with_ttl, gone
-
-
-class _Pipeline:
-    """Keeps one batch in flight: batch n+1 is sent before the replies of batch n are read."""
-
-    def __init__(self, conn: RespConnection) -> None:
-        self.conn = conn
-        self.in_flight = 0
-
-    def send(self, batch: list[bytes]) -> None:
-        if batch:
-            self.conn.send_raw(b"".join(batch))
-        self.collect()
-        self.in_flight = len(batch)
-
-    def collect(self) -> None:
-        errors = self.conn.read_ok(self.in_flight) if self.in_flight else []
-        self.in_flight = 0
-        if errors:
-            raise RespError(f"RESTORE failed: {errors[0].message}")
 
 
 # -- shared --------------------------------------------------------------------------------------
