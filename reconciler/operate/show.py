@@ -71,7 +71,8 @@ def print_status(data: dict) -> None:
                       row["uptime"] or "-", str(row["restarts"]) if row["restarts"] is not None else "-",
                       _when(row["last_backup"]["local"]), _when(row["last_backup"]["s3"]),
                       _when(row["last_apply"]))
-    print_table(table)
+    console = stdout_console()
+    print_table(table, console)
     last = data.get("last_apply")
     if last:
         console.print(Text(f"last apply {last['apply_id']}: {last['result']} at {last['started']}"

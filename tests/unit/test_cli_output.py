@@ -86,8 +86,11 @@ def test_piped_status_keeps_long_image_names_whole(capsys):
     rows = [{"service": name, "profile": "app", "image": image, "state": "running", "health": "healthy",
              "uptime": "3h 12m", "restarts": 0, "last_backup": when, "last_apply": "2026-11-29T03:40:00Z"}
             for name in ("api", "worker")]
-    print_status({"project": "healthcare", "services": rows})
+    last = {"apply_id": "20261129T041209Z-4fe217", "result": "ok", "started": "2026-11-29T04:12:09Z",
+            "duration_s": 10.1}
+    print_status({"project": "healthcare", "services": rows, "last_apply": last, "warnings": ["w"]})
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 + len(rows)  # title, header, one line per service
-    assert all(image in line for line in lines[2:])
+    assert len(lines) == 2 + len(rows) + 2  # title, header, one line per service, last apply, warning
+    assert all(image in line for line in lines[2:4])
+    assert lines[4].startswith("last apply 20261129T041209Z-4fe217: ok") and lines[5] == "warning: w"
     assert "…" not in "".join(lines)
