@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler import dockerio
-from reconciler.engines import fifo, pgformat, pgglobals, pgload, pgsplit
+from reconciler.engines import fifo, pgformat, pgglobals, pgload, pgsplit, pgswap
 from reconciler.engines import pgcatalog as pg
 from reconciler.engines.base import (
     BackupStats,
@@ -42,11 +42,11 @@ from reconciler.engines.base import (
     failure_detail,
     postgres_databases,
 )
+from reconciler.engines.pgswap import staging_name
 from reconciler.errors import BackupError, RestoreError
 from reconciler.spec.models import Kind
 
 CONNECTIONS_DEGRADED = 0.8
-STAGING_SUFFIX = "__reconcile_restore"
 # Each psql session of a restore: no per-statement WAL flush worth waiting for (the staging
 # database is thrown away on any failure anyway), and index builds get memory enough to
 # sort in one pass.
@@ -195,7 +195,8 @@ class PostgresEngine(DockerBacked):
         staging = staging_name(db)
         with _restore_errors(target, f"creating staging database for {db}"), \
                 _admin(target, db) as admin:
-            _drop_database(admin, staging)
+            pgswap.recover(admin, db)  # a restore killed between its renames: undo that first
+            pgswap.drop_database(admin, staging)
             admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {}")
                           .format(sql.Identifier(staging), sql.Identifier(target.user),
                                   sql.Literal(encoding)))
@@ -263,16 +264,19 @@ class PostgresEngine(DockerBacked):
     def _swap_all(self, target: Target, loaded: list[str]) -> None:
         for db in loaded:
             with _restore_errors(target, f"replacing database {db}"), _admin(target, db) as admin:
-                _drop_database(admin, db)
-                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(staging_name(db)), sql.Identifier(db)))
+                try:
+                    pgswap.swap(admin, db)
+                except pgswap.SwapError as exc:
+                    raise RestoreError(f"{exc}: the restore failed while renaming the new copy into place",
+                                       ref="restore.swap", hint="run the restore again (it puts "
+                                       f"{exc.retired} back first), or rename it by hand") from None
 
     def _drop_staging(self, target: Target, names: list[str]) -> None:
         """Best effort: a failed restore should not leave a staging copy filling the disk."""
         for db in names:
             try:
                 with _admin(target, db) as admin:
-                    _drop_database(admin, staging_name(db))
+                    pgswap.drop_database(admin, staging_name(db))
             except psycopg.Error:
                 pass
 
@@ -311,10 +315,6 @@ def check_dump_complete(tail: bytes, db: str) -> None:
         raise BackupError(f"the dump of database {db} is incomplete (no completion marker)",
                           ref="backup.truncated",
                           hint="pg_dump stopped early or its output was cut; the dump is discarded")
-
-
-def staging_name(db: str) -> str:
-    return (db.encode()[:63 - len(STAGING_SUFFIX)].decode("utf-8", "ignore")) + STAGING_SUFFIX
 
 
 class _Progress:
@@ -389,14 +389,6 @@ def _discard(_: bytes) -> None:
 def _admin(target: Target, db: str) -> psycopg.Connection:
     """A maintenance connection that is not to ``db`` (which may be dropped or renamed)."""
     return pg.connect(target, "template1" if db == "postgres" else "postgres", autocommit=True)
-
-
-def _drop_database(admin: psycopg.Connection, db: str) -> None:
-    """Terminate connections and drop; ``WITH (FORCE)`` closes the race on PostgreSQL 13+."""
-    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                  "WHERE datname = %s AND pid <> pg_backend_pid()", (db,))
-    force = sql.SQL(" WITH (FORCE)") if admin.info.server_version >= 130000 else sql.SQL("")
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(db), force))
 
 
 def _ms(started: float) -> float:

@@ -7,7 +7,8 @@ import io
 import pytest
 
 from reconciler.engines import pgformat
-from reconciler.engines.postgres import check_dump_complete, staging_name
+from reconciler.engines.pgswap import staging_name
+from reconciler.engines.postgres import check_dump_complete
 from reconciler.errors import BackupError
 
 BODY = b"--\n-- PostgreSQL database dump\n--\n\nCOPY public.t (id) FROM stdin;\n1\n2\n\\.\n\n"
