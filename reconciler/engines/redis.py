@@ -109,7 +109,10 @@ class RedisEngine:
         started = time.monotonic()
         with _Errors(RestoreError, target, "restoring the cache"), _connect(target, 30.0) as conn:
             cacheload.flush(conn, int(_info(conn, "memory").get("maxmemory", 0)))
-            restored, expiring, skipped = cacheload.restore_records(conn, stream)
+            try:
+                restored, expiring, skipped = cacheload.restore_records(conn, stream)
+            except BaseException as exc:  # noqa: BLE001 - re-raised, saying what state the cache is in
+                raise _partly_restored(exc, target) from None
             report = _check_counts(conn, restored, expiring)
         if not report.ok:
             raise RestoreError(f"the restored cache does not match the backup: {report.summary()}",
@@ -311,6 +314,16 @@ def _describe(exc: BaseException, target: Target) -> str:
 
 def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
+
+
+def _partly_restored(exc: BaseException, target: Target) -> RestoreError:
+    """After the flush the cache holds only what was loaded so far: the error says so."""
+    state = "the cache was emptied for the restore and is only partly refilled"
+    if isinstance(exc, RestoreError):  # the backup itself is at fault: its hint says what to do
+        return RestoreError(f"{state}: {exc.message}", ref=exc.ref, hint=exc.hint)
+    cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else _describe(exc, target)
+    return RestoreError(f"{state}: {cause}", ref="restore.cache-partial",
+                        hint="run the restore again: it empties the cache and loads every key of the backup")
 
 
 class _Errors:

@@ -228,3 +228,26 @@ def test_wrong_password_is_reported_without_the_secret(cache):
         assert engine.probe(right).status is ProbeStatus.HEALTHY
     finally:
         redis.Redis(host=target.host, port=6379, password=secret).config_set("requirepass", "")
+
+
+def test_a_restore_cut_short_says_the_cache_is_partly_refilled(cache):
+    target, engine, conn = cache
+    conn.mset({f"k{i}": "v" * 100 for i in range(5000)})
+    stats, written, stored = backup(engine, target)
+
+    class Dying(io.BytesIO):
+        """The stream of a restore whose reader dies partway (the connection, Ctrl-C…)."""
+
+        def read(self, size=-1):
+            if self.tell() > len(stored) // 2:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            return super().read(min(size, 4096) if size and size > 0 else 4096)
+
+    with pytest.raises(RestoreError) as caught:
+        engine.restore(target, DecompressingReader(Dying(stored), Compression.ZSTD, written.sha256), stats)
+    assert caught.value.ref == "restore.cache-partial"
+    assert "emptied for the restore and is only partly refilled" in caught.value.message
+    assert "run the restore again" in caught.value.hint
+    assert conn.dbsize() < 5000
+    restore(engine, target, stored, written, stats)  # and a second run brings every key back
+    assert conn.dbsize() == 5000
