@@ -61,6 +61,9 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
     local = session.local
     local.ensure_root()
     local.check_writable()
+    if removed := local.sweep_leftovers():
+        progress(f"removed {len(removed)} files an interrupted backup left: {', '.join(removed[:3])}"
+                 + (" …" if len(removed) > 3 else ""))
     estimates = {s: session.engine(s).estimate_size(t) for s, t in targets.items()}
     local.free_space_check(sum(estimates.values()), f"the backup of {', '.join(services)}")
     expected = _expected_sizes(session, estimates)

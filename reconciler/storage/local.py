@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from reconciler.errors import StorageError
+from reconciler.storage import leftovers
 from reconciler.storage.base import (
     PARTIAL_MARKER,
     Advance,
@@ -147,7 +148,8 @@ class LocalStore:
     def reserve(self, key: str) -> Path | None:
         """Claim ``key`` for a file still to be written: a hidden marker beside it, created
         only if neither the marker nor ``key`` exists. None when it is taken. The caller
-        removes the marker with ``release`` once ``key`` is written (or given up)."""
+        removes the marker with ``release`` once ``key`` is written (or given up). The marker
+        names its owner (``leftovers.owner``), so a claim whose process died can be told."""
         final = self._prepare(key)
         marker = final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
         if final.exists():
@@ -158,7 +160,10 @@ class LocalStore:
             return None
         except OSError as exc:
             raise os_error(exc, "create", marker) from exc
-        os.close(fd)
+        try:
+            os.write(fd, leftovers.owner())
+        finally:
+            os.close(fd)
         if final.exists():  # written between the two looks
             marker.unlink(missing_ok=True)
             return None
@@ -167,6 +172,13 @@ class LocalStore:
     @staticmethod
     def release(marker: Path) -> None:
         marker.unlink(missing_ok=True)
+
+    def sweep_leftovers(self) -> list[str]:
+        """Remove what backups killed outright left behind (``leftovers``); their keys."""
+        if not self.root.is_dir():
+            return []
+        removed = self._guard("clean up", self.root, lambda: leftovers.sweep(self.root))
+        return [path.relative_to(self.root).as_posix() for path in removed]
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing file is not an error, so prune can be re-run."""

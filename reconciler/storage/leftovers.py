@@ -1,0 +1,106 @@
+"""What a backup killed outright (SIGKILL, power loss) leaves in the local folder, and
+removing it on the next run.
+
+A backup claims its id with a hidden marker beside its metadata (``LocalStore.reserve``)
+that names its process; it writes each file under a hidden temporary name, renames it
+into place, and records the metadata last. Killed halfway, it leaves the marker, maybe a
+temporary file, maybe whole files no metadata names: never used, and never removed by
+retention (which goes by metadata). A claim is abandoned when its process is gone (same
+host) or it is older than ``CLAIM_MAX_AGE`` (another host's); then its temporary files, its
+unrecorded files and the marker are removed. Temporary files no claim covers (an
+interrupted download) go when untouched for ``TEMP_MAX_AGE``. A backup that is still
+running is never touched: its process is alive and its files are written to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+from reconciler.storage.base import METADATA_FOLDER, PARTIAL_MARKER
+
+CLAIM_MAX_AGE = 7 * 24 * 3600
+TEMP_MAX_AGE = 3600
+_CLAIM = re.compile(r"^\.backup-(?P<id>.+)\.json" + re.escape(PARTIAL_MARKER) + r"reserved$")
+_TEMP = re.compile(r"^\.(?P<name>.+)" + re.escape(PARTIAL_MARKER) + r"[0-9a-f]+$")
+
+
+def owner() -> bytes:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+
+
+def sweep(root: Path, now: float | None = None) -> list[Path]:
+    """Remove what abandoned backups left below ``root``; returns what was removed."""
+    now = time.time() if now is None else now
+    metadata = root / METADATA_FOLDER
+    if not metadata.is_dir():
+        return []
+    removed: list[Path] = []
+    dead_ids = set()
+    for marker in metadata.iterdir():
+        found = _CLAIM.match(marker.name)
+        if found and _abandoned(marker, now):
+            dead_ids.add(found["id"])
+    for folder in [p for p in root.iterdir() if p.is_dir()]:
+        for path in folder.iterdir():
+            if _leftover(path, folder == metadata, dead_ids, now):
+                removed.append(path)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _leftover(path: Path, in_metadata: bool, dead_ids: set[str], now: float) -> bool:
+    name = path.name
+    if in_metadata:
+        found = _CLAIM.match(name)
+        return bool(found and found["id"] in dead_ids)
+    temp = _TEMP.match(name)
+    if temp:
+        return _of(temp["name"], dead_ids) or _age(path, now) > TEMP_MAX_AGE
+    if _of(name, dead_ids):  # a whole file whose backup died before recording it
+        return not (path.parent.parent / METADATA_FOLDER / f"backup-{_id_of(name, dead_ids)}.json").exists()
+    return False
+
+
+def _of(name: str, ids: set[str]) -> bool:
+    return _id_of(name, ids) is not None
+
+
+def _id_of(name: str, ids: set[str]) -> str | None:
+    """The id among ``ids`` a data file ``<service>-<id>.<ext>`` belongs to."""
+    for backup_id in ids:
+        if f"-{backup_id}." in name:
+            return backup_id
+    return None
+
+
+def _abandoned(marker: Path, now: float) -> bool:
+    try:
+        holder = json.loads(marker.read_bytes() or b"{}")
+    except (OSError, ValueError):
+        holder = {}
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return not _alive(holder["pid"])
+    return _age(marker, now) > CLAIM_MAX_AGE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
