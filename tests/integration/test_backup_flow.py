@@ -258,3 +258,22 @@ def test_backups_list_with_nothing_readable_does_not_say_no_backups_yet(stack, w
     assert result.returncode == 1
     assert "No backups yet" not in result.stdout and "No backups in the local store." in result.stdout
     assert "warning[storage]" in result.stderr
+
+
+def test_an_interrupted_s3_copy_is_recorded_as_failed_not_pending(stack, monkeypatch):
+    """Ctrl-C during the upload: the local backup is whole and its record says S3 failed."""
+    from reconciler.backup import run as backup_run
+    from reconciler.storage.s3 import S3Store
+
+    loaded, session, _ = stack
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S3Store, "put", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        backup_run.backup_services(session, ["postgres"])
+    [key] = [o.key for o in session.local.list("metadata/")]
+    doc = json.loads(session.local.read_bytes(key))
+    assert doc["storage"] == {"local": "ok", "s3": "failed"} and doc["verified"] is True
+    assert doc["s3_error"] == "interrupted during the S3 copy"
