@@ -136,6 +136,7 @@ def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], p
         return
     try:
         store = session.s3
+        _abort_stale_uploads(store, progress)
         for entry in entries:
             progress(f"copying {entry.key} to S3")
             with meter.task(f"uploading {entry.service}", entry.size) as task:
@@ -152,6 +153,17 @@ def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], p
     except KeyboardInterrupt:  # the local backup is whole: say so in its record, not "pending"
         _record(session, run, entries, "failed", "interrupted during the S3 copy")
         raise
+
+
+def _abort_stale_uploads(store, progress: Progress) -> None:
+    """Uploads of backups killed mid-copy, still billed by the provider; best effort (a
+    store that refuses the listing is no reason to fail this backup's copy)."""
+    try:
+        aborted = store.abort_stale_uploads()
+    except ReconcileError:
+        return
+    if aborted:
+        progress(f"aborted {len(aborted)} unfinished S3 uploads of interrupted backups")
 
 
 def _with_s3_path(session: Session, entry: ServiceEntry) -> ServiceEntry:

@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,6 +47,7 @@ from reconciler.storage.s3errors import (
 
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
+STALE_UPLOAD_AGE = 24 * 3600  # a multipart upload older than this is abandoned
 META_SHA256 = "sha256"
 T = TypeVar("T")
 
@@ -210,6 +212,28 @@ class S3Store:
 
         self._call("list", self.prefix + prefix or "/", walk)
         return sorted(found, key=lambda item: item.key)
+
+    def abort_stale_uploads(self, older_than: float = STALE_UPLOAD_AGE) -> list[str]:
+        """Abort multipart uploads under our prefix begun more than ``older_than`` seconds ago.
+
+        An upload whose process was killed stays in the bucket, unseen by listings, and
+        providers charge for its parts until it is aborted. Returns the keys aborted.
+        """
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
+        aborted: list[str] = []
+
+        def sweep() -> None:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        self._client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                            UploadId=upload["UploadId"])
+                        aborted.append(upload["Key"][len(self.prefix):])
+
+        self._call("clean up unfinished uploads under", self.prefix or "/", sweep)
+        return aborted
 
     # -- lab -------------------------------------------------------------------------
 
