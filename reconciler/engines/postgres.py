@@ -430,7 +430,8 @@ def _backup_errors(target: Target, what: str) -> _DriverErrors:
 
 def _restore_errors(target: Target, what: str) -> _DriverErrors:
     return _DriverErrors(RestoreError, "restore.postgres", target, what,
-                   "is the server up and the password in the spec right? (reconcile health)")
+                   "the current database is unchanged (the restore works on a copy); check the "
+                   "server and the password in the spec (reconcile health), then restore again")
 
 
 def _verify_errors(target: Target, what: str) -> _DriverErrors:

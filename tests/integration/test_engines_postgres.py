@@ -247,6 +247,7 @@ def test_a_row_the_server_refuses_fails_the_parallel_load_and_changes_nothing(se
     with pytest.raises(RestoreError) as caught:
         restore(engine, target, raw.getvalue(), written, stats)
     assert caught.value.ref == "restore.postgres" and "not-a-number" in caught.value.message
+    assert caught.value.hint.startswith("the current database is unchanged")
     assert fingerprints(target) == current
     with connect(target, "postgres") as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE "
