@@ -66,7 +66,7 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
                  + (" …" if len(removed) > 3 else ""))
     estimates = {s: session.engine(s).estimate_size(t) for s, t in targets.items()}
     local.free_space_check(sum(estimates.values()), f"the backup of {', '.join(services)}")
-    expected = _expected_sizes(session, estimates)
+    expected = estimates if meter is NO_METER else _expected_sizes(session, estimates)
     taken_at = datetime.now(UTC)
     backup_id, serial, claim = _claim_id(session, taken_at)
     entries: list[ServiceEntry] = []
