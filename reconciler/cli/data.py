@@ -27,8 +27,8 @@ _BACKUP_ID = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{6}(-\d+)?$")
 
 
 def _check_request(session, command: str, backup_id: str, services: list[str] | None) -> None:
-    """Catch two slips before any store is read: a service the spec does not have, and a
-    service name given where the backup id goes (``verify postgres``)."""
+    """Catch slips before any store is read: a service the spec does not have, one that keeps
+    no data, and a service name given where the backup id goes (``verify postgres``)."""
     from reconciler.errors import ReconcileError
     from reconciler.spec.models import BACKUPABLE_KINDS
 
