@@ -56,13 +56,11 @@ def sweep(root: Path, now: float | None = None) -> list[Path]:
 
 def _leftover(path: Path, in_metadata: bool, dead_ids: set[str], now: float) -> bool:
     name = path.name
-    if in_metadata:
-        found = _CLAIM.match(name)
-        return bool(found and found["id"] in dead_ids)
-    temp = _TEMP.match(name)
-    if temp:
+    if claim := _CLAIM.match(name):
+        return claim["id"] in dead_ids
+    if temp := _TEMP.match(name):
         return _of(temp["name"], dead_ids) or _age(path, now) > TEMP_MAX_AGE
-    if _of(name, dead_ids):  # a whole file whose backup died before recording it
+    if not in_metadata and _of(name, dead_ids):  # a whole file its dead backup never recorded
         return not (path.parent.parent / METADATA_FOLDER / f"backup-{_id_of(name, dead_ids)}.json").exists()
     return False
 

@@ -59,7 +59,10 @@ def test_an_old_untouched_temp_file_goes_a_fresh_one_stays(tmp_path):
     old, fresh = folder / ".postgres-x.sql.zst.partial-0a1b", folder / ".postgres-y.sql.zst.partial-2c3d"
     old.write_bytes(b"download cut off")
     fresh.write_bytes(b"download running")
+    old_metadata = store.root / "metadata" / ".backup-x.json.partial-9e8f"  # an atomic write cut off
+    old_metadata.write_bytes(b"{")
     stale = time.time() - TEMP_MAX_AGE - 60
-    os.utime(old, (stale, stale))
-    assert sweep(store.root) == [old]
+    for path in (old, old_metadata):
+        os.utime(path, (stale, stale))
+    assert sorted(sweep(store.root)) == sorted([old, old_metadata])
     assert fresh.exists()
