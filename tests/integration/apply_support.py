@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest_s3 import free_port
+from tests.conftest_s3 import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SPEC = ROOT / "specs" / "lab.yaml"
@@ -53,8 +53,8 @@ def lab_env(project: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "NO_COLOR": "1", "LAB_PROJECT": project,
            "LAB_STATE_DIR": str(tmp_path / "state"), "LAB_BACKUP_DIR": str(tmp_path / "backups"),
            "S3_ENABLED": "false"}
-    for name in ("LAB_PG_PORT", "LAB_REDIS_PORT", "LAB_VIDEO_PORT", "LAB_API_PORT"):
-        env[name] = str(free_port())
+    names = ("LAB_PG_PORT", "LAB_REDIS_PORT", "LAB_VIDEO_PORT", "LAB_API_PORT")
+    env |= {name: str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
     env.update(extra)
     return env
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.engines.resp import RespConnection
-from tests.conftest_s3 import free_port
+from tests.conftest_s3 import free_ports
 from tests.integration.apply_support import ROOT, psql, show
 
 SPEC = """\
@@ -174,8 +174,8 @@ class Stack:
         self.env = {**os.environ, "NO_COLOR": "1", "LAB_PROJECT": project,
                     "LAB_STATE_DIR": str(self.state), "LAB_BACKUP_DIR": str(root / "backups"),
                     "S3_ENABLED": "false", "RECONCILE_HEAL_BACKOFF": "0.1"}
-        for name in ("LAB_PG_PORT", "LAB_REDIS_PORT", "LAB_VIDEO_PORT", "LAB_API_PORT"):
-            self.env[name] = str(free_port())
+        names = ("LAB_PG_PORT", "LAB_REDIS_PORT", "LAB_VIDEO_PORT", "LAB_API_PORT")
+        self.env |= {name: str(port) for name, port in zip(names, free_ports(len(names)), strict=True)}
         self.spec = self.write_spec("stack.yaml")
 
     # -- specs and the CLI ---------------------------------------------------------------------
