@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from reconciler.engines.base import BackupStats
 from reconciler.errors import RestoreError
 from reconciler.storage.base import metadata_key
-from reconciler.storage.prune import parse_timestamp
+from reconciler.storage.prune import parse_timestamp, read_unless_vanished
 
 
 def new_backup_id(moment: datetime) -> str:
@@ -76,8 +76,11 @@ def load_all(store) -> list[dict]:
     for obj in store.list("metadata/"):
         if not obj.key.endswith(".json"):
             continue
+        raw = read_unless_vanished(store, obj.key)  # pruned since it was listed: skipped
+        if raw is None:
+            continue
         try:
-            doc = json.loads(store.read_bytes(obj.key))
+            doc = json.loads(raw)
             parse_timestamp(doc.get("timestamp"))
         except (ValueError, TypeError):
             continue

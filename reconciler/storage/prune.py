@@ -101,7 +101,7 @@ def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
     for item in store.list(f"{METADATA_FOLDER}/"):
         if not item.key.endswith(".json"):
             continue
-        raw = _read_unless_vanished(store, item.key)
+        raw = read_unless_vanished(store, item.key)
         if raw is None:
             continue
         try:
@@ -114,7 +114,7 @@ def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
     return records, unreadable
 
 
-def _read_unless_vanished(store: Store, key: str) -> bytes | None:
+def read_unless_vanished(store: Store, key: str) -> bytes | None:
     """The file's bytes, or None when it was listed but is gone now: a prune running at the
     same time deleted it, which is no reason to abort this one. Stores report a missing key
     as a plain StorageError, so "gone" is asked of the store again rather than read from the
