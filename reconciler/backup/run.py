@@ -120,7 +120,7 @@ def _backup_one(session: Session, service: str, target, taken_at: datetime, seri
     compression = session.spec.backup.compression
     key = data_key(service, taken_at, "." + compressed_name(engine.file_extension, compression), serial)
     with session.local.open_for_write(key, replace=False) as out:
-        writer = CompressingWriter(out, compression)
+        writer = CompressingWriter(out, compression, engine.zstd)
         stats = engine.backup(target, CountingWriter(writer, task))
         written = writer.finish()
     session.local.verify(key, written.sha256)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from reconciler.engines.compress import ZstdTuning
 from reconciler.engines.tarscan import TreeDigest
 from reconciler.spec.models import Kind, Service
 
@@ -290,6 +291,7 @@ class DataEngine(Protocol):
     """
 
     file_extension: str
+    zstd: ZstdTuning  # how hard to compress this kind's stream
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult: ...
 

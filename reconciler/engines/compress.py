@@ -8,7 +8,8 @@ corrupt or truncated file can never be restored as if it were whole.
 
 zstd level 3, multi-threaded, is the default: on a 2-core machine it is several times
 faster than gzip -6 for a slightly better ratio; gzip stays selectable for the seed's
-``.sql.gz`` files, which any ``gunzip`` can read.
+``.sql.gz`` files, which any ``gunzip`` can read. An engine may ask for lighter zstd work
+(``ZstdTuning``) when its stream gains nothing from more: the file format is the same.
 """
 
 from __future__ import annotations
@@ -24,9 +25,24 @@ from reconciler.errors import RestoreError
 from reconciler.spec.models import Compression
 
 CHUNK = 1024 * 1024
-DEFAULT_LEVEL = {Compression.ZSTD: 3, Compression.GZIP: 6}
+GZIP_LEVEL = 6
 EXTENSION = {Compression.ZSTD: "zst", Compression.GZIP: "gz"}
 _GZIP_WBITS = 31  # zlib's "gzip container" mode: header and CRC trailer gunzip expects
+
+
+@dataclass(frozen=True)
+class ZstdTuning:
+    """How hard zstd works on one engine's stream; any level reads back the same way."""
+
+    level: int = 3
+    threads: int = -1  # -1: a worker per core; 0: in the writing thread, no workers
+
+
+ZSTD_DEFAULT = ZstdTuning()
+# Streams that are mostly compressed or random already (the cache's DUMP payloads, which
+# Redis LZF-compresses): level 1 stores them as small as level 3 does at half the CPU, and
+# with no worker threads the backup does not take a core from the server it reads.
+ZSTD_LIGHT = ZstdTuning(level=1, threads=0)
 
 
 @dataclass(frozen=True)
@@ -61,17 +77,16 @@ class CompressingWriter:
     """
 
     def __init__(self, dest: BinaryIO, compression: Compression = Compression.ZSTD,
-                 level: int | None = None, threads: int = -1) -> None:
+                 zstd: ZstdTuning = ZSTD_DEFAULT) -> None:
         self.compression = compression
         self.raw_size = 0
         self._sink = _HashingSink(dest)
         self._result: Written | None = None
-        level = DEFAULT_LEVEL[compression] if level is None else level
         if compression is Compression.ZSTD:
-            cctx = zstandard.ZstdCompressor(level=level, threads=threads)
+            cctx = zstandard.ZstdCompressor(level=zstd.level, threads=zstd.threads)
             self._zstd = cctx.stream_writer(self._sink, write_size=CHUNK, closefd=False)
         else:
-            self._zlib = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+            self._zlib = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
 
     def write(self, data: bytes) -> int:
         if self._result is not None:

@@ -19,6 +19,7 @@ from reconciler.engines.base import (
     Target,
     VerifyReport,
 )
+from reconciler.engines.compress import ZSTD_DEFAULT
 from reconciler.engines.volume import container_probe
 from reconciler.errors import BackupError, RestoreError
 
@@ -27,6 +28,7 @@ BODY_LIMIT = 4096
 
 class HttpEngine(DockerBacked):
     file_extension = ""
+    zstd = ZSTD_DEFAULT  # never used: nothing to back up
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
         check = target.service.health.http

@@ -42,6 +42,7 @@ from reconciler.engines.base import (
     failure_detail,
     postgres_databases,
 )
+from reconciler.engines.compress import ZSTD_DEFAULT
 from reconciler.engines.pgswap import staging_name
 from reconciler.errors import BackupError, RestoreError
 from reconciler.spec.models import Kind
@@ -62,6 +63,7 @@ _CHUNK = 1024 * 1024
 
 class PostgresEngine(DockerBacked):
     file_extension = "sql"
+    zstd = ZSTD_DEFAULT
 
     # -- probe -------------------------------------------------------------------------------
 

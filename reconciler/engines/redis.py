@@ -35,6 +35,7 @@ from reconciler.engines.base import (
     VerifyCheck,
     VerifyReport,
 )
+from reconciler.engines.compress import ZSTD_LIGHT
 from reconciler.engines.resp import ReplyError, RespConnection, RespError
 from reconciler.errors import BackupError, RestoreError
 from reconciler.spec.models import Kind
@@ -51,6 +52,7 @@ _KEYSPACE = re.compile(r"^db(\d+):keys=(\d+),expires=(\d+)", re.MULTILINE)
 
 class RedisEngine:
     file_extension = "redis-dump"
+    zstd = ZSTD_LIGHT  # DUMP payloads: level 3 stores them no smaller (compress.ZSTD_LIGHT)
 
     def __init__(self, client=None) -> None:
         self._client = client  # unused: the cache is reached over TCP only

@@ -34,6 +34,7 @@ from reconciler.engines.base import (
     failure_detail,
     one_line,
 )
+from reconciler.engines.compress import ZSTD_DEFAULT
 from reconciler.engines.tarscan import (
     ASPECTS,
     TarScanner,
@@ -49,6 +50,7 @@ _WIPE = 'for d in "$@"; do rm -rf "$d"/* "$d"/.[!.]* "$d"/..?*; done'
 
 class VolumeEngine(DockerBacked):
     file_extension = "tar"
+    zstd = ZSTD_DEFAULT
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
         return container_probe(self.client, target)

@@ -10,7 +10,13 @@ import os
 import pytest
 import zstandard
 
-from reconciler.engines.compress import CompressingWriter, DecompressingReader, compressed_name
+from reconciler.engines.compress import (
+    ZSTD_DEFAULT,
+    ZSTD_LIGHT,
+    CompressingWriter,
+    DecompressingReader,
+    compressed_name,
+)
 from reconciler.errors import RestoreError
 from reconciler.spec.models import Compression
 
@@ -41,6 +47,19 @@ def test_round_trip_and_digest_of_stored_bytes(compression):
     assert written.size == len(stored)
     assert written.sha256 == hashlib.sha256(stored).hexdigest()
     assert read_all(stored, compression, "sha256:" + written.sha256) == DATA
+
+
+@pytest.mark.parametrize("tuning", [ZSTD_DEFAULT, ZSTD_LIGHT])
+def test_every_zstd_tuning_writes_the_same_format(tuning):
+    """An engine's lighter zstd work (the cache's) is read back by the one reader and by zstd."""
+    dest = io.BytesIO()
+    writer = CompressingWriter(dest, Compression.ZSTD, tuning)
+    writer.write(DATA)
+    written = writer.finish()
+    stored = dest.getvalue()
+    assert written.size < len(DATA) // 2
+    assert read_all(stored, Compression.ZSTD, written.sha256) == DATA
+    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored)).read() == DATA
 
 
 def test_files_open_with_the_standard_tools():
