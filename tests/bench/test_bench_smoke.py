@@ -37,7 +37,7 @@ def test_apply_benchmark_smoke():
 
 
 def test_backup_benchmark_smoke():
-    out = run_bench("backup.py", "--db-mb", "4", "--keys", "3000", timeout=900)
+    out = run_bench("backup.py", "--db-mb", "4", "--keys", "3000", "--runs", "2", timeout=900)
     for case in ("pg_dump + gzip", "pg_dump > /dev/null", "gunzip into psql", "redis-cli --rdb"):
         assert case in out, out
     assert RATIO.search(out), out
