@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -53,13 +54,23 @@ def _check_request(session, command: str, backup_id: str, services: list[str] | 
 
 def _say(as_json: bool):
     """A progress callback: a line on stderr for people, nothing in JSON mode; and the
-    meter for long transfers: bars on the same console when it is a terminal."""
+    meter for long transfers: bars on the same console when it is a terminal. Messages
+    are printed as they are (a file name in brackets is not rich markup), and off a
+    terminal without rich at all, which a scheduled backup would only wait to import."""
+    from reconciler.backup.meter import NO_METER
+
+    if as_json:
+        return (lambda _msg: None), NO_METER
+    if not sys.stderr.isatty():
+        def plain(msg: str) -> None:
+            sys.stderr.write(f"… {msg}\n")
+            sys.stderr.flush()
+        return plain, NO_METER
     from reconciler.cli.output import stderr_console
     from reconciler.cli.progress import meter_for
 
     console = stderr_console()
-    say = (lambda _msg: None) if as_json else (lambda msg: console.print(f"… {msg}"))
-    return say, meter_for(console, as_json)
+    return (lambda msg: console.print(f"… {msg}", markup=False)), meter_for(console, as_json)
 
 
 @app.command()

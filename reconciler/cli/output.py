@@ -147,30 +147,24 @@ def _size(n: int | None) -> str:
 
 
 def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
-    from rich.text import Text
-
-    console = stdout_console()
-    console.print(f"Backup {doc['backup_id']} (local: {doc['storage']['local']}, "
-                  f"S3: {doc['storage']['s3']})")
+    lines = [(f"Backup {doc['backup_id']} (local: {doc['storage']['local']}, "
+              f"S3: {doc['storage']['s3']})", "")]
     for service, entry in doc["services"].items():
         facts = [f"{_size(entry['size'])}", entry["checksum"][:19] + "…"]
         if entry.get("table_count") is not None:
             facts.append(f"{entry['table_count']} tables, {entry['row_count']} rows")
         if entry.get("key_count") is not None:
             facts.append(f"{entry['key_count']} keys")
-        console.print(f"  {service}: {entry['local_path']} ({', '.join(facts)})")
+        lines.append((f"  {service}: {entry['local_path']} ({', '.join(facts)})", ""))
     for report in pruned:
         if report["deleted"]:
-            console.print(f"  retention: {report['store']}: deleted {len(report['deleted'])} old files")
-    for warning in warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+            lines.append((f"  retention: {report['store']}: deleted {len(report['deleted'])} old files", ""))
+    lines += [(f"warning: {warning}", "yellow") for warning in warnings]
+    print_lines(lines)
 
 
 def print_restore(data: dict) -> None:
-    from rich.text import Text
-
-    console = stdout_console()
-    console.print(f"Restored backup {data['backup_id']}:")
+    lines = [(f"Restored backup {data['backup_id']}:", "")]
     for service, entry in data.items():
         if not isinstance(entry, dict):
             continue
@@ -179,23 +173,33 @@ def print_restore(data: dict) -> None:
             facts.append(f"{entry['tables_restored']} tables, {entry['rows_restored']} rows")
         if entry.get("keys_restored") is not None:
             facts.append(f"{entry['keys_restored']} keys")
-        console.print(f"  {service}: {', '.join(facts)}, verified")
-    for note in data.get("notes", []):
-        console.print(Text(f"note: {note}", style="yellow"))
+        lines.append((f"  {service}: {', '.join(facts)}, verified", ""))
+    lines += [(f"note: {note}", "yellow") for note in data.get("notes", [])]
+    print_lines(lines)
 
 
 def print_verify(data: dict) -> None:
-    from rich.text import Text
-
-    console = stdout_console()
-    console.print(f"Verify against backup {data['backup_id']}: {data['status']}")
+    lines = [(f"Verify against backup {data['backup_id']}: {data['status']}", "")]
     for service, report in data["services"].items():
         failed = [c for c in report["checks"] if not c["ok"]]
         state = "ok" if not failed else f"{len(failed)} checks failed"
-        console.print(f"  {service}: {len(report['checks'])} checks, {state}")
-        for check in failed[:10]:
-            console.print(Text(f"    {check['name']}: expected {check['expected']}, found {check['actual']}",
-                               style="red"))
+        lines.append((f"  {service}: {len(report['checks'])} checks, {state}", ""))
+        lines += [(f"    {check['name']}: expected {check['expected']}, found {check['actual']}", "red")
+                  for check in failed[:10]]
+    print_lines(lines)
+
+
+def print_lines(lines: list[tuple[str, str]]) -> None:
+    """Lines as they are (paths and names are never read as markup), each in its style on
+    a colour terminal; plain text, without importing rich, anywhere else."""
+    if not color_stdout():
+        sys.stdout.write("".join(f"{text}\n" for text, _ in lines))
+        return
+    from rich.text import Text
+
+    console = stdout_console()
+    for text, style in lines:
+        console.print(Text(text, style=style))
 
 
 def print_catalogue(found) -> None:
