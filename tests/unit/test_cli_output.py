@@ -94,3 +94,25 @@ def test_piped_status_keeps_long_image_names_whole(capsys):
     assert all(image in line for line in lines[2:4])
     assert lines[4].startswith("last apply 20261129T041209Z-4fe217: ok") and lines[5] == "warning: w"
     assert "…" not in "".join(lines)
+
+
+BACKUP_DOC = {"backup_id": "2026-11-29-062344", "storage": {"local": "ok", "s3": "failed"},
+              "services": {"dragonfly": {
+                  "size": 42_000_000, "checksum": "sha256:" + "ab" * 32, "key_count": 1000,
+                  "local_path": "/srv/[old]/backups[/x]/dragonfly-2026-11-29-062344.redis-dump.zst"}}}
+
+
+def test_piped_backup_result_prints_paths_with_brackets_whole(capsys):
+    output.print_backup(BACKUP_DOC, ["S3 [eu] unreachable"], [])
+    out = capsys.readouterr().out
+    assert BACKUP_DOC["services"]["dragonfly"]["local_path"] in out
+    assert "warning: S3 [eu] unreachable" in out
+
+
+def test_colour_terminal_styles_result_lines_without_reading_markup(monkeypatch):
+    console = Console(force_terminal=True, width=200, soft_wrap=True, record=True)
+    monkeypatch.setattr(output, "color_stdout", lambda: True)
+    monkeypatch.setattr(output, "stdout_console", lambda: console)
+    output.print_backup(BACKUP_DOC, ["S3 [eu] unreachable"], [])
+    assert BACKUP_DOC["services"]["dragonfly"]["local_path"] in console.export_text(clear=False)
+    assert "\x1b[33mwarning: S3 [eu] unreachable" in console.export_text(styles=True)
