@@ -70,7 +70,7 @@ def _say(as_json: bool):
     from reconciler.cli.progress import meter_for
 
     console = stderr_console()
-    return (lambda msg: console.print(f"… {msg}", markup=False)), meter_for(console, as_json)
+    return (lambda msg: console.print(f"… {msg}")), meter_for(console, as_json)
 
 
 @app.command()

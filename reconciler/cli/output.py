@@ -1,6 +1,8 @@
 """How results reach people and machines: rich on a terminal, plain text in CI, JSON on request.
 
 Colour only when stdout is a terminal (and ``NO_COLOR`` is unset), so CI logs stay clean.
+Nothing is ever read as rich markup: styles come from ``Text`` and ``style=``, so a path,
+image or error message with brackets in it prints as it is.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     color = color_stdout()
-    return Console(highlight=False, no_color=not color, soft_wrap=True,
+    return Console(highlight=False, markup=False, no_color=not color, soft_wrap=True,
                    force_terminal=color or None)
 
 
@@ -36,7 +38,7 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
-    return Console(stderr=True, highlight=False, no_color=not color, soft_wrap=True)
+    return Console(stderr=True, highlight=False, markup=False, no_color=not color, soft_wrap=True)
 
 
 def print_plan_text(text: str, console: Console | None = None) -> None:

@@ -116,3 +116,13 @@ def test_colour_terminal_styles_result_lines_without_reading_markup(monkeypatch)
     output.print_backup(BACKUP_DOC, ["S3 [eu] unreachable"], [])
     assert BACKUP_DOC["services"]["dragonfly"]["local_path"] in console.export_text(clear=False)
     assert "\x1b[33mwarning: S3 [eu] unreachable" in console.export_text(styles=True)
+
+
+def test_consoles_never_read_markup(capsys):
+    """apply's summary, tables and errors print through these: a closing tag in a message
+    was a MarkupError, an opening one lost its text."""
+    output.stdout_console().print("warning: volume [old] of /srv/[/x]", style="yellow")
+    output.stderr_console().print("… removed /srv/[bold]/tmp")
+    captured = capsys.readouterr()
+    assert "warning: volume [old] of /srv/[/x]" in captured.out
+    assert "… removed /srv/[bold]/tmp" in captured.err
