@@ -6,7 +6,6 @@ a display text in which each substitution reads ``(sensitive)``. ``$${`` escapes
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
