@@ -2,7 +2,9 @@
 
 It cannot when a mount's volume source or definition changed, or when PostgreSQL's major
 version changes (a 15 data directory will not start on 17). Then the plan gives the new
-container a fresh volume and restores the backup into it.
+container a fresh volume and restores the backup into it. Going down a major is planned the
+same way, with a warning: PostgreSQL does not promise that a dump loads into an older server
+(17's pg_dump writes settings 15 rejects), so the restore may fail and apply roll back.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Vie
     shown_old = old_fact or SENSITIVE not in views.before_text("image", current.image_ref)
     shown_new = new_fact or SENSITIVE not in views.after_text("image", ctx.configs[name])
     versions = f"{old_major} → {new_major}" if shown_old and shown_new else "major version changes"
+    if new_major < old_major:
+        what = (f"PostgreSQL {versions} is a downgrade" if shown_old and shown_new
+                else "the PostgreSQL major version goes down")
+        warnings.append(f"{name}: {what}, which PostgreSQL does not support: the newer server's dump "
+                        "may not load into the older one; if the restore fails, apply puts the old "
+                        "container and its data back")
     return f"PostgreSQL {versions}: the data directory cannot carry over; restore from the backup"
 
 

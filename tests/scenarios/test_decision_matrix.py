@@ -143,6 +143,28 @@ def test_2_postgres_15_to_17_is_backed_up_recreated_restored_verified_then_the_a
     assert lab.data() == data
 
 
+def test_2b_a_downgrade_is_warned_in_the_plan_and_rolled_back_when_the_dump_does_not_load(lab):
+    """17 → 15: PostgreSQL does not support loading a newer server's dump into an older one
+    (17's pg_dump sets transaction_timeout, which 15 rejects). The plan says so before
+    anything runs; apply backs up, fails at the restore and puts 17 and its data back."""
+    data, before, volumes, mounts = lab.data(), lab.identities(), lab.volumes(), lab.mounts("postgres")
+    plan = lab.cli("plan", env=lab.environ(LAB_PG_VERSION="15", LAB_APP_VERSION="2"))
+    assert plan.returncode == 0, plan.stderr
+    assert "postgres: the PostgreSQL major version goes down" in plan.stdout, plan.stdout  # tags are ${env:…}
+    run = lab.apply(LAB_PG_VERSION="15", LAB_APP_VERSION="2")
+    assert run.code == 2, str(run)
+    assert run.actions() == ok(*UPGRADE[:2]) + [("restore:postgres", "failed")]
+    assert 'unrecognized configuration parameter "transaction_timeout"' in run.ended("restore:postgres")["error"]
+    rollback = [e for e in run.events if e["event"].startswith("rollback")]
+    assert [(e["event"], e.get("status")) for e in rollback] == [("rollback-begin", None), ("rollback-end", "ok")]
+    assert lab.identities()["postgres"][0] == before["postgres"][0]
+    assert {s: lab.identities()[s] for s in ("dragonfly", "openvidu", *APP)} == {
+        s: before[s] for s in ("dragonfly", "openvidu", *APP)}
+    assert lab.mounts("postgres") == mounts and lab.volumes() == volumes
+    assert lab.pg_major() == "17"
+    assert lab.data() == data
+
+
 def test_4_a_broken_data_directory_is_recreated_from_the_latest_verified_backup(lab):
     """PostgreSQL cannot start on its data (``global/pg_control`` emptied) and restarts in a
     loop: heal cannot fix it, so apply recreates it on a fresh volume and, as the server
