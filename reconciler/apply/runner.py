@@ -90,7 +90,28 @@ def _initial_plan(session: Session, options: Options) -> tuple[Plan, Observed]:
         raise PlanError("plan is stale: run plan again", ref="plan.stale",
                         hint=f"the engine changed since {options.saved_plan} was made; "
                              "`reconcile plan --out FILE` makes a new one")
-    return plan, observed
+    fresh = make_plan(session.loaded, observed, plan.profiles)
+    return as_reviewed(plan, fresh, options.saved_plan), observed
+
+
+def as_reviewed(saved: Plan, fresh: Plan, path: Path) -> Plan:
+    """What apply runs for a saved plan: the plan reconcile makes now from the spec and the
+    engine, and only when it is exactly the one in the file, which is what was reviewed.
+
+    The file alone is never trusted: its flags (stateful, protected, container ids) are what
+    the safety rules read, so an edited file could remove a protected database without a
+    backup, or another project's container; and the spec is what containers are built from,
+    so an edit after the review would deploy what nobody saw.
+    """
+    if fresh.spec_hash != saved.spec_hash:
+        raise PlanError(f"the spec changed since {path} was made: it is not the reviewed plan",
+                        ref="plan.spec-changed",
+                        hint="make and review a new plan: `reconcile plan --out FILE`, then apply that file")
+    if [a.to_dict() for a in fresh.actions] != [a.to_dict() for a in saved.actions]:
+        raise PlanError(f"{path} is not the plan this spec and engine give: the file was edited, "
+                        "or made by another version of reconcile", ref="plan.tampered",
+                        hint="make a new plan with `reconcile plan --out FILE`; never edit saved plans")
+    return fresh
 
 
 def _check_profiles(session: Session, profiles: tuple[str, ...]) -> None:
@@ -105,8 +126,11 @@ def _check_profiles(session: Session, profiles: tuple[str, ...]) -> None:
 
 def load_saved(path: Path, project: str) -> Plan:
     try:
-        plan = Plan.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("actions"), list):
+            raise ValueError("not a plan (a JSON object with actions)")
+        plan = Plan.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PlanError(f"cannot read saved plan {path}: {exc}", ref="plan.unreadable",
                         hint="make one with `reconcile plan --out FILE`") from None
     if plan.project != project:
@@ -169,6 +193,11 @@ def _heal(run: ApplyRun, options: Options, ui: UI, critical: dict) -> None:
         run.plan = heal.without_done(run.plan, observed, session.spec)
         run.record("plan-settled", reason="heal fixed services in place", actions=[a.id for a in run.plan.actions])
         return
+    if options.saved_plan is not None:
+        raise PlanError(f"{', '.join(sorted(still))} stayed unhealthy after a restart, and recreating "
+                        f"{'it' if len(still) == 1 else 'them'} is not in the reviewed plan "
+                        f"{options.saved_plan}: nothing else was changed", ref="plan.needs-recreate",
+                        hint="`reconcile plan --out FILE` now plans the recreate (backup first) for review")
     plan = make_plan(session.loaded, observed, run.plan.profiles or options.profiles, unhealthy=still)
     run.plan = plan
     run.record("replan", reason="not fixed in place by heal", services=sorted(still),
@@ -204,12 +233,24 @@ def _backup_line(service: str, backup) -> dict:
 
 
 def _unused_volumes(run: ApplyRun) -> list[str]:
-    """Project volumes no container mounts (old generations): never deleted automatically."""
+    """Project volumes the summary may call removable by hand: generations another generation
+    of the same volume has replaced (an upgrade's old data), volumes the spec no longer
+    declares, and what this run set aside. Never deleted automatically.
+
+    A declared volume no container mounts at all is NOT one of them: it is the live data of a
+    service whose container is missing (removed by hand, or outside the applied profiles), and
+    "remove by hand" would have told the operator to delete it.
+    """
     from reconciler.pipeline import observe_for
+    from reconciler.spec.normalise import volume_of
 
     try:
         observed = observe_for(run.session.loaded, run.session.client)
     except ReconcileError:
         return sorted(set(run.kept_volumes))
+    project, declared = run.session.spec.project, set(run.session.spec.volumes)
     mounted = {m.source for c in observed.containers for m in c.mounts if m.type == "volume"}
-    return sorted({v.name for v in observed.volumes if v.name not in mounted} | set(run.kept_volumes))
+    in_use = {volume_of(name, project) for name in mounted}
+    unused = {v.name for v in observed.volumes if v.name not in mounted
+              and (volume_of(v.name, project) not in declared or volume_of(v.name, project) in in_use)}
+    return sorted(unused | set(run.kept_volumes))
