@@ -122,7 +122,14 @@ def save_plan(snap, out: Path) -> None:
     data = snap.plan.to_dict()
     data["meta"] = {"spec_file": str(snap.loaded.file), "created_at": datetime.now(UTC).isoformat(),
                     "reconcile_version": __version__}
-    out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    try:
+        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as file:
+            file.write(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        from reconciler.errors import PlanError
+
+        raise PlanError(f"cannot write the plan to {out}: {exc.strerror or exc}", ref="plan.write",
+                        hint="choose a path in a folder that exists and you can write to") from None
 
 
 # Commands defined in this module; any other (or none, for --help) needs cli.commands.
@@ -138,13 +145,35 @@ def main(command: str | None = None) -> None:
     if command not in OWN_COMMANDS:
         from reconciler.cli import commands  # noqa: F401  (registers the other commands)
 
+    import click
+
     try:
-        app()
+        code = app(standalone_mode=False)
     except ReconcileError as error:
         from reconciler.cli.output import report_error
 
         report_error(error, STATE.json)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
+    except click.ClickException as error:
+        _usage_error(error)
+    except (KeyboardInterrupt, click.exceptions.Abort) as stop:
+        if isinstance(stop, KeyboardInterrupt) or isinstance(stop.__cause__, KeyboardInterrupt):
+            sys.stderr.write("interrupted\n")
+            sys.exit(130)
+        sys.stderr.write("Aborted!\n")
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _usage_error(error) -> None:
+    """A mistyped option or a bad value exits 1, an error like any other: click's own 2 is
+    what CI reads as "changes" from `plan --detailed-exitcode` and as "drift" from `drift`."""
+    if "--json" in sys.argv[1:]:
+        from reconciler.cli.output import print_json
+
+        print_json({"error": "usage", "message": error.format_message(),
+                    "hint": "see `reconcile COMMAND --help`"})
+    else:
+        error.show()
+    sys.exit(1)
