@@ -169,32 +169,65 @@ def escape(text: str) -> str:
 
 # -- markdown ---------------------------------------------------------------------------------
 
-def render_markdown(plan: Plan) -> str:
-    """A pull-request comment; the hidden marker lets CI find and update its own comment."""
+# GitHub refuses a comment over 65,536 characters; a plan of many services with many changed
+# fields went far past it (166 kB for 40 services with 40 changed labels each).
+MARKDOWN_LIMIT = 60_000
+CAUSE_LIMIT = 300
+
+
+def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
+    """A pull-request comment; the hidden marker lets CI find and update its own comment.
+
+    Never longer than ``limit``: the header, summary, warnings and fingerprint always fit;
+    actions and then field changes fill what is left, and what does not fit is counted,
+    with where to see it all (``reconcile plan --json``).
+    """
     scope = f"profiles: {', '.join(plan.profiles)}" if plan.profiles else "all profiles"
-    lines = [MARKER, f"### reconcile plan: `{_code(plan.project)}` ({scope})", ""]
-    if plan.empty:
-        lines.append(f"**{NO_CHANGES}**")
-    else:
-        lines += [f"**{summary(plan)}**", "", "| | action | resource | cause |", "|:-:|---|---|---|"]
-        lines += [f"| `{SYMBOLS[a.kind]}` | {verb(a)} | {_cell(resource_label(a))} | {_cell(a.cause)} |"
-                  for a in plan.actions]
-        lines += _details(plan)
+    head = [MARKER, f"### reconcile plan: `{_code(plan.project)}` ({scope})", ""]
+    tail = []
     if plan.warnings:
-        lines += ["", "**Warnings**", ""] + [f"- ⚠️ {_cell(w)}" for w in plan.warnings]
-    lines += ["", f"<sub>fingerprint `{plan.fingerprint}`</sub>"]
-    return "\n".join(lines) + "\n"
+        tail += ["", "**Warnings**", ""] + [f"- ⚠️ {_cell(_clip(w))}" for w in plan.warnings]
+    tail += ["", f"<sub>fingerprint `{plan.fingerprint}`</sub>"]
+    if plan.empty:
+        return "\n".join([*head, f"**{NO_CHANGES}**", *tail]) + "\n"
+    head += [f"**{summary(plan)}**", "", "| | action | resource | cause |", "|:-:|---|---|---|"]
+    budget = limit - _size(head) - _size(tail) - 400  # the notes of what was left out
+    rows = [f"| `{SYMBOLS[a.kind]}` | {verb(a)} | {_cell(resource_label(a))} | {_cell(_clip(a.cause))} |"
+            for a in plan.actions]
+    shown, budget = _fit(rows, budget)
+    body = rows[:shown]
+    if shown < len(rows):
+        body.append(f"| | | | … {len(rows) - shown} more actions: `reconcile plan --json` lists them all |")
+    changes = [(a, c) for a in plan.actions for c in a.changes]
+    if changes:
+        lines = [f"| {_cell(a.resource)} | `{_code(c.field)}` | `{_code(c.before)}` | `{_code(c.after)}` |"
+                 for a, c in changes]
+        fitted, _ = _fit(lines, budget - 200)
+        if fitted:
+            body += ["", "<details>", f"<summary>Field changes ({len(lines)})</summary>", "",
+                     "| resource | field | before | after |", "|---|---|---|---|", *lines[:fitted]]
+            if fitted < len(lines):
+                body.append(f"\n… {len(lines) - fitted} more field changes: `reconcile plan --json` "
+                            "lists them all")
+            body += ["", "</details>"]
+    return "\n".join([*head, *body, *tail]) + "\n"
 
 
-def _details(plan: Plan) -> list[str]:
-    rows = [(a, c) for a in plan.actions for c in a.changes]
-    if not rows:
-        return []
-    lines = ["", "<details>", f"<summary>Field changes ({len(rows)})</summary>", "",
-             "| resource | field | before | after |", "|---|---|---|---|"]
-    lines += [f"| {_cell(a.resource)} | `{_code(c.field)}` | `{_code(c.before)}` | `{_code(c.after)}` |"
-              for a, c in rows]
-    return lines + ["", "</details>"]
+def _fit(lines: list[str], budget: int) -> tuple[int, int]:
+    """How many of ``lines`` fit in ``budget`` characters (newlines counted), and what is left."""
+    for count, line in enumerate(lines):
+        if len(line) + 1 > budget:
+            return count, budget
+        budget -= len(line) + 1
+    return len(lines), budget
+
+
+def _size(lines: list[str]) -> int:
+    return sum(len(line) + 1 for line in lines)
+
+
+def _clip(text: str, limit: int = CAUSE_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _cell(text: str) -> str:

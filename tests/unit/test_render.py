@@ -212,3 +212,28 @@ def test_an_empty_engine_is_planned_from_a_textwrapped_spec(tmp_path: Path) -> N
     """))
     plan = make_plan(load_spec(spec_file, {}), Observed(project="tiny"))
     assert render_text(plan).splitlines()[2] == "  + create  web  new service"
+
+
+def test_markdown_of_a_huge_plan_fits_a_pull_request_comment():
+    """40 services with 40 changed labels each made 166 kB; GitHub refuses over 65,536."""
+    fields = [f"labels.com.example.setting{i:02d}" for i in range(40)]
+    actions = tuple(
+        Action(ActionKind.RECREATE, f"svc{n:02d}", cause="config changed: " + ", ".join(fields),
+               changes=tuple(Change(f, "a" * 30, "b" * 30) for f in fields))
+        for n in range(40))
+    plan = Plan(project="many", fingerprint="sha256:" + "0" * 64, actions=actions,
+                warnings=("a warning that must survive",))
+    text = render_markdown(plan)
+    assert len(text) <= 60_000
+    assert text.startswith(MARKER) and summary(plan) in text
+    assert text.count("| `~` |") == 40  # every action is listed, its cause clipped
+    assert "more field changes: `reconcile plan --json` lists them all" in text
+    assert "a warning that must survive" in text and plan.fingerprint in text
+    assert text.count("<details>") == text.count("</details>") == 1
+
+
+def test_markdown_of_thousands_of_actions_counts_those_left_out():
+    actions = tuple(Action(ActionKind.CREATE, f"service-{n:04d}", cause="new service " + "x" * 100)
+                    for n in range(2000))
+    text = render_markdown(Plan(project="many", fingerprint="sha256:1", actions=actions))
+    assert len(text) <= 60_000 and "more actions: `reconcile plan --json` lists them all" in text
