@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 
-from reconciler.errors import EngineError
+from reconciler.errors import EngineError, ReconcileError
 from reconciler.session import Session
 from reconciler.spec.models import Kind
 
@@ -88,8 +88,14 @@ class EngineUnreachable(EngineError):
 
 
 def check_all(session: Session, services: list[str] | None = None) -> list[ServiceHealth]:
-    """Every service's health; an engine that cannot be reached is ``EngineUnreachable``."""
+    """Every service's health; an engine that cannot be reached is ``EngineUnreachable``.
+
+    A name the spec does not have is a mistake (exit 1), not a missing container (3)."""
     names = services or sorted(session.spec.services)
+    unknown = sorted(set(names) - set(session.spec.services))
+    if unknown:
+        raise ReconcileError(f"unknown service {', '.join(unknown)}", ref="health.unknown-service",
+                             hint=f"services: {', '.join(sorted(session.spec.services))}")
     try:
         return [check_service(session, n) for n in names]
     except EngineError as exc:

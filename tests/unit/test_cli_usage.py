@@ -38,3 +38,9 @@ def test_usage_error_in_json_mode_is_json_on_stdout():
 def test_help_and_version_still_exit_0():
     assert run("--help").returncode == 0 and run("plan", "--help").returncode == 0
     assert run("--version").stdout.startswith("reconcile ")
+
+
+def test_health_of_a_service_the_spec_does_not_have_is_an_error_not_a_missing_container():
+    result = run("-f", "specs/lab.yaml", "health", "nosuch", "--json")
+    assert result.returncode == 1, result  # 3 would say "containers missing"
+    assert json.loads(result.stdout)["error"] == "health.unknown-service"
