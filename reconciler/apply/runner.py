@@ -71,7 +71,11 @@ def apply(options: Options, ui: UI, session: Session | None = None) -> Outcome:
                 ui.emit({"event": "warning", "message": f"{name} is degraded ({heal.describe(result)})"})
             ui.emit({"event": "no-changes", "message": "No changes."})
             return Outcome(0, plan)
-        ui.show_plan(plan, {n: r for n, r in sick.items() if r.status != "stopped"})  # the plan starts those
+        # apply heals only what is critical (a stopped one the plan starts); the rest is said
+        ui.show_plan(plan, {n: r for n, r in critical.items() if r.status != "stopped"})
+        for name, result in sorted(sick.items()):
+            if name not in critical:
+                ui.emit({"event": "warning", "message": f"{name} is degraded ({heal.describe(result)})"})
         if options.saved_plan is None and not options.auto_approve and not ui.confirm("Apply this plan?"):
             raise ReconcileError("apply cancelled: nothing was changed", ref="apply.cancelled")
         return _run(session, options, ui, Journal(session.state_dir(), apply_id), plan, critical)
