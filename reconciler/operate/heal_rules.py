@@ -49,6 +49,7 @@ FIX_OF_RULE: dict[str, FixKind] = {
     PROBE_RULE: FixKind.RESTART,
     "restart-loop": FixKind.RECREATE,
     "network-missing": FixKind.RECREATE_NETWORK,
+    "network-detached": FixKind.RECREATE_NETWORK,  # creates nothing: the network is there, it rejoins
 }
 """Rules heal acts on; every other rule (and every non-critical issue) is reported."""
 

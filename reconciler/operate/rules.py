@@ -286,8 +286,24 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def network_detached(service: ServiceFacts, facts: Facts) -> list[Issue]:
+    """A running container cut off a network of its spec (``docker network disconnect``):
+    the services on that network cannot reach it by name, though it looks healthy."""
+    box = service.container
+    if box is None or box.state != "running":
+        return []
+    present = set(facts.host.networks_present)
+    detached = [n for n in service.networks if n in present and n not in box.networks]
+    if not detached:
+        return []
+    names = ", ".join(detached)
+    return [_issue(service.name, C, "not on its network",
+                   f"{box.name} is not attached to {names}: the services on it cannot reach it",
+                   f"`reconcile heal` reconnects it to {names} under its service name", "network-detached")]
+
+
 HOST_RULES: tuple[HostRule, ...] = (engine_unreachable, disk_space)
 SERVICE_RULES: tuple[ServiceRule, ...] = (
     container_missing, container_exited, oom_killed, restart_loop, healthcheck_failing, port_conflict,
-    mounts, image_missing, network_missing, config_error,
+    mounts, image_missing, network_missing, network_detached, config_error,
 )

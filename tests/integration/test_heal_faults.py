@@ -175,6 +175,27 @@ def test_a_deleted_network_is_recreated_and_the_database_reconnected(client, pg_
     converges(spec, env)
 
 
+def test_a_container_cut_off_its_network_is_found_and_reconnected(client, app_stack):
+    """``docker network disconnect``: the container runs and looks healthy from the host, but
+    nothing on the network can reach it by name. diagnose says so; heal rejoins it, same container."""
+    spec, env, name = app_stack
+    network = f"{env['LAB_PROJECT']}_backend"
+    before = client.api.inspect_container(name)["Id"]
+    client.api.disconnect_container_from_network(name, network)
+    found = cli(spec, env, "diagnose", "--json")
+    assert found.returncode == 2, show(found)
+    [issue] = [i for i in json.loads(found.stdout)["issues"] if i["rule"] == "network-detached"]
+    assert issue["service"] == "web" and network in issue["details"], issue
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    fixed = by_rule(report)["network-detached"]
+    assert fixed["action"] == "recreate-network" and fixed["result"] == "fixed", fixed
+    assert f"reconnected {name} to {network}" in fixed["details"], fixed
+    doc = client.api.inspect_container(name)
+    assert doc["Id"] == before and "web" in doc["NetworkSettings"]["Networks"][network]["Aliases"]
+    assert cli(spec, env, "diagnose").returncode == 0
+
+
 def test_a_held_host_port_is_reported_with_its_holder_who_is_left_alone(client, app_stack):
     spec, env, name = app_stack
     client.api.stop(name, timeout=1)

@@ -85,6 +85,7 @@ RECORDED = {
     "mount-missing": {"postgres": [REPORT, REPORT]},
     "mount-not-writable": {"redis": [REPORT]},
     "network-deleted": {"web": [NETWORK]},
+    "network-detached": {"api": [NETWORK]},
     "nginx-emerg": {"proxy": [REPORT, REPORT]},  # exited because of its config: not started
     "no-space-in-logs": {"postgres": [REPORT]},
     "oom-killed": {"web": [REPORT]},
