@@ -3,9 +3,14 @@
 Every ``env`` value and every interpolated spec value is a secret for display (issue 2,
 section 2). A field's new side is shown with the loader's display text, in which each
 interpolated part reads ``(sensitive)``. The old side comes from the container's config
-label, whose provenance we cannot know, so it is shown only when the new spec writes that
-field literally, or when it equals a new element, or when it fits the new element's template
-(``app:(sensitive)`` fits ``app:1``); otherwise it reads ``(sensitive)``.
+label, which holds resolved values and no record of which parts were interpolated (its format
+is fixed: changing it would recreate every deployed container). So an old element is shown
+when it equals a literal element of the new spec, or as the new element's template when it
+fits one (``app:(sensitive)`` fits ``app:1``). When the new field is all literal, an old
+element is shown only if it replaces a new element one for one (``max_connections=100`` →
+``max_connections=200``) and holds none of the spec's current secrets; an element the spec
+dropped (``--requirepass <pw>`` removed from a command) may have been a secret, so it reads
+``(sensitive)`` like every other old element that cannot be shown.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from difflib import SequenceMatcher
 
 from reconciler.plan.actions import Change
 from reconciler.spec.load import LoadedSpec
@@ -63,6 +69,7 @@ class Views:
         self.loaded = loaded
         self.service = service
         self._config: dict | None = None
+        self._secrets: list[str] | None = None
 
     @property
     def config(self) -> dict:
@@ -91,16 +98,30 @@ class Views:
         if name.startswith("env."):
             return NONE if value is _MISSING else SENSITIVE
         hidden = self._hidden(name)
-        literal = set(_elements(name, _lookup(self.config, name))) - set(hidden)
+        new = _elements(name, _lookup(self.config, name))
+        literal = set(new) - set(hidden)
+        old = _elements(name, value)
+        replacing = set() if hidden else _replacing(name, old, new)
         shown = []
-        for element in _elements(name, value):
+        for index, element in enumerate(old):
             if element in hidden:
                 shown.append(hidden[element])
-            elif not hidden or element in literal:
+            elif element in literal:
+                shown.append(element)
+            elif hidden:
+                shown.append(_fitting_template(element, hidden.values()))
+            elif index in replacing and not self._holds_secret(element):
                 shown.append(element)
             else:
-                shown.append(_fitting_template(element, hidden.values()))
+                shown.append(SENSITIVE)
         return _join(name, shown)
+
+    def _holds_secret(self, element: str) -> bool:
+        """Whether an old element contains a part the current spec interpolates, in any field of
+        any service (a secret often moves: from a command flag to an env var)."""
+        if self._secrets is None:
+            self._secrets = _spec_secrets(self.loaded)
+        return any(secret in element for secret in self._secrets)
 
     def _hidden(self, name: str) -> dict[str, str]:
         """Raw element text → display text, for the new spec's elements that differ in display."""
@@ -207,10 +228,63 @@ def _join(name: str, elements: list[str]) -> str:
     return ", ".join(elements)
 
 
+def _replacing(name: str, old: list[str], new: list[str]) -> set[int]:
+    """Indexes of the old elements that a new element replaces one for one: a scalar field's
+    one value (``restart``, ``mem_limit``: always there, if only as a default), a label the
+    spec still sets, or a same-length run of a list's diff. Old elements the new spec dropped
+    (a label key, list items) are not among them."""
+    if name.split(".", 1)[0] in _SCALARS:
+        return set(range(len(old)))
+    if "." in name:
+        return set(range(len(old))) if new else set()
+    if name == "labels":
+        keys = {element.split("=", 1)[0] for element in new}
+        return {i for i, element in enumerate(old) if element.split("=", 1)[0] in keys}
+    replacing: set[int] = set()
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            replacing.update(range(i1, i2))
+    return replacing
+
+
+def _spec_secrets(loaded: LoadedSpec) -> list[str]:
+    """Every interpolated part of the spec's values, as resolved now. Env values written
+    literally are not among them: the spec file shows them, and ``POSTGRES_DB: healthcare``
+    would hide every old path that says ``healthcare``."""
+    secrets: list[str] = []
+    for path, shown in loaded.display.items():
+        value = _value_at(loaded.spec, path)
+        if value is not None:
+            secrets.extend(_substituted(shown, value))
+    return [secret for secret in secrets if secret]
+
+
+def _substituted(shown: str, value: str) -> list[str]:
+    """The parts of ``value`` that stand where ``shown`` reads ``(sensitive)``; the whole value
+    when parsing reshaped it and the display text no longer fits."""
+    pattern = "(.*?)".join(re.escape(part) for part in shown.split(SENSITIVE))
+    match = re.fullmatch(pattern, value, flags=re.DOTALL)
+    return [value] if match is None else list(match.groups())
+
+
+def _value_at(node: object, path: tuple) -> str | None:
+    for part in path:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = getattr(node, str(part), None)
+        if node is None:
+            return None
+    secret = getattr(node, "get_secret_value", None)
+    return secret() if callable(secret) else str(node)
+
+
 def _fitting_template(element: str, templates: Iterable[str]) -> str:
     """The first display template whose literal parts fit ``element``, else ``(sensitive)``."""
     for template in templates:
         pattern = ".*".join(re.escape(part) for part in template.split(SENSITIVE))
-        if re.fullmatch(pattern, element, flags=re.S):
+        if re.fullmatch(pattern, element, flags=re.DOTALL):
             return template
     return SENSITIVE

@@ -1,0 +1,75 @@
+"""An old value read back from a container's config label holds resolved secrets, and the
+label does not say which parts were interpolated: the plan must not print them, in any
+rendering, even when the new spec writes that field without any interpolation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.observe.codec import observed_from_dict
+from reconciler.plan.planner import make_plan
+from reconciler.plan.render import render_json, render_markdown, render_text
+from reconciler.spec.load import load_spec
+from tests.unit.test_planner_cases import (
+    CASES,
+    case_environ,
+    made_container,
+    observed_for,
+)
+
+SECRET = "C4cheRqPass-QRS"
+
+
+def _plan_for(tmp_path: Path, service: str, now: str, made_from: dict, environ: dict[str, str]):
+    spec_file = tmp_path / "reconcile.yaml"
+    spec_file.write_text(f"version: 1\nproject: p\nservices:\n  {service}: {now}\n")
+    loaded = load_spec(spec_file, environ)
+    live = made_container({"service": service, "made_from": made_from}, loaded.spec, {})
+    return make_plan(loaded, observed_from_dict({"project": "p", "containers": [live]}))
+
+
+def _renderings(plan) -> list[str]:
+    return [render_text(plan), render_markdown(plan), json.dumps(render_json(plan))]
+
+
+def test_the_golden_case_hides_the_old_secrets_in_every_rendering() -> None:
+    case = CASES / "old-secret-in-command"
+    loaded = load_spec(case / "spec.yaml", case_environ(case))
+    plan = make_plan(loaded, observed_for(case, loaded))
+    for output in _renderings(plan):
+        assert SECRET not in output and "Tok3nW0rker-LMN" not in output
+        assert "(sensitive)" in output and "redis-server" in output
+
+
+def test_a_dropped_command_element_is_hidden_even_when_its_secret_is_no_longer_set(tmp_path) -> None:
+    plan = _plan_for(tmp_path, "cache", '{ image: "redis:7", command: ["redis-server"] }',
+                     {"command": ["redis-server", "--requirepass", SECRET]}, {})
+    (change,) = plan.actions[0].changes
+    assert change.before == '["redis-server", "(sensitive)", "(sensitive)"]'
+    assert all(SECRET not in output for output in _renderings(plan))
+
+
+def test_a_replaced_element_that_holds_a_current_secret_is_hidden(tmp_path) -> None:
+    now = '{ image: "redis:7", command: ["redis-server", "--save", "60"], env: { PW: "${env:PW}" } }'
+    plan = _plan_for(tmp_path, "cache", now, {"command": ["redis-server", "--requirepass", SECRET]},
+                     {"PW": SECRET})
+    (change,) = plan.actions[0].changes
+    assert change.before == '["redis-server", "--requirepass", "(sensitive)"]'
+
+
+def test_a_removed_label_is_hidden_and_a_changed_harmless_one_is_shown(tmp_path) -> None:
+    plan = _plan_for(tmp_path, "api", '{ image: "app:1", labels: { tier: web } }',
+                     {"labels": {"tier": "api", "token": SECRET}}, {})
+    changes = {change.field: (change.before, change.after) for change in plan.actions[0].changes}
+    assert changes == {"labels.tier": ("api", "web"), "labels.token": ("(sensitive)", "(none)")}
+
+
+@pytest.mark.parametrize("field", ["image", "user"])
+def test_an_old_scalar_that_held_a_current_secret_is_hidden(tmp_path, field: str) -> None:
+    now = '{ image: "app:1", user: "1000", env: { PW: "${env:PW}" } }'
+    old = {"image": f"app:{SECRET}"} if field == "image" else {"user": SECRET}
+    plan = _plan_for(tmp_path, "api", now, old, {"PW": SECRET})
+    assert all(SECRET not in output for output in _renderings(plan))
