@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +19,17 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLFutureWarning, YAMLWarning
 
 from reconciler.errors import Location, SpecError, SpecErrors
 from reconciler.spec.interpolate import InterpolationError, interpolate, read_env_file
 from reconciler.spec.models import Spec
 
 PathKey = tuple[str | int, ...]
+_DUPLICATE_KEY = re.compile(r'found duplicate key "(?P<key>.*?)" with value', re.DOTALL)
+_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+_SAFE_QUOTED = re.compile(r"'<[a-z ]+>'|'\\?.'|\"\\?.\"")
 
 
 @dataclass(frozen=True)
@@ -134,14 +140,34 @@ def _read_text(path: Path) -> str:
 def _parse(path: Path, text: str, fast: bool) -> object:
     """Plain data from the C parser (fast), or ruamel nodes that carry their positions."""
     try:
-        return YAML(typ="safe", pure=False).load(text) if fast else YAML(typ="rt").load(text)
+        with warnings.catch_warnings():  # ruamel's warnings quote the document's lines
+            warnings.simplefilter("ignore", YAMLWarning)
+            warnings.simplefilter("ignore", YAMLFutureWarning)
+            return YAML(typ="safe", pure=False).load(text) if fast else YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         if fast:
             return _parse(path, text, fast=False)
-        mark = exc.problem_mark
+        mark = exc.problem_mark or exc.context_mark
         where = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
-        raise SpecError(f"invalid YAML: {exc.problem}", location=where, ref="spec.yaml",
-                        hint="check indentation and quoting near this line") from None
+        message, hint = _yaml_problem(exc)
+        raise SpecError(f"invalid YAML: {message}", location=where, ref="spec.yaml", hint=hint) from None
+
+
+def _yaml_problem(exc: MarkedYAMLError) -> tuple[str, str]:
+    """The parser's problem without the document's text: ruamel quotes values (a duplicate
+    key's two values, an undefined alias's name) and they may be secrets. A quoted part is
+    kept only when it is a token name (``'<scalar>'``) or one character (``'\\t'``)."""
+    problem = exc.problem or exc.context or ""
+    duplicate = _DUPLICATE_KEY.match(problem)
+    if duplicate:
+        key = duplicate["key"]
+        named = f" {key!r}" if _SAFE_KEY.fullmatch(key) else ""
+        return (f"duplicate key{named} in a mapping",
+                "a key may appear only once in a mapping: remove or rename one of them")
+    hint = "check indentation and quoting near this line"
+    if not problem or any(quote in _QUOTED.sub("", problem) for quote in "'\""):
+        return "the file is not well-formed YAML", hint  # a quote we cannot pair: say nothing
+    return _QUOTED.sub(lambda m: m[0] if _SAFE_QUOTED.fullmatch(m[0]) else "…", problem), hint
 
 
 def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[str, str],

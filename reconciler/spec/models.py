@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
@@ -249,10 +251,38 @@ class S3Store(Frozen):
     required: bool = False
     part_size_mb: int = Field(64, ge=5, le=5120, description="Multipart part size.")
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # the endpoint may be a secret
+
     @field_validator("endpoint", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _usable_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Checked only for an enabled store: a disabled one is never contacted, and its
+        endpoint often comes from an env var that is not set for it."""
+        if value is not None and info.data.get("enabled") and (problem := endpoint_problem(value)):
+            raise ValueError(f"the S3 endpoint is not a usable URL: {problem}")
+        return value
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why an S3 endpoint cannot be used, said without repeating it: it is often interpolated
+    (a secret for display) and a pasted one may carry a key (``http://host:9000 AKIA…``)."""
+    if any(char.isspace() or not char.isprintable() for char in endpoint):
+        return "it contains a space or a control character"
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "its port is not a number from 0 to 65535 (or its host is malformed)"
+    if parts.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    return None
 
 
 class Retention(Frozen):

@@ -26,6 +26,7 @@ from botocore.exceptions import (
 )
 
 from reconciler.errors import StorageError
+from reconciler.spec.models import endpoint_problem
 
 ACCESS_KEY_ENV = "S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "S3_SECRET_ACCESS_KEY"
@@ -59,9 +60,15 @@ class S3Context:
 
 
 def display_endpoint(endpoint: str | None, region: str) -> str:
-    """The endpoint as shown to people: user info (``user:pass@``) removed."""
+    """The endpoint as shown to people: user info (``user:pass@``) removed. A malformed one is
+    a StorageError naming the setting, not the value (it may hold a key); urlsplit's and
+    botocore's own errors would quote it."""
     if not endpoint:
         return f"AWS S3 ({region})"
+    if problem := endpoint_problem(endpoint):
+        raise StorageError(f"backup.s3.endpoint is not a usable URL: {problem}",
+                           hint="set it (or the env var it comes from, e.g. S3_ENDPOINT) to "
+                                "http(s)://host[:port], e.g. http://127.0.0.1:9000")
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
     if parts.port:
