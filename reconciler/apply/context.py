@@ -1,9 +1,10 @@
 """The state of one apply while it runs: what is done, which swaps are open, what to report.
 
-Every event goes through ``ApplyRun.record``: it is appended to the journal (fsync'd) and
-shown to the operator, so the screen and the record cannot disagree. A ``Swap`` is the
-executor's memory of a recreate in flight; rollback reads it (and it mirrors the journal's
-``step`` lines, which a person reads when a rollback failed).
+Every event goes through ``ApplyRun.record``: it is redacted, appended to the journal
+(fsync'd) and shown to the operator, so the screen and the record cannot disagree and neither
+holds a secret (the engine's errors quote env values, a failing container logs its own). A
+``Swap`` is the executor's memory of a recreate in flight; rollback reads it (and it mirrors
+the journal's ``step`` lines, which a person reads when a rollback failed).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from reconciler.apply.journal import Journal
+from reconciler.errors import ReconcileError
+from reconciler.operate.redact import Redactor
 from reconciler.plan.actions import Plan
 from reconciler.session import Session
 
@@ -63,10 +67,23 @@ class ApplyRun:
     def apply_id(self) -> str:
         return self.journal.apply_id
 
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Every service's secrets, not the acting one's: a container logs what it was given."""
+        return Redactor.for_spec(self.session.loaded)
+
     def record(self, event: str, **fields: object) -> None:
         """Journal first (the record must survive a kill right after), then the screen."""
-        self.journal.write(event, **fields)
-        self.emit({"event": event, **fields})
+        clean = self.redactor.redact_data(fields)
+        self.journal.write(event, **clean)
+        self.emit({"event": event, **clean})
+
+    def redacted(self, error: ReconcileError) -> ReconcileError:
+        """``error`` with its message and hint redacted, in place: the CLI prints it (or sends
+        it as JSON) as it is, and it is built from the engine's text and the steps' errors."""
+        error.message, error.hint = self.redactor.redact(error.message), self.redactor.redact(error.hint)
+        error.args = (error.message, *error.args[1:])
+        return error
 
     def step(self, action_id: str, message: str, **fields: object) -> None:
         """A sub-step of an action (rename, stop, start…): what rollback and a person need."""

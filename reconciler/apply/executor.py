@@ -4,7 +4,8 @@ Before each step the safety rules are checked again against what has actually co
 (``safety.check_step``): a destructive step never runs unless its backup finished in this
 apply. When a step fails, the failing service's open swap or blue-green rollout (if any) is
 rolled back from the executor's record of it; earlier, completed services are left as they
-are (they are healthy and verified). No step is retried or re-planned here.
+are (they are healthy and verified). No step is retried or re-planned here. The error raised
+is redacted (``ApplyRun.redacted``): it quotes the engine and the failing step.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def execute(run: ApplyRun) -> None:
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is handled alike
             run.record("action-end", action=action.id, status="failed", error=_text(exc),
                        seconds=round(time.monotonic() - began, 2))
-            raise failure(run, action, exc) from None
+            raise run.redacted(failure(run, action, exc)) from None
         run.done.append(action.id)
         run.record("action-end", action=action.id, status="ok",
                    seconds=round(time.monotonic() - began, 2), **_clean(details))

@@ -170,6 +170,8 @@ def _execute(run: ApplyRun, prepare: Callable[[], None] | None = None) -> Outcom
             prepare()
         executor.execute(run)
     except (ReconcileError, KeyboardInterrupt) as exc:
+        if isinstance(exc, ReconcileError):
+            run.redacted(exc)  # heal's and the steps' errors quote the engine and containers
         code = getattr(exc, "exit_code", 2)
         _finish(run, "failed" if code < 3 else "critical", code, error=getattr(exc, "message", "interrupted"))
         raise

@@ -145,9 +145,9 @@ def _one(run_: ApplyRun, target: Target) -> None:
                     seconds=round(time.monotonic() - began, 2))
         opened = run_.rollouts.get(target.service)
         if opened is not None and not opened.finished:
-            raise bluegreen.undo(run_, opened, target.action_id, exc) from None
-        raise ApplyError(f"{target.action_id} failed: {message}", ref="rollback.step",
-                         hint="see the error above") from None
+            raise run_.redacted(bluegreen.undo(run_, opened, target.action_id, exc)) from None
+        raise run_.redacted(ApplyError(f"{target.action_id} failed: {message}", ref="rollback.step",
+                                       hint="see the error above")) from None
     run_.done.append(target.action_id)
     run_.record("action-end", action=target.action_id, status="ok",
                 seconds=round(time.monotonic() - began, 2), container=target.kept.id,

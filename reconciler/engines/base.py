@@ -21,6 +21,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from reconciler.engines.compress import ZstdTuning
 from reconciler.engines.tarscan import TreeDigest
+from reconciler.operate.redact import url_passwords
 from reconciler.spec.models import Kind, Service
 
 DEFAULT_PORT = {Kind.POSTGRES: 5432, Kind.REDIS: 6379}
@@ -54,8 +55,11 @@ class Target:
         return text
 
     def secrets(self) -> list[str]:
-        values = {self.password, *(v.get_secret_value() for k, v in self.service.env.items()
-                                   if _SECRET_NAME.search(k))}
+        """The password, env values named like a secret, and the password part of any URL in
+        the env (``DATABASE_URL``, ``*_DSN``): the rest of a URL is a host name, not a secret."""
+        env = {k: v.get_secret_value() for k, v in self.service.env.items()}
+        values = {self.password, *(v for k, v in env.items() if _SECRET_NAME.search(k)),
+                  *(p for v in env.values() for p in url_passwords(v))}
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
     @property

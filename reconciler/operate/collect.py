@@ -2,7 +2,9 @@
 host (free disk, who holds a port) and the state dir (last diagnose's restart counts).
 
 This is the only I/O of diagnose. An unreachable engine is a fact, not an exception: the
-rules turn it into a critical issue. Logs are redacted here, before anything else sees them.
+rules turn it into a critical issue. Logs, health-check output and the engine's error text are
+redacted here, before anything else sees them, with every service's secrets: a container can
+print a secret it was given for another service (a database URL).
 """
 
 from __future__ import annotations
@@ -66,13 +68,14 @@ def _engine_facts(session: Session, client, names: list[str], previous: dict,
     live = {n: docs[c.id] for n in names if (c := leftovers.live(observed, n)) is not None}
     volumes = {v["Name"]: v for v in dockerio.project_volumes(client, spec.project)}
     images = dockerio.inspect_images(client, sorted({spec.services[n].image for n in names}))
+    redact = Redactor.for_spec(session.loaded)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        logs = dict(zip(live, pool.map(lambda n: _logs(session, client, n, live[n]["Id"]), live)))
+        logs = dict(zip(live, pool.map(lambda n: _logs(client, live[n]["Id"], redact), live)))
         probes = dict(zip(live, pool.map(lambda n: _probe_mounts(session, client, n, live[n]), live)))
     before = previous.get("services") or {}
     services = tuple(
         _service_facts(session, n, live.get(n), volumes, images.get(spec.services[n].image) is not None,
-                       logs.get(n, ()), probes.get(n, {}), before.get(n) or {})
+                       logs.get(n, ()), probes.get(n, {}), before.get(n) or {}, redact)
         for n in names)
     host = HostFacts(
         disks=host_disks(session, client),
@@ -83,10 +86,10 @@ def _engine_facts(session: Session, client, names: list[str], previous: dict,
 
 
 def _service_facts(session: Session, name: str, doc: dict | None, volumes: dict, image_present: bool,
-                   logs: tuple[str, ...], probe: dict, previous: dict) -> ServiceFacts:
+                   logs: tuple[str, ...], probe: dict, previous: dict, redact: Redactor) -> ServiceFacts:
     spec = session.spec
     service = spec.services[name]
-    container = container_facts(doc) if doc is not None else None
+    container = container_facts(doc, redact) if doc is not None else None
     same = container is not None and previous.get("id") == container.id
     return ServiceFacts(
         name=name, kind=service.kind.value, container_name=container_name(spec, name),
@@ -101,30 +104,31 @@ def _service_facts(session: Session, name: str, doc: dict | None, volumes: dict,
     )
 
 
-def container_facts(doc: dict) -> ContainerFacts:
+def container_facts(doc: dict, redact: Redactor) -> ContainerFacts:
+    """The facts of one inspect document; the probes' output and the engine's error are
+    redacted (a health check can print what it connects with)."""
     state = doc.get("State") or {}
     health = state.get("Health") or {}
     host_config = doc.get("HostConfig") or {}
     return ContainerFacts(
         id=doc["Id"], name=doc.get("Name", "").lstrip("/"), state=state.get("Status", "dead"),
         exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
-        error=state.get("Error") or "", restart_count=int(doc.get("RestartCount") or 0),
+        error=redact(state.get("Error") or ""), restart_count=int(doc.get("RestartCount") or 0),
         started_at=state.get("StartedAt"), finished_at=state.get("FinishedAt"),
         restart_policy=(host_config.get("RestartPolicy") or {}).get("Name") or "no",
         memory_limit=int(host_config.get("Memory") or 0),
         health=health.get("Status"), failing_streak=int(health.get("FailingStreak") or 0),
-        health_log=tuple(Probe(int(p.get("ExitCode", -1)), (p.get("Output") or "").strip(), p.get("End", ""))
-                         for p in (health.get("Log") or [])[-HEALTH_PROBES:]),
+        health_log=tuple(Probe(int(p.get("ExitCode", -1)), redact((p.get("Output") or "").strip()),
+                               p.get("End", "")) for p in (health.get("Log") or [])[-HEALTH_PROBES:]),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
     )
 
 
-def _logs(session: Session, client, name: str, container: str) -> tuple[str, ...]:
+def _logs(client, container: str, redact: Redactor) -> tuple[str, ...]:
     try:
         text = dockerio.logs(client, container, LOG_LINES)
     except EngineError:
         return ()
-    redact = Redactor.for_service(session.loaded, name)
     return tuple(redact(line) for line in text.splitlines() if line.strip())
 
 

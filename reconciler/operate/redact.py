@@ -1,21 +1,38 @@
 """Take secrets out of text before it is logged, stored or sent.
 
 What counts as secret is decided from the loaded spec, not guessed from the text: every env
-value and every interpolated part (``${env:…}``, ``${file:…}``) of length ≥ 4. Shorter values
-are too common ("1", "yes", "app") to replace without making logs unreadable, and too short
-to be a credential worth the name.
+value and every interpolated part (``${env:…}``, ``${file:…}``) of length ≥ 4, but those of
+the project's name and folders (``NAMES_AND_PLACES``). Shorter values are too common ("1",
+"yes", "app") to replace without making logs unreadable, and too short to be a credential
+worth the name.
+
+A secret is also masked in the forms programs print it in: the password of a URL-shaped value
+(a driver logs its own rendering of ``DATABASE_URL``, never the spec's text), and the
+URL-encoded and base64 forms of values of ≥ 6 characters (shorter ones would also match
+ordinary words).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
 
 from reconciler.spec.interpolate import SENSITIVE
-from reconciler.spec.load import LoadedSpec
+
+if TYPE_CHECKING:  # engines import url_passwords: the YAML loader is not needed for that
+    from reconciler.spec.load import LoadedSpec
 
 MASK = "***"
 MIN_LENGTH = 4
+ENCODED_MIN_LENGTH = 6
+# Interpolated, these are not secrets: every container, volume and network is named after
+# the project, and the journal, lock and backup files live under these folders. Masking them
+# would only garble the steps an operator must follow (``docker start ***-postgres``);
+# ``docker ps`` and ``reconcile plan`` show them anyway.
+NAMES_AND_PLACES = (("project",), ("state_dir",), ("backup", "local", "path"))
 
 
 class Redactor:
@@ -23,7 +40,8 @@ class Redactor:
     another is masked whole)."""
 
     def __init__(self, values: Iterable[str], min_length: int = MIN_LENGTH) -> None:
-        self.values = tuple(sorted({v for v in values if v and len(v) >= min_length},
+        forms = {form for v in values if v for form in secret_forms(v)}
+        self.values = tuple(sorted({v for v in forms if len(v) >= min_length},
                                    key=lambda v: (-len(v), v)))
         self._pattern = re.compile("|".join(re.escape(v) for v in self.values)) if self.values else None
 
@@ -47,22 +65,58 @@ class Redactor:
 
     @classmethod
     def for_spec(cls, loaded: LoadedSpec) -> Redactor:
-        """Every env value of every service and every interpolated part of the spec."""
+        """Every env value of every service and every interpolated part of the spec, but the
+        project's name and folders."""
         env = [v.get_secret_value() for s in loaded.spec.services.values() for v in s.env.values()]
-        return cls([*env, *interpolated_values(loaded)])
+        return cls(_not_public(loaded, [*env, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
 
     @classmethod
     def for_service(cls, loaded: LoadedSpec, service: str) -> Redactor:
-        """One service's env values, plus every interpolated part of the spec."""
+        """One service's env values, plus every interpolated part of the spec. Not for a
+        container's logs: a service can print another's secret (a URL it was given)."""
         env = [v.get_secret_value() for v in loaded.spec.services[service].env.values()]
-        return cls([*env, *interpolated_values(loaded)])
+        return cls(_not_public(loaded, [*env, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
 
 
-def interpolated_values(loaded: LoadedSpec) -> list[str]:
-    """The substituted parts of each interpolated spec value, found by matching the display
-    text (``postgresql://app:(sensitive)@db``) against the resolved value."""
+def _not_public(loaded: LoadedSpec, values: list[str]) -> list[str]:
+    """``values`` but the project's name and folders: an env value equal to one
+    (``POSTGRES_DB: healthcare`` in project healthcare) is no secret, and masking it turned
+    every container name into ``***-postgres``."""
+    public = {value for path in NAMES_AND_PLACES if (value := _value_at(loaded.spec, path)) is not None}
+    return [v for v in values if v not in public]
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value``, the password of it when it is a URL, and their encoded forms."""
+    plain = {value, *url_passwords(value)}
+    return plain | {form for v in plain if len(v) >= ENCODED_MIN_LENGTH for form in _encoded(v)}
+
+
+def url_passwords(value: str) -> list[str]:
+    """The userinfo password of a URL-shaped value, as written and percent-decoded
+    (``postgresql://app:p%40ss@db/x`` → ``p%40ss``, ``p@ss``); none for anything else."""
+    if "://" not in value:
+        return []
+    try:
+        password = urlsplit(value.strip()).password
+    except ValueError:  # not a URL after all (e.g. an unclosed IPv6 bracket)
+        return []
+    return list(dict.fromkeys((password, unquote(password)))) if password else []
+
+
+def _encoded(value: str) -> set[str]:
+    b64 = base64.b64encode(value.encode()).decode()
+    return {quote(value, safe=""), b64, b64.rstrip("=")}
+
+
+def interpolated_values(loaded: LoadedSpec, skip: Iterable[tuple] = ()) -> list[str]:
+    """The substituted parts of each interpolated spec value (but those at ``skip``), found by
+    matching the display text (``postgresql://app:(sensitive)@db``) against the resolved value."""
     out = []
+    skipped = set(skip)
     for path, shown in loaded.display.items():
+        if path in skipped:
+            continue
         value = _value_at(loaded.spec, path)
         if value is None:
             continue
