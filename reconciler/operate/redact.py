@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
-from reconciler.spec.interpolate import SENSITIVE
+from reconciler.spec.interpolate import interpolated_values, value_at
 
 if TYPE_CHECKING:  # engines import url_passwords: the YAML loader is not needed for that
     from reconciler.spec.load import LoadedSpec
@@ -82,7 +82,7 @@ def _not_public(loaded: LoadedSpec, values: list[str]) -> list[str]:
     """``values`` but the project's name and folders: an env value equal to one
     (``POSTGRES_DB: healthcare`` in project healthcare) is no secret, and masking it turned
     every container name into ``***-postgres``."""
-    public = {value for path in NAMES_AND_PLACES if (value := _value_at(loaded.spec, path)) is not None}
+    public = {value for path in NAMES_AND_PLACES if (value := value_at(loaded.spec, path)) is not None}
     return [v for v in values if v not in public]
 
 
@@ -107,41 +107,3 @@ def url_passwords(value: str) -> list[str]:
 def _encoded(value: str) -> set[str]:
     b64 = base64.b64encode(value.encode()).decode()
     return {quote(value, safe=""), b64, b64.rstrip("=")}
-
-
-def interpolated_values(loaded: LoadedSpec, skip: Iterable[tuple] = ()) -> list[str]:
-    """The substituted parts of each interpolated spec value (but those at ``skip``), found by
-    matching the display text (``postgresql://app:(sensitive)@db``) against the resolved value."""
-    out = []
-    skipped = set(skip)
-    for path, shown in loaded.display.items():
-        if path in skipped:
-            continue
-        value = _value_at(loaded.spec, path)
-        if value is None:
-            continue
-        out.extend(_substituted(shown, value))
-    return out
-
-
-def _substituted(shown: str, value: str) -> list[str]:
-    literal = shown.split(SENSITIVE)
-    pattern = "(.*?)".join(re.escape(part) for part in literal)
-    match = re.fullmatch(pattern, value, re.S)
-    if match is None:
-        return [value]  # the value was reshaped by parsing: mask it whole
-    return [g for g in match.groups() if g]
-
-
-def _value_at(node: object, path: tuple) -> str | None:
-    for part in path:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            node = getattr(node, str(part), None)
-        if node is None:
-            return None
-    secret = getattr(node, "get_secret_value", None)
-    return secret() if callable(secret) else str(node)

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from difflib import SequenceMatcher
 
 from reconciler.plan.actions import Change
+from reconciler.spec.interpolate import interpolated_values
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.normalise import network_name, normalised_config
 
@@ -120,7 +121,7 @@ class Views:
         """Whether an old element contains a part the current spec interpolates, in any field of
         any service (a secret often moves: from a command flag to an env var)."""
         if self._secrets is None:
-            self._secrets = _spec_secrets(self.loaded)
+            self._secrets = interpolated_values(self.loaded)  # literal env values are not among them
         return any(secret in element for secret in self._secrets)
 
     def _hidden(self, name: str) -> dict[str, str]:
@@ -245,40 +246,6 @@ def _replacing(name: str, old: list[str], new: list[str]) -> set[int]:
         if tag == "replace" and i2 - i1 == j2 - j1:
             replacing.update(range(i1, i2))
     return replacing
-
-
-def _spec_secrets(loaded: LoadedSpec) -> list[str]:
-    """Every interpolated part of the spec's values, as resolved now. Env values written
-    literally are not among them: the spec file shows them, and ``POSTGRES_DB: healthcare``
-    would hide every old path that says ``healthcare``."""
-    secrets: list[str] = []
-    for path, shown in loaded.display.items():
-        value = _value_at(loaded.spec, path)
-        if value is not None:
-            secrets.extend(_substituted(shown, value))
-    return [secret for secret in secrets if secret]
-
-
-def _substituted(shown: str, value: str) -> list[str]:
-    """The parts of ``value`` that stand where ``shown`` reads ``(sensitive)``; the whole value
-    when parsing reshaped it and the display text no longer fits."""
-    pattern = "(.*?)".join(re.escape(part) for part in shown.split(SENSITIVE))
-    match = re.fullmatch(pattern, value, flags=re.DOTALL)
-    return [value] if match is None else list(match.groups())
-
-
-def _value_at(node: object, path: tuple) -> str | None:
-    for part in path:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            node = getattr(node, str(part), None)
-        if node is None:
-            return None
-    secret = getattr(node, "get_secret_value", None)
-    return secret() if callable(secret) else str(node)
 
 
 def _fitting_template(element: str, templates: Iterable[str]) -> str:

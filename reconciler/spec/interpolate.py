@@ -10,6 +10,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # load imports this module
+    from collections.abc import Iterable
+
+    from reconciler.spec.load import LoadedSpec
 
 SENSITIVE = "(sensitive)"
 _REF = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}")
@@ -93,3 +99,44 @@ def read_env_file(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key.strip()] = value
     return values
+
+
+# -- what interpolation put in: the secrets of a loaded spec --------------------------------------
+
+def interpolated_values(loaded: LoadedSpec, skip: Iterable[tuple] = ()) -> list[str]:
+    """The substituted parts of each interpolated spec value (but those at ``skip``), found by
+    matching the display text (``postgresql://app:(sensitive)@db``) against the resolved value."""
+    out = []
+    skipped = set(skip)
+    for path, shown in loaded.display.items():
+        if path in skipped:
+            continue
+        value = value_at(loaded.spec, path)
+        if value is None:
+            continue
+        out.extend(_substituted(shown, value))
+    return out
+
+
+def _substituted(shown: str, value: str) -> list[str]:
+    literal = shown.split(SENSITIVE)
+    pattern = "(.*?)".join(re.escape(part) for part in literal)
+    match = re.fullmatch(pattern, value, re.S)
+    if match is None:
+        return [value]  # the value was reshaped by parsing: mask it whole
+    return [g for g in match.groups() if g]
+
+
+def value_at(node: object, path: tuple) -> str | None:
+    """The resolved value at a display path of the spec (secrets revealed), or None."""
+    for part in path:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = getattr(node, str(part), None)
+        if node is None:
+            return None
+    secret = getattr(node, "get_secret_value", None)
+    return secret() if callable(secret) else str(node)

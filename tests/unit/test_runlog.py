@@ -12,8 +12,9 @@ import pytest
 
 from reconciler.errors import BackupError
 from reconciler.operate import runlog
-from reconciler.operate.redact import MASK, Redactor, interpolated_values
+from reconciler.operate.redact import MASK, Redactor
 from reconciler.session import Session
+from reconciler.spec.interpolate import interpolated_values
 from reconciler.spec.load import load_spec
 
 SPEC = """\
