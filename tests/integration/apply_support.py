@@ -65,6 +65,15 @@ def pg_spec(tmp_path: Path) -> Path:
     return path
 
 
+def pg_stack(client, project: str, tmp_path: Path, rows: int = 5000) -> tuple[Path, dict, str, str]:
+    """postgres 15 applied from the small spec and seeded: (spec, env, container, rows' checksum)."""
+    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
+    result = apply(spec, env)
+    assert result.returncode == 0, show(result)
+    name = f"{project}-postgres"
+    return spec, env, name, seed_rows(client, name, rows=rows)
+
+
 def cli(spec: Path, env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "reconciler", "-f", str(spec), *args],
                           capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)

@@ -18,7 +18,7 @@ from tests.integration.apply_support import (
     containers,
     lab_env,
     pg_spec,
-    seed_rows,
+    pg_stack,
     show,
 )
 
@@ -28,11 +28,7 @@ CREDENTIALS = S3Endpoint("unused").environ  # S3 is down: any credentials will d
 
 @pytest.fixture()
 def stack(client, project, tmp_path):
-    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
-    result = apply(spec, env)
-    assert result.returncode == 0, show(result)
-    name = f"{project}-postgres"
-    return spec, env, name, seed_rows(client, name, rows=200)
+    return pg_stack(client, project, tmp_path, rows=200)
 
 
 def untouched(client, project, name, before_id, rows):

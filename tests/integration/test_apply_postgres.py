@@ -15,10 +15,8 @@ from tests.integration.apply_support import (
     checksum,
     containers,
     journal_events,
-    lab_env,
-    pg_spec,
+    pg_stack,
     psql,
-    seed_rows,
     show,
     wait_for,
 )
@@ -29,11 +27,7 @@ pytestmark = pytest.mark.engine
 @pytest.fixture()
 def stack(client, project, tmp_path):
     """postgres 15 applied from the small spec, with 5000 users and appointments."""
-    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
-    result = apply(spec, env)
-    assert result.returncode == 0, show(result)
-    name = f"{project}-postgres"
-    return spec, env, name, seed_rows(client, name)
+    return pg_stack(client, project, tmp_path)
 
 
 def backups_taken(tmp_path) -> list[dict]:

@@ -18,7 +18,7 @@ from tests.integration.apply_support import (
     containers,
     lab_env,
     pg_spec,
-    seed_rows,
+    pg_stack,
     show,
 )
 
@@ -27,11 +27,7 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture()
 def stack(client, project, tmp_path):
-    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
-    result = apply(spec, env)
-    assert result.returncode == 0, show(result)
-    name = f"{project}-postgres"
-    return spec, env, name, seed_rows(client, name, rows=200)
+    return pg_stack(client, project, tmp_path, rows=200)
 
 
 def saved_plan(spec, env, path) -> dict:
