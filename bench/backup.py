@@ -156,9 +156,10 @@ class Lab:
         import redis
 
         from reconciler import dockerio
+        from reconciler.engines import container_ip
 
         client = dockerio.connect()
-        ip = dockerio.container_ip(client.api.inspect_container(self.cache))
+        ip = container_ip(client.api.inspect_container(self.cache))
         r = redis.Redis(host=ip, port=6379)
         pipe = r.pipeline(transaction=False)
         for i in range(keys):

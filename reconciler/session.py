@@ -22,6 +22,9 @@ class Session:
     loaded: LoadedSpec
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     _client: object = None
+    # Inspect documents by container name, read by the launcher's head start (observe/prefetch)
+    # a moment ago; each is used once, for the first lookup of its service, then read live.
+    prefetched: dict[str, dict] = field(default_factory=dict)
 
     @property
     def spec(self):
@@ -58,16 +61,21 @@ class Session:
         return path
 
     def engine(self, service: str):
+        """The service's engine, sharing this session's Docker client, connected only when the
+        engine needs it (a cache is reached over TCP: its backup never imports the SDK)."""
         from reconciler.engines import engine_for
 
-        return engine_for(self.spec.services[service].kind, self.client)
+        return engine_for(self.spec.services[service].kind, self._client, connect=lambda: self.client)
 
     def container_doc(self, service: str, container: str | None = None) -> dict | None:
         """Inspect of the service's live container (or ``container``), None when absent."""
+        name = container or container_name(self.spec, service)
+        if (doc := self.prefetched.pop(name, None)) is not None:
+            return doc
         from reconciler import dockerio
 
         try:
-            return dockerio.inspect_container(self.client, container or container_name(self.spec, service))
+            return dockerio.inspect_container(self.client, name)
         except EngineError as exc:
             if exc.ref == "engine.not-found":
                 return None
@@ -75,8 +83,7 @@ class Session:
 
     def target(self, service: str, container: str | None = None):
         """How an engine reaches the service's running container from this host."""
-        from reconciler import dockerio
-        from reconciler.engines import make_target
+        from reconciler.engines import container_ip, make_target
 
         doc = self.container_doc(service, container)
         name = container or container_name(self.spec, service)
@@ -86,4 +93,4 @@ class Session:
         if not (doc.get("State") or {}).get("Running"):
             raise ReconcileError(f"service {service}'s container {name} is not running",
                                  ref="service.stopped", hint=f"start it: docker start {name}")
-        return make_target(service, self.spec.services[service], doc["Id"], dockerio.container_ip(doc))
+        return make_target(service, self.spec.services[service], doc["Id"], container_ip(doc))

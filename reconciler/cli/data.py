@@ -17,10 +17,12 @@ ServicesArg = Annotated[Optional[list[str]], typer.Argument(help="Services (defa
 
 
 def _session():
+    from reconciler.observe import prefetch
     from reconciler.session import Session
     from reconciler.spec.load import load_spec
 
-    return Session(load_spec(STATE.file))
+    loaded = load_spec(STATE.file)
+    return Session(loaded, prefetched=prefetch.claim_containers(loaded.file, loaded.spec.project))
 
 
 # What ``backup`` names backups: the UTC time, and -2, -3… for more in the same second.

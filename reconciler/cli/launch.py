@@ -1,4 +1,4 @@
-"""The console script's entry: give `plan` its head start, run the CLI, leave quickly.
+"""The console script's entry: give a command its head start, run the CLI, leave quickly.
 
 Kept apart from ``cli.app`` so that the fork in ``observe.prefetch.start`` happens before
 typer, pydantic or the Docker SDK are imported: the child must not wait for the parent's
@@ -14,6 +14,9 @@ from pathlib import Path
 
 # Root options of the CLI that take a value (cli/app.py: root).
 _FILE_OPTIONS = ("-f", "--file")
+# Commands whose first question to the engine the child answers (observe/prefetch): plan's
+# snapshot; the containers a backup, restore or verify reaches.
+_HEAD_STARTED = ("plan", "backup", "restore", "verify")
 
 
 def command_of(argv: list[str], environ=os.environ) -> tuple[str | None, Path, list[str]]:
@@ -40,10 +43,10 @@ def command_of(argv: list[str], environ=os.environ) -> tuple[str | None, Path, l
 
 def main() -> None:
     command, spec, rest = command_of(sys.argv[1:])
-    if command == "plan" and "--help" not in rest:
+    if command in _HEAD_STARTED and "--help" not in rest:
         from reconciler.observe import prefetch
 
-        prefetch.start(spec.resolve())
+        prefetch.start(spec.resolve(), containers_only=command != "plan")
     from reconciler.cli.app import main as run
 
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from reconciler import dockerio
 from reconciler.apply.context import ApplyRun
 from reconciler.deploy import nginx, rules
+from reconciler.engines.base import container_ip
 from reconciler.errors import ApplyError, EngineError
 from reconciler.spec.normalise import LABEL_SPEC_HASH, LABEL_UPSTREAM
 
@@ -146,7 +147,7 @@ def confirm(run: ApplyRun, action_id: str, proxy_id: str, upstream: nginx.Upstre
         if doc is None or not state.get("Running"):
             raise ApplyError(f"the proxy stopped (exit code {state.get('ExitCode')})", ref="apply.proxy",
                              hint=f"its last log lines: docker logs {proxy_id[:12]}")
-        seen = _ask(dockerio.container_ip(doc)) or seen
+        seen = _ask(container_ip(doc)) or seen
         if seen == upstream.short_id:
             return
         if time.monotonic() >= deadline:

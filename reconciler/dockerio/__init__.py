@@ -257,7 +257,6 @@ def remove_network(client: docker.DockerClient, name: str) -> None:
 from reconciler.dockerio.stream import (  # noqa: E402  (needs engine_errors above)
     ExecResult,
     StreamAborted,
-    container_ip,
     exec_stream,
     local_engine,
     prune_stale_helpers,
@@ -267,5 +266,5 @@ from reconciler.dockerio.stream import (  # noqa: E402  (needs engine_errors abo
     wait_helper,
 )
 
-__all__ = ["ExecResult", "StreamAborted", "container_ip", "exec_stream", "local_engine",
+__all__ = ["ExecResult", "StreamAborted", "exec_stream", "local_engine",
            "prune_stale_helpers", "remove_helper", "run_helper", "start_helper", "wait_helper"]

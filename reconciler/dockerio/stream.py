@@ -254,15 +254,6 @@ def run_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
             api.remove_container(helper, force=True, v=True)
 
 
-def container_ip(doc: dict) -> str:
-    """The first IP the host can reach the container on (bridge networks on Linux)."""
-    networks = (doc.get("NetworkSettings") or {}).get("Networks") or {}
-    for settings in networks.values():
-        if settings.get("IPAddress"):
-            return str(settings["IPAddress"])
-    return str((doc.get("NetworkSettings") or {}).get("IPAddress") or "")
-
-
 def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
                  binds: dict[str, str] | None = None, volumes_from: str = "",
                  read_only: bool = True, network_container: str = "",

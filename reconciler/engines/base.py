@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from reconciler.engines.compress import ZstdTuning
 from reconciler.engines.tarscan import TreeDigest
@@ -65,6 +65,16 @@ class Target:
     @property
     def kind(self) -> Kind:
         return self.service.kind
+
+
+def container_ip(doc: dict) -> str:
+    """The first IP of an inspect document that the host reaches the container on (bridge
+    networks on Linux). Here, not in ``dockerio``: a cache is reached without the Docker SDK."""
+    networks = (doc.get("NetworkSettings") or {}).get("Networks") or {}
+    for settings in networks.values():
+        if settings.get("IPAddress"):
+            return str(settings["IPAddress"])
+    return str((doc.get("NetworkSettings") or {}).get("IPAddress") or "")
 
 
 def make_target(service_name: str, service: Service, container_id: str, host: str) -> Target:
@@ -272,15 +282,18 @@ class DockerBacked:
     """An engine that runs helpers or execs in containers: it connects to Docker lazily, so
     building one costs nothing and a probe of a remote cache never needs the engine."""
 
-    def __init__(self, client=None) -> None:
+    def __init__(self, client=None, connect: Callable[[], Any] | None = None) -> None:
         self._client = client
+        self._connect = connect
 
     @property
     def client(self):
         if self._client is None:
-            from reconciler import dockerio
+            if self._connect is None:
+                from reconciler import dockerio
 
-            self._client = dockerio.connect()
+                self._connect = dockerio.connect
+            self._client = self._connect()
         return self._client
 
 

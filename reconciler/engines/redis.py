@@ -54,9 +54,6 @@ class RedisEngine:
     file_extension = "redis-dump"
     zstd = ZSTD_LIGHT  # DUMP payloads: level 3 stores them no smaller (compress.ZSTD_LIGHT)
 
-    def __init__(self, client=None) -> None:
-        self._client = client  # unused: the cache is reached over TCP only
-
     # -- probe ---------------------------------------------------------------------------------
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:

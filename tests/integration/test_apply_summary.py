@@ -51,7 +51,7 @@ def test_the_volume_of_a_service_whose_container_is_gone_is_not_called_removable
 
 def test_a_degraded_service_is_a_warning_not_a_promise_to_restart_it(client, project, tmp_path):
     """apply heals only critical services: a cache near its memory limit is said, untouched."""
-    from reconciler import dockerio
+    from reconciler.engines import container_ip
     from reconciler.engines.resp import RespConnection
 
     spec, env = tmp_path / "stack.yaml", lab_env(project, tmp_path)
@@ -59,7 +59,7 @@ def test_a_degraded_service_is_a_warning_not_a_promise_to_restart_it(client, pro
     assert apply(spec, env).returncode == 0
     name = f"{project}-cache"
     before = client.api.inspect_container(name)["Id"]
-    with RespConnection(dockerio.container_ip(client.api.inspect_container(name)), 6379) as conn:
+    with RespConnection(container_ip(client.api.inspect_container(name)), 6379) as conn:
         used = int(dict(line.split(":", 1) for line in conn.call("INFO", "memory").decode().split("\r\n")
                         if ":" in line)["used_memory"])
         conn.call("CONFIG", "SET", "maxmemory", str(int(used * 1.02)))

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from reconciler import dockerio
+from reconciler.engines import container_ip
 from reconciler.health import Level, wait_healthy
 from reconciler.session import Session
 from tests.conftest_s3 import empty_and_remove_bucket, raw_client
@@ -68,7 +68,7 @@ def stack(client, write_spec, s3_endpoint, monkeypatch):
 
 def dsn(session: Session) -> str:
     doc = session.container_doc("postgres")
-    return f"postgresql://postgres:{PASSWORD}@{dockerio.container_ip(doc)}:5432/clinic"
+    return f"postgresql://postgres:{PASSWORD}@{container_ip(doc)}:5432/clinic"
 
 
 def seed(session: Session) -> None:

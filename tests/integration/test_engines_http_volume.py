@@ -10,7 +10,7 @@ import time
 import pytest
 
 from reconciler import dockerio
-from reconciler.engines import engine_for, make_target
+from reconciler.engines import container_ip, engine_for, make_target
 from reconciler.engines.base import BackupStats, ProbeStatus
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import BackupError, RestoreError
@@ -67,7 +67,7 @@ def stack(client, tmp_path_factory):
     try:
         ids = materialise(client, loaded)
         targets = {name: make_target(name, loaded.spec.services[name], cid,
-                                     dockerio.container_ip(dockerio.inspect_container(client, cid)))
+                                     container_ip(dockerio.inspect_container(client, cid)))
                    for name, cid in ids.items()}
         yield targets
     finally:

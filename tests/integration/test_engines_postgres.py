@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from reconciler import dockerio
-from reconciler.engines import engine_for, make_target, pgglobals
+from reconciler.engines import container_ip, engine_for, make_target, pgglobals
 from reconciler.engines.base import ProbeStatus
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import BackupError, ReconcileError, RestoreError
@@ -74,7 +74,7 @@ def running(client, tmp_path_factory):
     try:
         ids = materialise(client, loaded)
         doc = dockerio.inspect_container(client, ids["db"])
-        target = make_target("db", loaded.spec.services["db"], ids["db"], dockerio.container_ip(doc))
+        target = make_target("db", loaded.spec.services["db"], ids["db"], container_ip(doc))
         engine = engine_for(Kind.POSTGRES, client)
         wait_healthy(engine, target)
         yield target, engine

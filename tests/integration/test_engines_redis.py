@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from reconciler import dockerio
-from reconciler.engines import engine_for, make_target
+from reconciler.engines import container_ip, engine_for, make_target
 from reconciler.engines.base import ProbeStatus
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import RestoreError
@@ -45,7 +45,7 @@ def running(client, tmp_path_factory):
         ids = materialise(client, loaded)
         doc = dockerio.inspect_container(client, ids["cache"])
         target = make_target("cache", loaded.spec.services["cache"], ids["cache"],
-                             dockerio.container_ip(doc))
+                             container_ip(doc))
         engine = engine_for(Kind.REDIS, client)
         wait_healthy(engine, target)
         yield target, engine

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from reconciler import dockerio
-from reconciler.engines import engine_for, make_target
+from reconciler.engines import container_ip, engine_for, make_target
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.spec.load import load_spec
 from reconciler.spec.models import Compression, Kind
@@ -69,7 +69,7 @@ def start(client, tmp_path_factory, name: str):
     loaded = load_spec(path, {**os.environ, "PG_TEST_PASSWORD": PASSWORD})
     ids = materialise(client, loaded)
     doc = dockerio.inspect_container(client, ids["db"])
-    target = make_target("db", loaded.spec.services["db"], ids["db"], dockerio.container_ip(doc))
+    target = make_target("db", loaded.spec.services["db"], ids["db"], container_ip(doc))
     return project, target
 
 

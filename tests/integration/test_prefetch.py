@@ -108,3 +108,62 @@ def test_an_unclaimed_child_is_stopped_when_the_process_exits(write_spec, projec
     time.sleep(0.05)  # the parent has exited; a live child would still be importing docker
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+BACKUP = """
+import json, sys
+from pathlib import Path
+from reconciler.observe import prefetch
+from reconciler.session import Session
+from reconciler.spec.load import load_spec
+from reconciler.backup.run import backup_services
+
+spec = Path(sys.argv[1]).resolve()
+prefetch.start(spec, containers_only=True)
+loaded = load_spec(spec)
+session = Session(loaded, prefetched=prefetch.claim_containers(spec, loaded.spec.project))
+read = sorted(session.prefetched)
+run = backup_services(session, ["cache"])
+print(json.dumps({"docker_imported": "docker" in sys.modules, "read": read, "left": sorted(session.prefetched),
+                  "keys": run.document["services"]["cache"]["key_count"]}))
+"""
+
+
+def test_a_cache_backup_with_the_head_start_never_imports_the_sdk(client, write_spec, project):
+    """backup, restore and verify: the child inspects the containers, the parent only uses them."""
+    import redis
+
+    from reconciler.engines import container_ip
+
+    loaded = write_spec(SPEC.format(project=project) + "backup:\n  local: { path: ./backups }\n")
+    ids = materialise(client, loaded, ["cache"])
+    ip = container_ip(client.api.inspect_container(ids["cache"]))
+    redis.Redis(host=ip, port=6379).mset({"a": 1, "b": 2, "c": 3})
+    result = run(["-c", BACKUP, str(loaded.file)])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"docker_imported": False, "read": [f"{project}-cache"], "left": [],
+                                         "keys": 3}
+
+
+def test_a_prefetched_document_is_used_once_then_the_engine_is_asked(client, write_spec, project):
+    from reconciler.session import Session
+
+    loaded = write_spec(SPEC.format(project=project))
+    ids = materialise(client, loaded, ["cache"])
+    name = f"{project}-cache"
+    stale = {"Id": "read-at-start", "Name": "/" + name}
+    session = Session(loaded, _client=client, prefetched={name: stale})
+    assert session.container_doc("cache") is stale
+    assert session.container_doc("cache")["Id"] == ids["cache"]
+
+
+def test_containers_read_for_another_project_are_not_used(client, write_spec, project):
+    loaded = write_spec(SPEC.format(project=project))
+    materialise(client, loaded, ["cache"])
+    script = ("import json, sys; from pathlib import Path; from reconciler.observe import prefetch\n"
+              "spec = Path(sys.argv[1]).resolve(); prefetch.start(spec, containers_only=True)\n"
+              "print(json.dumps([sorted(prefetch.claim_containers(spec, sys.argv[2])),"
+              " prefetch.claim(spec, sys.argv[2], [])]))")
+    mine = json.loads(run(["-c", script, str(loaded.file), project]).stdout)
+    other = json.loads(run(["-c", script, str(loaded.file), project + "-other"]).stdout)
+    assert mine == [[f"{project}-cache"], None] and other == [[], None]

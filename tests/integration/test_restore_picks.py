@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import redis
 
-from reconciler import dockerio
 from reconciler.backup import metadata
+from reconciler.engines import container_ip
 from reconciler.health import Level, wait_healthy
 from reconciler.session import Session
 from tests.conftest_s3 import empty_and_remove_bucket, raw_client
@@ -72,12 +72,12 @@ def stack(client, write_spec, s3_endpoint, monkeypatch):
 
 
 def pg(session: Session) -> psycopg.Connection:
-    ip = dockerio.container_ip(session.container_doc("postgres"))
+    ip = container_ip(session.container_doc("postgres"))
     return psycopg.connect(f"postgresql://postgres:{PASSWORD}@{ip}:5432/clinic", autocommit=True)
 
 
 def kv(session: Session) -> redis.Redis:
-    return redis.Redis(host=dockerio.container_ip(session.container_doc("cache")), port=6379)
+    return redis.Redis(host=container_ip(session.container_doc("cache")), port=6379)
 
 
 def notes(session: Session) -> int:

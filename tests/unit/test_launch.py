@@ -41,3 +41,26 @@ def test_help_shows_defaults_in_plain_brackets():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "[default: latest]" in result.stdout and "\\[" not in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "started"), [
+    (["plan"], {"containers_only": False}),
+    (["-f", "s.yaml", "backup", "cache"], {"containers_only": True}),
+    (["restore", "latest", "--yes"], {"containers_only": True}),
+    (["verify"], {"containers_only": True}),
+    (["backup", "--help"], None),
+    (["health"], None),
+    (["apply"], None),
+])
+def test_which_commands_get_a_head_start(monkeypatch, argv, started):
+    from reconciler.cli import app as app_module
+    from reconciler.cli import launch
+    from reconciler.observe import prefetch
+
+    calls = []
+    monkeypatch.setattr(sys, "argv", ["reconcile", *argv])
+    monkeypatch.setattr(prefetch, "start", lambda spec, **kw: calls.append(kw))
+    monkeypatch.setattr(app_module, "main", lambda command: None)
+    monkeypatch.setattr(launch.gc, "freeze", lambda: None)
+    launch.main()
+    assert calls == ([] if started is None else [started])
