@@ -119,11 +119,11 @@ def _backup_one(session: Session, service: str, target, taken_at: datetime, seri
     engine = session.engine(service)
     compression = session.spec.backup.compression
     key = data_key(service, taken_at, "." + compressed_name(engine.file_extension, compression), serial)
-    with session.local.open_for_write(key, replace=False) as out:
-        writer = CompressingWriter(out, compression, engine.zstd)
+    with session.local.write_checked(key) as checked:  # read back while written: no second pass
+        writer = CompressingWriter(checked.handle, compression, engine.zstd)
         stats = engine.backup(target, CountingWriter(writer, task))
         written = writer.finish()
-    session.local.verify(key, written.sha256)
+        checked.expect(written.sha256)
     return ServiceEntry(service, key, written.size, written.sha256, compression.value, stats,
                         str(session.local.path_of(key)))
 

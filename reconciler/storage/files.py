@@ -14,6 +14,7 @@ import hashlib
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -131,6 +132,65 @@ class AtomicFile:
             with suppress(OSError):
                 self.handle.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class ReadBack:
+    """Reads a file back while it is being written, in a thread: hashes what reached the file
+    and syncs it to disk as it goes.
+
+    Checking a backup by reading it back after the write (a second full pass, plus one
+    fsync of the whole file at the end) cost the cache's backup 45 ms of 2.2 s and a large
+    PostgreSQL dump a second pass over its file. Here both happen while the dump is still
+    running, on the core the dump leaves idle: at the end only the last megabytes are left
+    to read and sync. The file only grows and is written in order, so each byte read is the
+    byte that stays; ``digest`` is taken after the writer has flushed everything.
+    """
+
+    SYNC_EVERY = 64 * 1024 * 1024
+    IDLE_WAIT = 0.05  # seconds between looks when the reader has caught up with the writer
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._hash = hashlib.sha256()
+        self._flushed = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="read-back", daemon=True)
+        self._thread.start()
+
+    def digest(self) -> str:
+        """The SHA-256 of the whole file; call once the writer has flushed its last byte."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Stop reading (the write failed); safe to call more than once."""
+        self._stop()
+
+    def _stop(self) -> None:
+        self._flushed.set()
+        self._thread.join()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _run(self) -> None:
+        offset = synced = 0
+        try:
+            while True:
+                last = self._flushed.is_set()  # seen before the reads: they then reach the end
+                while chunk := os.pread(self._fd, _CHUNK, offset):
+                    self._hash.update(chunk)
+                    offset += len(chunk)
+                    if offset - synced >= self.SYNC_EVERY:
+                        os.fdatasync(self._fd)
+                        synced = offset
+                if last:
+                    return
+                self._flushed.wait(self.IDLE_WAIT)
+        except BaseException as exc:  # noqa: BLE001 - raised by digest() in the writer's thread
+            self._error = exc
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from reconciler.storage.base import (
 )
 from reconciler.storage.files import (
     AtomicFile,
+    ReadBack,
     checksum_mismatch,
     copy_hashing,
     ensure_dest_dir,
@@ -40,6 +41,18 @@ from reconciler.storage.files import (
 FREE_SPACE_MARGIN = 0.10
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 T = TypeVar("T")
+
+
+class CheckedWrite:
+    """The open file of ``LocalStore.write_checked`` and the digest its writer says it wrote."""
+
+    def __init__(self, handle: BinaryIO, read_back: ReadBack) -> None:
+        self.handle = handle
+        self.read_back = read_back
+        self.expected = ""
+
+    def expect(self, sha256: str) -> None:
+        self.expected = normalise_sha256(sha256)
 
 
 class LocalStore:
@@ -116,6 +129,45 @@ class LocalStore:
             if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
                 raise os_error(exc, "write", final) from exc
             raise
+        self._finish(target)
+
+    @contextmanager
+    def write_checked(self, key: str) -> Iterator[CheckedWrite]:
+        """``open_for_write(key, replace=False)`` for a backup: the block writes to
+        ``checked.handle`` and ends with ``checked.expect(sha256)`` of what it wrote. The file
+        is read back as it is written (``ReadBack``) and is kept under ``key`` only if what
+        reached the disk has that digest; otherwise nothing is kept and a StorageError says so.
+        """
+        final = self._prepare(key)
+        target = AtomicFile(final, replace=False)
+        handle = self._guard("create", final, target.open)
+        try:
+            checked = CheckedWrite(handle, ReadBack(target.tmp))
+        except BaseException as exc:
+            target.abort()
+            if isinstance(exc, OSError):
+                raise os_error(exc, "read", final) from exc
+            raise
+        try:
+            yield checked
+            assert checked.expected, "write_checked: the block must call expect(sha256)"
+            handle.flush()
+        except BaseException as exc:
+            checked.read_back.close()
+            target.abort()
+            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+                raise os_error(exc, "write", final) from exc
+            raise
+        try:
+            actual = checked.read_back.digest()
+        except OSError as exc:
+            target.abort()
+            raise os_error(exc, "read back", final) from exc
+        if actual != checked.expected:
+            target.abort()
+            raise StorageError(f"{final} read back differs from what was written to it; nothing was kept",
+                               hint="the disk or file system corrupts writes: check `dmesg`, then "
+                                    "back up again (to another backup.local.path if it persists)")
         self._finish(target)
 
     def put(self, src: Path, key: str, sha256: str, advance: Advance | None = None) -> StoredObject:

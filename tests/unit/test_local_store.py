@@ -437,3 +437,67 @@ def test_prune_refuses_an_all_zero_policy_and_deletes_nothing(store):
     with pytest.raises(StorageError, match="refusing"):
         prune(store, load_records(store)[0], Retention(daily=0, weekly=0, monthly=0))
     assert all_files(store.root) == before
+
+
+def _written_in_steps(handle, data: bytes, steps: int = 40) -> None:
+    """Written as a dump is, a piece at a time, so the reader reads while the file grows."""
+    import time
+
+    size = -(-len(data) // steps)
+    for start in range(0, len(data), size):
+        handle.write(data[start:start + size])
+        handle.flush()
+        time.sleep(0.002)
+
+
+def test_a_checked_write_is_read_back_while_it_grows_and_kept(store, monkeypatch):
+    from reconciler.storage.files import ReadBack
+
+    monkeypatch.setattr(ReadBack, "SYNC_EVERY", 64 * 1024)  # syncs from the reader's fd too
+    data = os.urandom(4 * 1024 * 1024 + 7)
+    with store.write_checked(KEY) as checked:
+        _written_in_steps(checked.handle, data)
+        assert not store.exists(KEY)
+        checked.expect("sha256:" + hashlib.sha256(data).hexdigest())
+    assert store.read_bytes(KEY) == data
+    assert all_files(store.root) == [KEY]
+    assert stat.S_IMODE(store.path_of(KEY).stat().st_mode) == 0o600
+
+
+def test_a_checked_write_whose_file_is_not_what_was_written_keeps_nothing(store):
+    data = os.urandom(1024 * 1024)
+    with pytest.raises(StorageError, match="read back differs") as caught:
+        with store.write_checked(KEY) as checked:
+            _written_in_steps(checked.handle, data)
+            temp = next(store.path_of(KEY).parent.glob(".*partial*"))
+            with open(temp, "ab") as disk:  # the disk holds more than the writer wrote
+                disk.write(b"\0" * 512)
+            checked.expect(hashlib.sha256(data).hexdigest())
+    assert "dmesg" in caught.value.hint
+    assert all_files(store.root) == []
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("pg_dump died"), KeyboardInterrupt()])
+def test_a_checked_write_that_fails_keeps_nothing_and_stops_reading(store, failure):
+    import threading
+
+    with pytest.raises(type(failure)):
+        with store.write_checked(KEY) as checked:
+            checked.handle.write(b"half a dump")
+            raise failure
+    assert all_files(store.root) == []
+    assert not [t for t in threading.enumerate() if t.name == "read-back"]
+
+
+def test_a_checked_write_never_replaces_a_backup_and_needs_its_digest(store):
+    store.write_bytes(KEY, b"first backup")
+    with pytest.raises(StorageError, match="already exists"):
+        with store.write_checked(KEY) as checked:
+            checked.handle.write(b"second backup")
+            checked.expect(hashlib.sha256(b"second backup").hexdigest())
+    other = KEY.replace("020000", "030000")
+    with pytest.raises(AssertionError, match="expect"):
+        with store.write_checked(other) as checked:
+            checked.handle.write(b"no digest given")
+    assert store.read_bytes(KEY) == b"first backup"
+    assert all_files(store.root) == [KEY]
