@@ -80,7 +80,8 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
             for entry in entries:  # files of a failed run would have no metadata: never kept
                 local.delete(entry.key)
             raise
-        doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", "pending")
+        s3 = "pending" if session.spec.backup.s3.enabled else "disabled"
+        doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", s3)
         local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
     finally:
         local.release(claim)
@@ -131,8 +132,7 @@ def _backup_one(session: Session, service: str, target, taken_at: datetime, seri
 def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], progress: Progress,
                 meter: Meter) -> None:
     settings = session.spec.backup.s3
-    if not settings.enabled:
-        _record(session, run, entries, "disabled")
+    if not settings.enabled:  # the metadata says so already
         return
     try:
         store = session.s3
