@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import assert_never
 
 from reconciler import dockerio
-from reconciler.apply import builders, fallback, gate, swap
+from reconciler.apply import builders, fallback, gate, networks, swap
 from reconciler.apply.context import ApplyRun
 from reconciler.deploy import bluegreen
 from reconciler.errors import ApplyError, EngineError
@@ -92,9 +92,11 @@ def recreate(run: ApplyRun, action: Action) -> dict:
 
 
 def update(run: ApplyRun, action: Action) -> dict:
-    """``docker update`` the fields the plan names to what the spec says (the plan's texts
-    may read ``(sensitive)``); the same container keeps running, so nothing is backed up."""
-    service = run.session.spec.services[action.resource]
+    """Put back what the plan names as the spec says (its texts may read ``(sensitive)``):
+    ``docker update`` the restart policy and memory limit, reconnect the networks under the
+    service's aliases. The same container keeps running, so nothing is backed up."""
+    session = run.session
+    service = session.spec.services[action.resource]
     fields = {c.field for c in action.changes}
     restart = service.restart if "restart" in fields else None
     memory = memory_bytes(service.mem_limit) if "mem_limit" in fields else None
@@ -104,8 +106,12 @@ def update(run: ApplyRun, action: Action) -> dict:
                                                   "the container instead")
     what = ", ".join(str(c) for c in action.changes)
     run.step(action.id, f"update {action.resource} in place: {what}", container=action.container_id)
-    dockerio.update_container(run.session.client, action.container_id, restart=restart, memory=memory)
-    return {"container": action.container_id}
+    dockerio.update_container(session.client, action.container_id, restart=restart, memory=memory)
+    joined = []
+    if "networks" in fields:
+        ids, _ = networks.ensure_networks(session, action.resource)
+        joined = networks.rejoin(session, action.container_id, ids, aliases=None, start=False)
+    return {"container": action.container_id, "reconnected": joined}
 
 
 def switch_traffic(run: ApplyRun, action: Action) -> dict:

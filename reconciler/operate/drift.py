@@ -3,9 +3,9 @@
 A drift check is a read-only plan: every action a plan would take is a difference. Actions
 are grouped by the service they are for; a missing network or volume counts against each
 service that uses it. Backup, restore and verify are consequences, not causes, so they are
-not listed. Hand edits made with ``docker update`` (restart policy, memory limit) are in the
-plan as ``update`` actions (or a recreate, for a limit that cannot be removed in place);
-their line also says the ``docker update`` that would undo the edit by hand.
+not listed. Hand edits made with ``docker update`` (restart policy, memory limit) or ``docker
+network disconnect`` are in the plan as ``update`` actions (or a recreate, for a limit that
+cannot be removed in place); their line also says the command that would undo the edit by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from reconciler.plan.actions import Action, ActionKind, Plan
 from reconciler.plan.display import SENSITIVE
-from reconciler.plan.inplace import memory_bytes, memory_text
+from reconciler.plan.inplace import DELETED, memory_bytes, memory_text
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.normalise import container_name
 
@@ -94,10 +94,19 @@ def _reason(loaded: LoadedSpec, action: Action) -> str:
 
 
 def undo_command(loaded: LoadedSpec, action: Action) -> str | None:
-    """The ``docker update`` that puts an update's fields back as the spec says; None when a
-    value is hidden (interpolated: a secret for display)."""
-    args = []
+    """The ``docker update`` and ``docker network connect`` that put an update's fields back
+    as the spec says; None when a value is hidden (interpolated: a secret for display) or a
+    network must be created first."""
+    name = container_name(loaded.spec, action.resource)
+    args, connects = [], []
     for change in action.changes:
+        if change.field == "networks":
+            if DELETED in change.before or loaded.spec.services[action.resource].proxied:
+                return None  # a network to create first; a proxy's upstream alias to give too
+            have = set(change.before.split(", "))
+            connects += [f"docker network connect --alias {action.resource} {network} {name}"
+                         for network in change.after.split(", ") if network not in have]
+            continue
         flag = _UPDATE_FLAGS.get(change.field)
         if flag is None or SENSITIVE in change.after:
             return None
@@ -107,5 +116,5 @@ def undo_command(loaded: LoadedSpec, action: Action) -> str | None:
             if size is None:
                 return None
             args.append(f"--memory-swap {memory_text(2 * size)}")
-    name = container_name(loaded.spec, action.resource)
-    return f"docker update {' '.join(args)} {name}" if args else None
+    commands = ([f"docker update {' '.join(args)} {name}"] if args else []) + connects
+    return " && ".join(commands) or None

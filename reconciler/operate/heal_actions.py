@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from reconciler import dockerio
-from reconciler.apply import builders, gate
+from reconciler.apply import gate
+from reconciler.apply.networks import ensure_networks, rejoin
 from reconciler.errors import CriticalError, ReconcileError
 from reconciler.operate.heal_rules import (
     ATTEMPTS,
@@ -36,10 +37,7 @@ from reconciler.operate.heal_rules import (
 )
 from reconciler.session import Session
 from reconciler.spec.normalise import (
-    LABEL_SERVICE,
-    LABEL_UPSTREAM,
     container_name,
-    network_name,
     proxy_name,
 )
 
@@ -232,53 +230,13 @@ def recreate_network(healer: Healer, fix: Fix, before: list[str]) -> str:
     cannot start until it is dropped. Keeps the container (and its data) as it is."""
     session, name = healer.session, healer.container(fix.service)
     ids, made = ensure_networks(session, fix.service)
-    joined = _rejoin(session, name, ids, aliases=None)
+    joined = rejoin(session, name, ids, aliases=None)
     if session.spec.services[fix.service].proxied:  # the proxy lost the same network
-        joined += _rejoin(session, proxy_name(session.spec.project, fix.service), ids, aliases=[])
+        joined += rejoin(session, proxy_name(session.spec.project, fix.service), ids, aliases=[])
     healer.wait_ready(fix.service)
     parts = [f"created network {', '.join(made)}"] if made else []
     parts += [f"reconnected {', '.join(joined)}"] if joined else []
     return "; ".join(parts + [f"{name} runs"])
-
-
-def _rejoin(session: Session, container: str, ids: dict[str, str], aliases: list[str] | None) -> list[str]:
-    """Give ``container`` an endpoint on each network of ``ids`` and start it.
-
-    The aliases are the ones it was created with (as builders gives them: the service name,
-    and the upstream alias a proxy forwards to), unless ``aliases`` says otherwise.
-    """
-    doc = dockerio.inspect_container(session.client, container)
-    labels = (doc.get("Config") or {}).get("Labels") or {}
-    if aliases is None:
-        aliases = [labels.get(LABEL_SERVICE, "")] + ([labels[LABEL_UPSTREAM]] if labels.get(LABEL_UPSTREAM) else [])
-        aliases = [a for a in aliases if a]
-    endpoints = (doc.get("NetworkSettings") or {}).get("Networks") or {}
-    joined = []
-    for engine, network_id in ids.items():
-        endpoint = endpoints.get(engine)
-        if endpoint and endpoint.get("NetworkID") == network_id:
-            continue
-        if endpoint is not None:
-            dockerio.disconnect_network(session.client, engine, doc["Id"])
-        dockerio.connect_network(session.client, engine, doc["Id"], aliases=aliases)
-        joined.append(f"{container} to {engine}")
-    if not (doc.get("State") or {}).get("Running"):
-        dockerio.start(session.client, doc["Id"])
-    return joined
-
-
-def ensure_networks(session: Session, service: str) -> tuple[dict[str, str], list[str]]:
-    """``{engine name: id}`` of the service's networks, creating the missing ones."""
-    spec, client = session.spec, session.client
-    present = {n["Name"]: n["Id"] for n in dockerio.project_networks(client, spec.project)}
-    ids, made = {}, []
-    for logical in spec.services[service].networks:
-        engine = network_name(spec, logical)
-        if engine not in present:
-            present[engine] = dockerio.create_network(client, builders.network_args(session.loaded, logical))
-            made.append(engine)
-        ids[engine] = present[engine]
-    return ids, made
 
 
 def recreate(healer: Healer, fix: Fix, before: list[str]) -> str:

@@ -236,14 +236,19 @@ def subplan(plan: Plan, spec: Spec, services: Collection[str]) -> Plan:
 
 def without_done(plan: Plan, observed: Observed, spec: Spec) -> Plan:
     """The plan minus what heal has just done in place: the starts of containers that run
-    now and the networks that exist now. Used instead of planning again, so a saved plan is
-    never swapped for a new one (which could carry spec changes nobody approved)."""
+    now, the networks that exist now, and the reconnections of containers that are on them.
+    Used instead of planning again, so a saved plan is never swapped for a new one (which
+    could carry spec changes nobody approved)."""
     def done(action) -> bool:
         if action.kind is ActionKind.START:
             live = leftovers.live(observed, action.resource)
             return live is not None and live.role is Role.CURRENT and live.running
         if action.kind is ActionKind.CREATE_NETWORK:
             return observed.network(network_name(spec, action.resource)) is not None
+        if action.kind is ActionKind.UPDATE and all(c.field == "networks" for c in action.changes):
+            live = leftovers.live(observed, action.resource)
+            wanted = [network_name(spec, n) for n in spec.services[action.resource].networks]
+            return live is not None and all(n in live.networks and observed.network(n) for n in wanted)
         return False
 
     return _keep(plan, [a for a in plan.actions if not done(a)])

@@ -286,7 +286,8 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
                         warnings: list[str]) -> _Decision | None:
     """Config and image as the spec says: adopt, heal or start it, and converge what was
     changed in place (a recreate only when that cannot be undone in place)."""
-    settings = inplace.compare(Views(ctx.loaded, name), ctx.spec.services[name], current)
+    settings = inplace.compare(Views(ctx.loaded, name), ctx.spec.services[name], current,
+                               [n.name for n in ctx.observed.networks])
     if settings.blocked and name not in ctx.unhealthy:
         return _Decision(ActionKind.RECREATE, settings.cause, settings.changes)
     if current.role is not Role.CURRENT:

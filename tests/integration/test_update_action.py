@@ -138,3 +138,35 @@ def test_a_limit_the_spec_lacks_is_recreated_with_a_backup_first(client, project
     assert client.api.exec_start(run["Id"]).strip() == b"kept-value"
     assert list((stack.file.parent / "backups").rglob("*.json")), "no backup metadata was written"
     assert plan_json(stack)["changes"] is False
+
+
+def test_a_container_cut_off_its_network_is_reconnected_in_place(client, project, stack):
+    """`docker network disconnect` by hand: it runs, looks healthy, keeps its labels, and no
+    service can reach it by name. plan and drift say so; apply reconnects the same container."""
+    before = inspect(client, project, "worker")
+    network = f"{project}_backend"
+    client.api.disconnect_container_from_network(before["Id"], network)
+    assert not _resolves(client, inspect(client, project, "cache")["Id"], "worker")
+
+    text = cli(stack, "plan", "--detailed-exitcode")
+    assert text.returncode == 2, show(text)
+    assert ("^ update  worker  live container changed in place (docker network disconnect): "
+            f"networks: (none) → {network}") in text.stdout
+    drift = cli(stack, "drift", "--json")
+    assert drift.returncode == 2, show(drift)
+    (drifted,) = json.loads(drift.stdout)["drifted"]
+    assert f"docker network connect --alias worker {network} {project}-worker" in drifted["reasons"][0]
+
+    applied(stack)
+    after = inspect(client, project, "worker")
+    assert after["Id"] == before["Id"], "recreated instead of reconnected in place"
+    assert after["State"]["Running"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
+    assert "worker" in after["NetworkSettings"]["Networks"][network]["Aliases"]
+    assert _resolves(client, inspect(client, project, "cache")["Id"], "worker")
+    assert plan_json(stack)["changes"] is False
+
+
+def _resolves(client, container: str, name: str) -> bool:
+    run = client.api.exec_create(container, ["getent", "hosts", name])
+    client.api.exec_start(run["Id"])
+    return client.api.exec_inspect(run["Id"])["ExitCode"] == 0

@@ -41,7 +41,8 @@ def box(service: str, state: State, *, exit_code: int | None = None, restarts: i
     return ObservedContainer(id=f"id-{service}", name=f"p-{service}", project="p", service=service,
                              profile=None, role=Role.CURRENT, spec_hash=config_hash(config), config=config,
                              image_ref=SPEC.services[service].image, image_id="", state=state, health=None,
-                             exit_code=exit_code, restart_count=restarts)
+                             exit_code=exit_code, restart_count=restarts,
+                             networks=tuple(config["networks"]))
 
 
 def plan_for(db: ObservedContainer, service: str = "db") -> Plan:

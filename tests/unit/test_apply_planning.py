@@ -37,7 +37,8 @@ def made(service: str, name: str, *, role: Role, spec: Spec = SPEC, state: State
     return ObservedContainer(id=f"id-{name}", name=name, project="p", service=service, profile=None,
                              role=role, spec_hash=config_hash(config), config=config,
                              image_ref=spec.services[service].image, image_id="", state=state,
-                             health=None, started_at=started, mounts=mounts)
+                             health=None, started_at=started, mounts=mounts,
+                             networks=tuple(config["networks"]))
 
 
 def plan_ids(*containers: ObservedContainer, unhealthy=None) -> list[str]:

@@ -215,7 +215,8 @@ def box(service: str, name: str, state: State = State.RUNNING, spec: Spec = SPEC
     config = normalised_config(spec, service)
     return ObservedContainer(id=f"id-{name}", name=name, project="p", service=service, profile=None,
                              role=role, spec_hash=config_hash(config), config=config,
-                             image_ref=spec.services[service].image, image_id="", state=state, health=None)
+                             image_ref=spec.services[service].image, image_id="", state=state, health=None,
+                             networks=tuple(config["networks"]))
 
 
 def test_unhealthy_means_recreate_whatever_the_state():
@@ -253,10 +254,11 @@ def test_what_heal_did_in_place_is_not_done_twice():
     stopped = Observed("p", containers=(box("db", "p-db", State.EXITED), box("api", "p-api", State.EXITED)),
                        volumes=(ObservedVolume("p_data", "local", "p"),))
     plan = make_plan(LOADED, stopped)
-    assert [a.id for a in plan.actions] == ["create-network:backend", "create-network:front", "start:db",
-                                            "start:api"]
+    assert [a.id for a in plan.actions] == ["create-network:backend", "create-network:front", "update:db",
+                                            "start:db", "update:api", "start:api"]
     healed = Observed("p", containers=(box("db", "p-db"), box("api", "p-api", State.EXITED)),
                       volumes=stopped.volumes, networks=(ObservedNetwork("p_backend", "n1", "bridge", "p"),))
     left = without_done(plan, healed, SPEC)
-    assert [a.id for a in left.actions] == ["create-network:front", "start:api"]
-    assert left.actions[-1].depends_on == ("create-network:front",)
+    assert [a.id for a in left.actions] == ["create-network:front", "update:api", "start:api"]
+    assert left.actions[1].depends_on == ("create-network:front",)
+    assert left.actions[-1].depends_on == ("create-network:front", "update:api")

@@ -257,3 +257,19 @@ def test_an_unhealthy_service_is_recreated_as_unhealthy_whatever_was_changed_in_
         "backup:postgres", "recreate:postgres", "verify:postgres"]
     assert plan.action("recreate:postgres").cause == "unhealthy: probe failed"
     assert plan.action("update:worker") is not None
+
+
+def test_drift_says_how_to_reconnect_a_container_by_hand() -> None:
+    """The undo of a `docker network disconnect`; none when the network must be created first."""
+    from reconciler.operate.drift import undo_command
+
+    undo = {}
+    for name in ("network-detached", "network-deleted"):
+        case = CASES / name
+        loaded = load_spec(case / "spec.yaml", case_environ(case))
+        plan = make_plan(loaded, observed_for(case, loaded))
+        undo[name] = {a.resource: undo_command(loaded, a) for a in plan.actions if a.kind.value == "update"}
+    assert undo["network-detached"] == {
+        "worker": "docker network connect --alias worker healthcare_backend healthcare-worker"}
+    assert set(undo["network-deleted"]) == {"postgres", "dragonfly", "api", "worker"}
+    assert set(undo["network-deleted"].values()) == {None}

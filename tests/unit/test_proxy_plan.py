@@ -50,7 +50,8 @@ def box(service: str, name: str, *, role: Role = Role.CURRENT, spec: LoadedSpec 
     return ObservedContainer(id=f"id-{name}", name=name, project="p", service=service, profile="app",
                              role=role, spec_hash=config_hash(config), config=config,
                              image_ref=str(config["image"]), image_id=f"sha256:{config['image']}",
-                             state=state, health=None, finished_at=finished, ports=ports)
+                             state=state, health=None, finished_at=finished, ports=ports,
+                             networks=tuple(config["networks"]))
 
 
 def proxy(upstream: str | None, spec: LoadedSpec = SPEC, state: State = State.RUNNING) -> ObservedContainer:
