@@ -6,6 +6,9 @@ builders), so labels and config are decided in one place and tested without an e
 
 from __future__ import annotations
 
+import json
+
+from reconciler.plan.display import sensitive_elements
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import Port
 from reconciler.spec.normalise import (
@@ -17,6 +20,7 @@ from reconciler.spec.normalise import (
     LABEL_PROJECT,
     LABEL_PROTECT,
     LABEL_ROLE,
+    LABEL_SENSITIVE,
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
@@ -64,13 +68,16 @@ def service_labels(loaded: LoadedSpec, name: str, image_id: str, role: str = "cu
     spec = loaded.spec
     service = spec.services[name]
     config = normalised_config(spec, name)
-    return {
+    labels = {
         **service.labels,
         LABEL_PROJECT: spec.project, LABEL_SERVICE: name, LABEL_PROFILE: service.profile,
         LABEL_SPEC_HASH: config_hash(config), LABEL_CONFIG: encode_config(config),
         LABEL_IMAGE_ID: image_id, LABEL_ROLE: role, LABEL_KIND: service.kind.value,
         LABEL_STATEFUL: str(service.stateful).lower(), LABEL_PROTECT: str(service.protect).lower(),
     }
+    if sensitive := sensitive_elements(loaded, name):  # where secrets are, for later plans
+        labels[LABEL_SENSITIVE] = json.dumps(sensitive, separators=(",", ":"), sort_keys=True)
+    return labels
 
 
 def published(ports: list[Port]) -> dict[str, list]:

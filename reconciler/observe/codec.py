@@ -35,6 +35,7 @@ from reconciler.spec.normalise import (
     LABEL_PROJECT,
     LABEL_PROTECT,
     LABEL_ROLE,
+    LABEL_SENSITIVE,
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
@@ -47,7 +48,7 @@ _LABEL_FIELDS = {
     LABEL_PROJECT: "project", LABEL_SERVICE: "service", LABEL_PROFILE: "profile",
     LABEL_ROLE: "role", LABEL_SPEC_HASH: "spec_hash", LABEL_CONFIG: "config",
     LABEL_IMAGE_ID: "image_id", LABEL_KIND: "kind", LABEL_STATEFUL: "stateful",
-    LABEL_PROTECT: "protected",
+    LABEL_PROTECT: "protected", LABEL_SENSITIVE: "sensitive",
 }
 
 
@@ -92,6 +93,7 @@ def container_from_dict(data: Mapping, project: str = "") -> ObservedContainer:
         role=_enum(Role, merged.get("role"), Role.CURRENT),
         spec_hash=_text_or_none(merged.get("spec_hash")),
         config=_config(merged.get("config")),
+        sensitive=sensitive_map(merged.get("sensitive")),
         image_ref=str(merged.get("image_ref") or ""),
         image_id=str(merged.get("image_id") or ""),
         state=_enum(State, merged.get("state"), State.RUNNING),
@@ -164,6 +166,24 @@ def _config(value: object) -> dict | None:
         except ValueError:
             return None
     return dict(value) if isinstance(value, Mapping) else None
+
+
+def sensitive_map(value: object) -> dict[str, list[int]] | None:
+    """The sensitive-elements label (JSON text or a mapping): ``{field: [index, …]}``; None when
+    absent or malformed (the plan then hides old elements by its older rules)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, Mapping):
+        return None
+    out = {}
+    for name, indexes in value.items():
+        if not isinstance(indexes, list) or not all(isinstance(i, int) for i in indexes):
+            return None
+        out[str(name)] = list(indexes)
+    return out
 
 
 def _enum(enum: type[E], value: object, default: E) -> E:

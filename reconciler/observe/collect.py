@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from reconciler.observe.codec import sensitive_map
 from reconciler.observe.models import (
     Health,
     Observed,
@@ -24,6 +25,7 @@ from reconciler.spec.normalise import (
     LABEL_PROJECT,
     LABEL_PROTECT,
     LABEL_ROLE,
+    LABEL_SENSITIVE,
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
@@ -69,6 +71,7 @@ def container_from(doc: dict) -> ObservedContainer:
         role=role,
         spec_hash=labels.get(LABEL_SPEC_HASH),
         config=_config(labels.get(LABEL_CONFIG)),
+        sensitive=sensitive_map(labels.get(LABEL_SENSITIVE)),
         image_ref=config.get("Image", ""),
         image_id=doc.get("Image", ""),
         state=_enum(State, state.get("Status"), State.DEAD),

@@ -78,6 +78,8 @@ class ObservedContainer:
     """The live restart policy (``no`` when none); None when the snapshot does not say."""
     memory_limit: int | None = None
     """The live memory limit in bytes; None when unlimited."""
+    sensitive: dict[str, list[int]] | None = None
+    """Which elements of ``config`` were interpolated (``plan.display.sensitive_elements``)."""
 
     @property
     def running(self) -> bool:

@@ -3,21 +3,23 @@
 Every ``env`` value and every interpolated spec value is a secret for display (issue 2,
 section 2). A field's new side is shown with the loader's display text, in which each
 interpolated part reads ``(sensitive)``. The old side comes from the container's config
-label, which holds resolved values and no record of which parts were interpolated (its format
-is fixed: changing it would recreate every deployed container). So an old element is shown
-when it equals a literal element of the new spec, or as the new element's template when it
-fits one (``app:(sensitive)`` fits ``app:1``). When the new field is all literal, an old
-element is shown only if it replaces a new element one for one (``max_connections=100`` →
-``max_connections=200``) and holds none of the spec's current secrets; an element the spec
-dropped (``--requirepass <pw>`` removed from a command) may have been a secret, so it reads
-``(sensitive)`` like every other old element that cannot be shown.
+label, which holds resolved values (its format is fixed: changing it would recreate every
+deployed container). Which of its elements were interpolated is in a label of its own
+(``sensitive_elements``, written since 2026-11-29): those read ``(sensitive)`` whatever the new
+spec says. Otherwise an old element is shown when it equals a literal element of the new spec,
+or as the new element's template when it fits one (``app:(sensitive)`` fits ``app:1``). When
+the new field is all literal, an old element is shown only if it replaces a new element one
+for one (``max_connections=100`` → ``max_connections=200``) and holds none of the spec's
+current secrets; an element the spec dropped (``--requirepass <pw>`` removed from a command)
+may have been a secret, so it reads ``(sensitive)`` like every other old element that cannot
+be shown. A container made before the label was written has only these rules.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from difflib import SequenceMatcher
 
 from reconciler.plan.actions import Change
@@ -66,9 +68,12 @@ def short_id(image_id: str) -> str:
 class Views:
     """Display rules for one service's config fields, knowing which parts were interpolated."""
 
-    def __init__(self, loaded: LoadedSpec, service: str) -> None:
+    def __init__(self, loaded: LoadedSpec, service: str,
+                 old_sensitive: Mapping[str, Collection[int]] | None = None) -> None:
         self.loaded = loaded
         self.service = service
+        self.old_sensitive = old_sensitive or {}
+        """The live container's ``sensitive_elements``: old elements that were interpolated."""
         self._config: dict | None = None
         self._secrets: list[str] | None = None
 
@@ -103,9 +108,12 @@ class Views:
         literal = set(new) - set(hidden)
         old = _elements(name, value)
         replacing = set() if hidden else _replacing(name, old, new)
+        was_hidden = set(self.old_sensitive.get(name, ()))
         shown = []
         for index, element in enumerate(old):
-            if element in hidden:
+            if index in was_hidden:
+                shown.append(_fitting_template(element, hidden.values()))
+            elif element in hidden:
                 shown.append(hidden[element])
             elif element in literal:
                 shown.append(element)
@@ -246,6 +254,23 @@ def _replacing(name: str, old: list[str], new: list[str]) -> set[int]:
         if tag == "replace" and i2 - i1 == j2 - j1:
             replacing.update(range(i1, i2))
     return replacing
+
+
+def sensitive_elements(loaded: LoadedSpec, service: str) -> dict[str, list[int]]:
+    """Per display field (``labels.KEY`` too), the indexes of the elements that hold an
+    interpolated part: written on the container (``LABEL_SENSITIVE``) so that a later plan
+    hides them on the old side even once the spec writes that field without interpolation.
+    Indexes, not values: the label says where secrets were, never what they were."""
+    views = Views(loaded, service)
+    names = [n for n in FIELD_ORDER if n != "env"]
+    names += [f"labels.{key}" for key in sorted(views.config.get("labels") or {})]
+    out = {}
+    for name in names:
+        hidden = views._hidden(name)
+        indexes = [i for i, e in enumerate(_elements(name, _lookup(views.config, name))) if e in hidden]
+        if indexes:
+            out[name] = indexes
+    return out
 
 
 def _fitting_template(element: str, templates: Iterable[str]) -> str:

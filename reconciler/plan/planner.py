@@ -286,7 +286,7 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
                         warnings: list[str]) -> _Decision | None:
     """Config and image as the spec says: adopt, heal or start it, and converge what was
     changed in place (a recreate only when that cannot be undone in place)."""
-    settings = inplace.compare(Views(ctx.loaded, name), ctx.spec.services[name], current,
+    settings = inplace.compare(Views(ctx.loaded, name, current.sensitive), ctx.spec.services[name], current,
                                [n.name for n in ctx.observed.networks])
     if settings.blocked and name not in ctx.unhealthy:
         return _Decision(ActionKind.RECREATE, settings.cause, settings.changes)
@@ -339,7 +339,7 @@ def _pull_note(ctx: _Context, name: str) -> str:
 def _config_recreate(ctx: _Context, name: str, current: ObservedContainer,
                      warnings: list[str]) -> _Decision:
     new = ctx.configs[name]
-    views = Views(ctx.loaded, name)
+    views = Views(ctx.loaded, name, current.sensitive)
     old = current.config
     changes = tuple(views.change(f, old, new) for f in changed_fields(old, new)) if old else ()
     image = next((c for c in changes if c.field == "image"), None)

@@ -32,6 +32,7 @@ LABEL_PROTECT = "reconcile.protect"
 LABEL_VOLUME = "reconcile.volume"
 LABEL_GENERATION = "reconcile.generation"
 LABEL_UPSTREAM = "reconcile.upstream"
+LABEL_SENSITIVE = "reconcile.sensitive"  # which config elements were interpolated (plan/display)
 
 CANDIDATE_MARK = "new"
 PREVIOUS_MARK = "old"

@@ -1,6 +1,7 @@
-"""An old value read back from a container's config label holds resolved secrets, and the
-label does not say which parts were interpolated: the plan must not print them, in any
-rendering, even when the new spec writes that field without any interpolation."""
+"""An old value read back from a container's config label holds resolved secrets: the plan
+must not print them, in any rendering, even when the new spec writes that field without any
+interpolation. Containers made since 2026-11-29 say which elements were interpolated (a label
+of indexes); older ones, and the cases below made without it, rely on the display's rules."""
 
 from __future__ import annotations
 
@@ -72,4 +73,32 @@ def test_an_old_scalar_that_held_a_current_secret_is_hidden(tmp_path, field: str
     now = '{ image: "app:1", user: "1000", env: { PW: "${env:PW}" } }'
     old = {"image": f"app:{SECRET}"} if field == "image" else {"user": SECRET}
     plan = _plan_for(tmp_path, "api", now, old, {"PW": SECRET})
+    assert all(SECRET not in output for output in _renderings(plan))
+
+
+def test_an_element_that_was_interpolated_stays_hidden_once_the_spec_writes_it_literally(tmp_path) -> None:
+    """Apply records where a container's interpolated elements are (indexes, not values):
+    `--requirepass ${env:PW}` → `--requirepass literal` with PW gone from the spec and from
+    the environment of the plan still hides the old password."""
+    from reconciler.apply.builders import service_labels
+    from reconciler.observe.collect import container_from
+    from reconciler.observe.models import Observed
+    from reconciler.spec.normalise import LABEL_SENSITIVE
+
+    spec_file = tmp_path / "reconcile.yaml"
+    head = "version: 1\nproject: p\nservices:\n  cache:\n    image: redis:7\n"
+    spec_file.write_text(head + '    command: ["redis-server", "--requirepass", "${env:PW}"]\n'
+                                '    labels: { team: core, token: "${env:PW}" }\n')
+    labels = service_labels(load_spec(spec_file, {"PW": SECRET}), "cache", "sha256:1")
+    assert json.loads(labels[LABEL_SENSITIVE]) == {"command": [2], "labels": [1], "labels.token": [0]}
+    assert SECRET not in labels[LABEL_SENSITIVE]
+    doc = {"Id": "c1", "Name": "/p-cache", "Image": "sha256:1", "State": {"Status": "running"},
+           "Config": {"Image": "redis:7", "Labels": labels}, "HostConfig": {}}
+
+    spec_file.write_text(head + '    command: ["redis-server", "--requirepass", "now-literal"]\n'
+                                '    labels: { team: core, token: plain }\n')
+    plan = make_plan(load_spec(spec_file, {}), Observed("p", containers=(container_from(doc),)))
+    changes = {c.field: c for c in plan.actions[0].changes}
+    assert changes["command"].before == '["redis-server", "--requirepass", "(sensitive)"]'
+    assert changes["labels.token"].before == "(sensitive)"
     assert all(SECRET not in output for output in _renderings(plan))
