@@ -77,7 +77,7 @@ def _networks_change(views: Views, live: ObservedContainer,
                      present: Collection[str] | None) -> Change | None:
     """The networks of the spec the container is off: no endpoint, or one on a deleted network."""
     wanted = list(views.config["networks"])
-    gone = set() if present is None else {n for n in live.networks if n not in present}
+    gone = set() if present is None else {n for n in wanted if n in live.networks and n not in present}
     if all(n in live.networks and n not in gone for n in wanted):
         return None
     before = ", ".join(f"{n} {DELETED}" if n in gone else n for n in live.networks) or NONE
