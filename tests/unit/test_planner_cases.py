@@ -273,3 +273,17 @@ def test_drift_says_how_to_reconnect_a_container_by_hand() -> None:
         "worker": "docker network connect --alias worker healthcare_backend healthcare-worker"}
     assert set(undo["network-deleted"]) == {"postgres", "dragonfly", "api", "worker"}
     assert set(undo["network-deleted"].values()) == {None}
+
+
+def test_only_the_specs_own_networks_are_said_to_be_deleted() -> None:
+    """A container also on a network outside the project (the default bridge) keeps it as is."""
+    from dataclasses import replace
+
+    case = CASES / "network-deleted"
+    loaded = load_spec(case / "spec.yaml", case_environ(case))
+    observed = observed_for(case, loaded)
+    containers = tuple(replace(c, networks=(*c.networks, "bridge")) for c in observed.containers)
+    plan = make_plan(loaded, replace(observed, containers=containers))
+    updates = [a for a in plan.actions if a.kind.value == "update"]
+    assert len(updates) == 4
+    assert {c.before for a in updates for c in a.changes} == {"healthcare_backend (deleted), bridge"}
