@@ -21,6 +21,7 @@ from docker.errors import DockerException
 
 from reconciler.dockerio import engine_address, engine_errors
 from reconciler.errors import EngineError
+from reconciler.owner import gone, owner_text, parse
 
 # --- Streaming exec and helper containers (used by reconciler.engines) ----------------------
 #
@@ -234,7 +235,7 @@ def run_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
             volumes_from=[f"{volumes_from}:{'ro' if read_only else 'rw'}"], network_mode="none")
         created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
                                        stdin_open=source is not None, user=user,
-                                       labels={"reconcile.helper": "volume"})
+                                       labels=_helper_labels("volume"))
     helper = created["Id"]
     try:
         with engine_errors("attaching to the helper container"):
@@ -273,7 +274,7 @@ def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
             network_mode=f"container:{network_container}" if network_container else "none")
         created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
                                        environment=environment, user=user or None,
-                                       labels={"reconcile.helper": "stream"})
+                                       labels=_helper_labels("stream"))
     try:
         with engine_errors(f"starting a helper container from {image[:40]}"):
             api.start(created["Id"])
@@ -284,24 +285,36 @@ def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
 
 
 HELPER_STALE_SECONDS = 600
+LABEL_HELPER = "reconcile.helper"
+LABEL_HELPER_OWNER = "reconcile.helper-owner"
+
+
+def _helper_labels(kind: str) -> dict[str, str]:
+    return {LABEL_HELPER: kind, LABEL_HELPER_OWNER: owner_text()}
 
 
 def prune_stale_helpers(client: docker.DockerClient) -> None:
-    """Remove helpers that exited (or were never started) long ago: left by a killed run.
-
-    Only old ones, so a concurrent run's helper that just exited keeps its exit code and
-    logs until its owner has read them. Best effort, never raises.
+    """Remove helpers a killed run left: at once when their owner is gone (``reconciler.owner``),
+    even one still running (a pg_dump holding its snapshot open); else once they exited (or
+    were never started) ``HELPER_STALE_SECONDS`` ago, so a concurrent run's helper that just
+    exited keeps its exit code and logs until its owner has read them. Best effort, never raises.
     """
     try:
-        for status, clock in (("exited", "FinishedAt"), ("created", "Created")):
-            for summary in client.api.containers(all=True, filters={"label": "reconcile.helper",
-                                                                    "status": status}):
-                doc = client.api.inspect_container(summary["Id"])
-                since = doc["State"].get(clock) if clock == "FinishedAt" else doc.get(clock)
-                if _age_seconds(str(since or "")) > HELPER_STALE_SECONDS:
-                    client.api.remove_container(summary["Id"], force=True, v=True)
+        for summary in client.api.containers(all=True, filters={"label": LABEL_HELPER}):
+            doc = client.api.inspect_container(summary["Id"])
+            if _abandoned_helper(doc):
+                client.api.remove_container(summary["Id"], force=True, v=True)
     except DockerException:
         return
+
+
+def _abandoned_helper(doc: dict) -> bool:
+    labels = (doc.get("Config") or {}).get("Labels") or {}
+    if gone(parse(labels.get(LABEL_HELPER_OWNER))):
+        return True
+    state = doc.get("State") or {}
+    since = {"exited": state.get("FinishedAt"), "created": doc.get("Created")}.get(state.get("Status", ""))
+    return since is not None and _age_seconds(str(since)) > HELPER_STALE_SECONDS
 
 
 def _age_seconds(timestamp: str) -> float:

@@ -6,7 +6,8 @@ that names its process; it writes each file under a hidden temporary name, renam
 into place, and records the metadata last. Killed halfway, it leaves the marker, maybe a
 temporary file, maybe whole files no metadata names: never used, and never removed by
 retention (which goes by metadata). A claim is abandoned when its process is gone (same
-host) or it is older than ``CLAIM_MAX_AGE`` (another host's); then its temporary files, its
+host and pid namespace, ``reconciler.owner``) or it is older than ``CLAIM_MAX_AGE`` (any
+other's); then its temporary files, its
 unrecorded files and the marker are removed. Temporary files no claim covers (an
 interrupted download) go when untouched for ``TEMP_MAX_AGE``. A backup that is still
 running is never touched: its process is alive and its files are written to.
@@ -14,13 +15,11 @@ running is never touched: its process is alive and its files are written to.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import socket
 import time
 from pathlib import Path
 
+from reconciler.owner import gone, owner_text, parse
 from reconciler.storage.base import METADATA_FOLDER, PARTIAL_MARKER
 
 CLAIM_MAX_AGE = 7 * 24 * 3600
@@ -30,7 +29,7 @@ _TEMP = re.compile(r"^\.(?P<name>.+)" + re.escape(PARTIAL_MARKER) + r"[0-9a-f]+$
 
 
 def owner() -> bytes:
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+    return owner_text().encode()
 
 
 def sweep(root: Path, now: float | None = None) -> list[Path]:
@@ -79,22 +78,11 @@ def _id_of(name: str, ids: set[str]) -> str | None:
 
 def _abandoned(marker: Path, now: float) -> bool:
     try:
-        holder = json.loads(marker.read_bytes() or b"{}")
-    except (OSError, ValueError):
+        holder = parse(marker.read_bytes())
+    except OSError:
         holder = {}
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        return not _alive(holder["pid"])
-    return _age(marker, now) > CLAIM_MAX_AGE
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    dead = gone(holder)
+    return dead if dead is not None else _age(marker, now) > CLAIM_MAX_AGE
 
 
 def _age(path: Path, now: float) -> float:

@@ -22,3 +22,32 @@ def test_remove_container_drops_anonymous_volumes_and_keeps_named_ones(client, p
     names = {v["Name"] for v in client.api.volumes().get("Volumes") or ()}
     assert anonymous[0] not in names
     assert named in names
+
+
+START = """
+import sys, time
+from reconciler import dockerio
+print(dockerio.start_helper(dockerio.connect(), "reconcile-lab/debian:bookworm", ["sleep", "300"]), flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_runs_helper_is_removed_at_once_even_running_and_a_live_ones_is_kept(client):
+    """A run killed outright leaves its helper running (a pg_dump would hold its snapshot);
+    the next run removes it without waiting, and never a helper whose owner still runs."""
+    import subprocess
+    import sys
+
+    run = subprocess.Popen([sys.executable, "-c", START], stdout=subprocess.PIPE, text=True)
+    orphan = run.stdout.readline().strip()
+    run.kill()
+    run.wait()
+    assert client.api.inspect_container(orphan)["State"]["Running"]
+    mine = dockerio.start_helper(client, "reconcile-lab/debian:bookworm", ["sleep", "300"])  # prunes first
+    try:
+        assert not client.api.containers(all=True, filters={"id": orphan})
+        dockerio.prune_stale_helpers(client)
+        assert client.api.inspect_container(mine)["State"]["Running"]
+    finally:
+        dockerio.remove_helper(client, mine)
+        dockerio.remove_helper(client, orphan)
