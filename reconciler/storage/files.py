@@ -99,7 +99,8 @@ class AtomicFile:
         self.handle: BinaryIO | None = None
 
     def open(self) -> BinaryIO:
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        # read-write: ReadBack reads the file back through the same descriptor
+        fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
             os.fchmod(fd, FILE_MODE)  # O_CREAT's mode is filtered by the umask
             self.handle = os.fdopen(fd, "wb")
@@ -149,8 +150,8 @@ class ReadBack:
     SYNC_EVERY = 8 * 1024 * 1024  # what the commit's fsync is left with, at most (~5 ms here)
     IDLE_WAIT = 0.05  # seconds between looks when the reader has caught up with the writer
 
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, fd: int) -> None:
+        self._fd = fd  # the writer's, opened read-write; ``pread`` leaves its offset alone
         self._hash = hashlib.sha256()
         self._flushed = threading.Event()
         self._error: BaseException | None = None
@@ -165,15 +166,12 @@ class ReadBack:
         return self._hash.hexdigest()
 
     def close(self) -> None:
-        """Stop reading (the write failed); safe to call more than once."""
+        """Stop reading; safe to call more than once, and before the writer closes the file."""
         self._stop()
 
     def _stop(self) -> None:
         self._flushed.set()
         self._thread.join()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
     def _run(self) -> None:
         offset = synced = 0

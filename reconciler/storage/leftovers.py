@@ -19,17 +19,13 @@ import re
 import time
 from pathlib import Path
 
-from reconciler.owner import gone, owner_text, parse
+from reconciler.owner import gone, parse
 from reconciler.storage.base import METADATA_FOLDER, PARTIAL_MARKER
 
 CLAIM_MAX_AGE = 7 * 24 * 3600
 TEMP_MAX_AGE = 3600
 _CLAIM = re.compile(r"^\.backup-(?P<id>.+)\.json" + re.escape(PARTIAL_MARKER) + r"reserved$")
 _TEMP = re.compile(r"^\.(?P<name>.+)" + re.escape(PARTIAL_MARKER) + r"[0-9a-f]+$")
-
-
-def owner() -> bytes:
-    return owner_text().encode()
 
 
 def sweep(root: Path, now: float | None = None) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from reconciler.errors import StorageError
+from reconciler.owner import owner_text
 from reconciler.storage import leftovers
 from reconciler.storage.base import (
     PARTIAL_MARKER,
@@ -138,37 +139,20 @@ class LocalStore:
         is read back as it is written (``ReadBack``) and is kept under ``key`` only if what
         reached the disk has that digest; otherwise nothing is kept and a StorageError says so.
         """
-        final = self._prepare(key)
-        target = AtomicFile(final, replace=False)
-        handle = self._guard("create", final, target.open)
-        try:
-            checked = CheckedWrite(handle, ReadBack(target.tmp))
-        except BaseException as exc:
-            target.abort()
-            if isinstance(exc, OSError):
-                raise os_error(exc, "read", final) from exc
-            raise
-        try:
-            yield checked
-            assert checked.expected, "write_checked: the block must call expect(sha256)"
-            handle.flush()
-        except BaseException as exc:
-            checked.read_back.close()
-            target.abort()
-            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-                raise os_error(exc, "write", final) from exc
-            raise
-        try:
-            actual = checked.read_back.digest()
-        except OSError as exc:
-            target.abort()
-            raise os_error(exc, "read back", final) from exc
-        if actual != checked.expected:
-            target.abort()
-            raise StorageError(f"{final} read back differs from what was written to it; nothing was kept",
-                               hint="the disk or file system corrupts writes: check `dmesg`, then "
-                                    "back up again (to another backup.local.path if it persists)")
-        self._finish(target)
+        with self.open_for_write(key, replace=False) as handle:  # any error here: nothing kept
+            checked = CheckedWrite(handle, ReadBack(handle.fileno()))
+            try:
+                yield checked
+                assert checked.expected, "write_checked: the block must call expect(sha256)"
+                handle.flush()
+                actual = self._guard("read back", self.path_of(key), checked.read_back.digest)
+            finally:
+                checked.read_back.close()
+            if actual != checked.expected:
+                raise StorageError(f"{self.path_of(key)} read back differs from what was written to it; "
+                                   "nothing was kept",
+                                   hint="the disk or file system corrupts writes: check `dmesg`, then "
+                                        "back up again (to another backup.local.path if it persists)")
 
     def put(self, src: Path, key: str, sha256: str, advance: Advance | None = None) -> StoredObject:
         """Copy ``src`` into the store, re-hashing on the way; a mismatch stores nothing."""
@@ -201,7 +185,7 @@ class LocalStore:
         """Claim ``key`` for a file still to be written: a hidden marker beside it, created
         only if neither the marker nor ``key`` exists. None when it is taken. The caller
         removes the marker with ``release`` once ``key`` is written (or given up). The marker
-        names its owner (``leftovers.owner``), so a claim whose process died can be told."""
+        names its owner (``reconciler.owner``), so a claim whose process died can be told."""
         final = self._prepare(key)
         marker = final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
         if final.exists():
@@ -213,7 +197,7 @@ class LocalStore:
         except OSError as exc:
             raise os_error(exc, "create", marker) from exc
         try:
-            os.write(fd, leftovers.owner())
+            os.write(fd, owner_text().encode())
         finally:
             os.close(fd)
         if final.exists():  # written between the two looks
