@@ -107,7 +107,7 @@ def exec_stream(client: docker.DockerClient, container: str, cmd: list[str], *,
                                          environment=environment, user=user)
         sock = _raw_socket(client.api.exec_start(created["Id"], socket=True))
     demux = _Demux(sink)
-    watch = _ExecWatch(client, created["Id"])
+    watch = _ExecWatch(client, container, created["Id"])
     try:
         _pump(sock, demux, source, watch.gone)
     except StreamAborted:
@@ -126,28 +126,33 @@ class _ExecWatch:
     Some engine builds (seen with Debian's docker.io under load) lose a process's exit
     event: the stream never closes and the engine reports the exec as running forever, so a
     reader would wait for ever. When this host sees the engine's processes (a local engine,
-    same PID namespace: checked by seeing the process alive first), a process that no longer
-    exists ends the stream; its exit status is unknown, so the caller treats it as failed.
+    same PID namespace: the container's main process is visible here), a process that no
+    longer exists ends the stream; its exit status is unknown, so the caller treats it as
+    failed. The exec's pid is asked for each time: right after the start the engine may not
+    have it yet (a watch that gave up then hung a CI run when the exit event was lost).
     """
 
-    def __init__(self, client: docker.DockerClient, exec_id: str) -> None:
-        self.client, self.exec_id = client, exec_id
-        self.pid = 0
+    def __init__(self, client: docker.DockerClient, container: str, exec_id: str) -> None:
+        self.client, self.container, self.exec_id = client, container, exec_id
         self.lost = False
-        with suppress(DockerException, KeyError, TypeError, ValueError):
-            pid = int(client.api.exec_inspect(exec_id).get("Pid") or 0)
-            if pid > 0 and local_engine() and os.path.exists(f"/proc/{pid}"):
-                self.pid = pid
+        self._visible: bool | None = None
 
     def gone(self) -> bool:
         """Called when the stream has been silent a while."""
-        if not self.pid:
-            return False
-        with suppress(DockerException):
-            if not self.client.api.exec_inspect(self.exec_id).get("Running", True):
+        with suppress(DockerException, KeyError, TypeError, ValueError):
+            state = self.client.api.exec_inspect(self.exec_id)
+            if not state.get("Running", True):
                 return False  # the engine saw the end: its stream closes by itself
-        self.lost = not os.path.exists(f"/proc/{self.pid}")
+            pid = int(state.get("Pid") or 0)
+            if pid > 0 and self._sees_engine_processes():
+                self.lost = not os.path.exists(f"/proc/{pid}")
         return self.lost
+
+    def _sees_engine_processes(self) -> bool:
+        if self._visible is None:
+            main = int(self.client.api.inspect_container(self.container)["State"].get("Pid") or 0)
+            self._visible = local_engine() and main > 0 and os.path.exists(f"/proc/{main}")
+        return self._visible
 
 
 def _pump(sock: socket.socket, demux: _Demux, source: Iterable[bytes] | None,
