@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, median, table  # noqa: E402
+from bench.common import ROOT, compile_package, median, table  # noqa: E402
 
 LAB = ROOT / "specs" / "lab.yaml"
 APPS = ("api", "worker")
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="one run, nothing written")
     args = parser.parse_args()
+    compile_package()
     ours, raw, full = run(1 if args.smoke else args.runs)
     text = table([("app-only change (api + worker recreated)", ours, raw, TARGET)])
     text += f"\n\nFull lab stack from an empty engine: {full:.2f} s (`reconcile apply`)."

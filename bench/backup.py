@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median, record, table  # noqa: E402
+from bench.common import compile_package, median, record, table  # noqa: E402
 
 PASSWORD = "bench-" + secrets.token_hex(6)
 SPEC = """\
@@ -234,6 +234,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="cache cases: median of this many runs")
     parser.add_argument("--record", action="store_true", help="append results to bench/RESULTS.md")
     args = parser.parse_args()
+    compile_package()
     with tempfile.TemporaryDirectory(prefix="reconcile-bench-") as tmp:
         lab = Lab(Path(tmp))
         try:

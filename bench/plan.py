@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median, record, table, time_command  # noqa: E402
+from bench.common import compile_package, median, record, table, time_command  # noqa: E402
 
 IMAGE = "reconcile-lab/debian:bookworm"
 
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--record", action="store_true", help="append results to bench/RESULTS.md")
     args = parser.parse_args()
+    compile_package()
     project = f"bench-{secrets.token_hex(3)}"
     env = {**os.environ, "NO_COLOR": "1"}
     plan_cmd = [sys.executable, "-m", "reconciler", "-f", "", "plan"]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT  # noqa: E402
+from bench.common import ROOT, compile_package  # noqa: E402
 
 LAB = ROOT / "specs" / "lab.yaml"
 STRATEGIES = ("blue-green", "recreate")
@@ -243,6 +243,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="api only, short load, nothing written")
     parser.add_argument("--rate", type=float, default=250, help="requests per second (total)")
     args = parser.parse_args()
+    compile_package()
     results = run(args.smoke, args.rate)
     text = table(results)
     print(text)
