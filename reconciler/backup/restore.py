@@ -155,6 +155,7 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
           meter: Meter = NO_METER) -> tuple[Path, str]:
     """A verified local file for one service's entry, downloading it from S3 when needed."""
     key, sha, size = pick.entry["key"], pick.entry["checksum"], pick.entry.get("size")
+    local_problem = None
     if source is not Source.S3:
         try:
             with meter.task(f"checking {pick.service}", size) as task:
@@ -163,12 +164,22 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
             if source is Source.LOCAL or session.s3 is None:
                 raise RestoreError(f"local copy of {key} is unusable: {exc.message}",
                                    ref="restore.local", hint="restore with --source s3 if S3 holds a copy") from None
+            local_problem = exc.message
             notes.append(f"local copy of {key} unusable ({exc.message}); using S3")
     if session.s3 is None:
         raise RestoreError(f"S3 is not enabled, cannot fetch {key}", ref="restore.no-s3",
                            hint="enable backup.s3 in the spec or restore with --source local")
-    with meter.task(f"downloading {pick.service}", size) as task:
-        path = session.s3.get(key, session.local.path_of(key), sha, task.advance)
+    try:
+        with meter.task(f"downloading {pick.service}", size) as task:
+            path = session.s3.get(key, session.local.path_of(key), sha, task.advance)
+    except StorageError as exc:
+        if local_problem is None:
+            raise
+        # The S3 error alone would not say why S3 was asked: the user must learn that the
+        # local copy is damaged too, or they may go on trusting it.
+        raise RestoreError(f"no usable copy of {key}: the local copy is unusable ({local_problem}); "
+                           f"the S3 copy too: {exc.message}", ref="restore.no-copy",
+                           hint=exc.hint or "restore an older backup: reconcile backups list") from None
     _record_local_copy(session, pick)
     return path, "s3"
 

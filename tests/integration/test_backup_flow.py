@@ -180,6 +180,26 @@ def test_corrupt_s3_copy_local_is_used(stack, s3_endpoint):
     assert cli(loaded, "restore", "--yes", "--source", "s3").returncode != 0
 
 
+def test_both_copies_corrupt_names_both_and_leaves_the_database_alone(stack, s3_endpoint):
+    loaded, session, env = stack
+    doc = json.loads(cli(loaded, "backup", "--json").stdout)
+    entry = doc["services"]["postgres"]
+    Path(entry["local_path"]).write_bytes(b"damaged")
+    s3 = raw_client(s3_endpoint)
+    key = "backups/" + entry["key"]
+    meta = s3.head_object(Bucket=env["S3_BUCKET"], Key=key)["Metadata"]
+    s3.put_object(Bucket=env["S3_BUCKET"], Key=key, Body=b"garbage", Metadata=meta)
+    with psycopg.connect(dsn(session), autocommit=True) as conn:
+        conn.execute("INSERT INTO patients (name) VALUES ('after the backup')")
+        before = conn.execute("SELECT count(*) FROM patients").fetchone()[0]
+    result = cli(loaded, "restore", "--yes")
+    assert result.returncode == 1
+    assert "local copy is unusable" in result.stderr and "checksum mismatch" in result.stderr
+    assert "the S3 copy too" in result.stderr and "hint:" in result.stderr
+    with psycopg.connect(dsn(session)) as conn:
+        assert conn.execute("SELECT count(*) FROM patients").fetchone()[0] == before
+
+
 def test_s3_down_is_a_warning_unless_required(stack):
     loaded, session, _ = stack
     from tests.conftest_s3 import closed_port
