@@ -86,11 +86,28 @@ def make_target(service_name: str, service: Service, container_id: str, host: st
                       user=env.get("POSTGRES_USER") or "postgres",
                       password=env.get("POSTGRES_PASSWORD", ""))
     if service.kind is Kind.REDIS:
-        password = next((env[k] for k in _REDIS_PASSWORD_ENV if env.get(k)), "")
-        return Target(service_name, service, container_id, host, port, password=password)
+        return Target(service_name, service, container_id, host, port, password=cache_password(service))
     if service.kind is Kind.HTTP and service.health.http is not None:
         port = service.health.http.port
     return Target(service_name, service, container_id, host, port)
+
+
+def cache_password(service: Service) -> str:
+    """The password the cache server starts with: ``--requirepass`` in its command line (the
+    only way with the official redis image; dragonfly takes it too, also as
+    ``--requirepass=…``; the last one counts, as in redis-server), else ``REDIS_PASSWORD``
+    (images that turn it into ``--requirepass``) or dragonfly's ``DFLY_requirepass`` in the env."""
+    args = [*(service.entrypoint or ()), *(service.command or ())]
+    found = None
+    for i, arg in enumerate(args):
+        if arg == "--requirepass" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--requirepass="):
+            found = arg.split("=", 1)[1]
+    if found is not None:
+        return found
+    env = {k: v.get_secret_value() for k, v in service.env.items()}
+    return next((env[k] for k in _REDIS_PASSWORD_ENV if env.get(k)), "")
 
 
 def postgres_databases(target: Target) -> list[str]:

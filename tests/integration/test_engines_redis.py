@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import subprocess
+import sys
 import time
 
 import pytest
@@ -251,3 +253,53 @@ def test_a_restore_cut_short_says_the_cache_is_partly_refilled(cache):
     assert conn.dbsize() < 5000
     restore(engine, target, stored, written, stats)  # and a second run brings every key back
     assert conn.dbsize() == 5000
+
+
+def test_a_cache_started_with_requirepass_is_probed_backed_up_and_restored(client, write_spec, project):
+    """The official redis image takes its password only on the command line: health, backup
+    and restore must find it there, and never print it."""
+    secret = "pw-" + secrets.token_hex(8)
+    loaded = write_spec("""
+        version: 1
+        project: {project}
+        services:
+          cache:
+            kind: redis
+            image: reconcile-lab/redis:7
+            command: ["redis-server", "--requirepass", "${env:CACHE_PW}", "--appendonly", "no"]
+            stateful: true
+        backup:
+          local: { path: ./backups }
+        """, environ={"CACHE_PW": secret})
+    ids = materialise(client, loaded)
+    conn = redis.Redis(host=container_ip(dockerio.inspect_container(client, ids["cache"])), port=6379,
+                       password=secret)
+    deadline = time.monotonic() + 60
+    while not _answers(conn) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    conn.mset({f"k{i}": f"v{i}" for i in range(500)})
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "NO_COLOR": "1", "CACHE_PW": secret})
+        assert secret not in result.stdout + result.stderr
+        return result
+
+    health = cli("health", "--json")
+    assert health.returncode == 0, health.stdout + health.stderr
+    backup = cli("backup", "--json")
+    assert backup.returncode == 0, backup.stderr
+    assert '"key_count": 500' in backup.stdout
+    conn.flushall()
+    conn.set("after", "the backup")
+    restore = cli("restore", "--yes")
+    assert restore.returncode == 0, restore.stderr
+    assert conn.dbsize() == 500 and conn.get("k7") == b"v7" and conn.get("after") is None
+
+
+def _answers(conn: redis.Redis) -> bool:
+    try:
+        return bool(conn.ping())
+    except redis.ConnectionError:
+        return False

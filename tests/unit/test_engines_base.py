@@ -57,6 +57,24 @@ def test_redis_and_http_targets():
     assert web.port == 8080
 
 
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"command": ["redis-server", "--appendonly", "yes", "--requirepass", SECRET]}, SECRET),
+    ({"command": ["--requirepass", SECRET]}, SECRET),  # arguments the image hands to redis-server
+    ({"command": ["dragonfly", f"--requirepass={SECRET}", "--dbfilename", "dump"]}, SECRET),
+    ({"entrypoint": ["dragonfly", f"--requirepass={SECRET}"], "command": ["--logtostderr"]}, SECRET),
+    ({"command": ["redis-server", "--requirepass", "old", "--requirepass", SECRET]}, SECRET),
+    ({"command": ["redis-server", "--requirepass", SECRET], "env": {"REDIS_PASSWORD": "other"}}, SECRET),
+    ({"env": {"DFLY_requirepass": SECRET}}, SECRET),
+    ({"command": ["redis-server", "--requirepass"]}, ""),  # redis-server itself refuses this line
+    ({"command": ["redis-server", "--appendonly", "yes"]}, ""),
+])
+def test_cache_password_is_the_one_the_server_starts_with(fields, expected):
+    cache = make_target("cache", service(kind="redis", **fields), "c", "h")
+    assert cache.password == expected
+    if expected:
+        assert SECRET not in repr(cache) and cache.redact(f"AUTH {SECRET}") == "AUTH ***"
+
+
 def test_backup_stats_round_trip_through_json():
     stats = BackupStats(Kind.POSTGRES, raw_bytes=10, databases=(
         DatabaseStats("shop", 4096, {"public.users": 3, "public.orders": 5}),))
