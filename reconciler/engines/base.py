@@ -78,36 +78,52 @@ def container_ip(doc: dict) -> str:
 
 
 def make_target(service_name: str, service: Service, container_id: str, host: str) -> Target:
-    """A ``Target`` with credentials and port derived from the spec, as the image would."""
+    """A ``Target`` with credentials and port derived from the spec, as the server in the
+    container starts: its command line first (it overrides the environment), then its env."""
     env = {k: v.get_secret_value() for k, v in service.env.items()}
-    port = DEFAULT_PORT.get(service.kind, 0)
+    args = [*(service.entrypoint or ()), *(service.command or ())]
     if service.kind is Kind.POSTGRES:
+        port = _port(_last_option(args, ("-p", "--port"), setting="port") or env.get("PGPORT"),
+                     service.kind)
         return Target(service_name, service, container_id, host, port,
                       user=env.get("POSTGRES_USER") or "postgres",
                       password=env.get("POSTGRES_PASSWORD", ""))
     if service.kind is Kind.REDIS:
-        return Target(service_name, service, container_id, host, port, password=cache_password(service))
+        # The official redis image takes a password only as --requirepass; images that read
+        # REDIS_PASSWORD turn it into one; dragonfly also reads its flags from DFLY_<flag>.
+        password = _last_option(args, ("--requirepass",))
+        if password is None:
+            password = next((env[k] for k in _REDIS_PASSWORD_ENV if env.get(k)), "")
+        port = _port(_last_option(args, ("--port",)) or env.get("DFLY_port"), service.kind)
+        return Target(service_name, service, container_id, host, port, password=password)
     if service.kind is Kind.HTTP and service.health.http is not None:
-        port = service.health.http.port
-    return Target(service_name, service, container_id, host, port)
+        return Target(service_name, service, container_id, host, service.health.http.port)
+    return Target(service_name, service, container_id, host, DEFAULT_PORT.get(service.kind, 0))
 
 
-def cache_password(service: Service) -> str:
-    """The password the cache server starts with: ``--requirepass`` in its command line (the
-    only way with the official redis image; dragonfly takes it too, also as
-    ``--requirepass=…``; the last one counts, as in redis-server), else ``REDIS_PASSWORD``
-    (images that turn it into ``--requirepass``) or dragonfly's ``DFLY_requirepass`` in the env."""
-    args = [*(service.entrypoint or ()), *(service.command or ())]
+def _last_option(args: list[str], flags: tuple[str, ...], setting: str | None = None) -> str | None:
+    """The value of the last of ``flags`` on a command line (``-p 5433``, ``--port=5433``), or
+    of PostgreSQL's ``-c setting=value``: the server takes the last one it is given."""
     found = None
     for i, arg in enumerate(args):
-        if arg == "--requirepass" and i + 1 < len(args):
-            found = args[i + 1]
-        elif arg.startswith("--requirepass="):
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg in flags and following is not None:
+            found = following
+        elif "=" in arg and arg.split("=", 1)[0] in flags:
             found = arg.split("=", 1)[1]
-    if found is not None:
-        return found
-    env = {k: v.get_secret_value() for k, v in service.env.items()}
-    return next((env[k] for k in _REDIS_PASSWORD_ENV if env.get(k)), "")
+        elif setting and arg == "-c" and following and following.startswith(setting + "="):
+            found = following.split("=", 1)[1]
+        elif setting and arg.startswith(f"-c{setting}="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _port(value: str | None, kind: Kind) -> int:
+    """A port the server would accept; anything else stays the default (the server refuses to
+    start on it, and health says so)."""
+    if value is not None and value.strip().isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return DEFAULT_PORT[kind]
 
 
 def postgres_databases(target: Target) -> list[str]:

@@ -377,8 +377,9 @@ def _tcp(target: Target) -> list[str]:
 
 
 def _pg_env(target: Target, role: str) -> dict[str, str]:
-    """Password by environment (never argv); the session's name tells what it is."""
-    env = {"PGAPPNAME": f"{pg.APPLICATION}-{role}"}
+    """Password by environment (never argv); the session's name tells what it is. The port
+    also names the server's socket, which a client inside its container connects through."""
+    env = {"PGAPPNAME": f"{pg.APPLICATION}-{role}", "PGPORT": str(target.port)}
     if target.password:
         env["PGPASSWORD"] = target.password
     return env

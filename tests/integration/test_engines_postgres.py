@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 
@@ -104,7 +106,7 @@ def wait_healthy(engine, target, timeout: float = 90.0) -> None:
 
 
 def connect(target, dbname: str = "shop") -> psycopg.Connection:
-    return psycopg.connect(host=target.host, port=5432, user="postgres", password=PASSWORD,
+    return psycopg.connect(host=target.host, port=target.port, user="postgres", password=PASSWORD,
                            dbname=dbname, autocommit=True)
 
 
@@ -416,3 +418,48 @@ def test_several_databases_share_one_stream_and_restore_each(server):
     assert fingerprints(target) == before
     with connect(target, "extra") as conn:
         assert conn.execute("SELECT count(*), sum(length(body)) FROM notes").fetchone() == (50, 1275)
+
+
+def test_a_server_on_another_port_is_probed_backed_up_and_restored(client, write_spec, project, tmp_path):
+    """``-c port=5433``: the host reaches it there, and pg_dump / psql inside its container
+    find the socket that port names."""
+    loaded = write_spec("""
+        version: 1
+        project: {project}
+        services:
+          db:
+            kind: postgres
+            image: reconcile-lab/postgres:15
+            command: ["postgres", "-c", "port=5433"]
+            env: { POSTGRES_PASSWORD: "${env:PG_TEST_PASSWORD}", POSTGRES_DB: shop }
+            stateful: true
+        backup:
+          local: { path: ./backups }
+        """, environ={"PG_TEST_PASSWORD": PASSWORD})
+    ids = materialise(client, loaded)
+    target = make_target("db", loaded.spec.services["db"], ids["db"],
+                         container_ip(dockerio.inspect_container(client, ids["db"])))
+    assert target.port == 5433
+    wait_healthy(engine_for(Kind.POSTGRES, client), target)
+    with connect(target) as conn:
+        conn.execute(SCHEMA)
+    before = fingerprints(target)
+    env = {**os.environ, "NO_COLOR": "1", "PG_TEST_PASSWORD": PASSWORD}
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert PASSWORD not in result.stdout + result.stderr
+        return result
+
+    deadline = time.monotonic() + 60  # the Docker health check must find the port too
+    while (health := cli("health")).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert health.returncode == 0, health.stdout + health.stderr
+    backup = cli("backup")
+    assert backup.returncode == 0, backup.stderr
+    with connect(target) as conn:
+        conn.execute("DROP TABLE order_items; DELETE FROM audit.events")
+    restore = cli("restore", "--yes")
+    assert restore.returncode == 0, restore.stderr
+    assert fingerprints(target) == before

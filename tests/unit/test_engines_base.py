@@ -75,6 +75,25 @@ def test_cache_password_is_the_one_the_server_starts_with(fields, expected):
         assert SECRET not in repr(cache) and cache.redact(f"AUTH {SECRET}") == "AUTH ***"
 
 
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"kind": "postgres"}, 5432),
+    ({"kind": "postgres", "command": ["postgres", "-c", "port=5433"]}, 5433),
+    ({"kind": "postgres", "command": ["-p", "5433"]}, 5433),
+    ({"kind": "postgres", "command": ["postgres", "--port=5433", "-c", "shared_buffers=1GB"]}, 5433),
+    ({"kind": "postgres", "command": ["postgres", "-cport=5433"]}, 5433),
+    ({"kind": "postgres", "env": {"PGPORT": "5434"}}, 5434),
+    ({"kind": "postgres", "env": {"PGPORT": "5434"}, "command": ["postgres", "-p", "5433"]}, 5433),
+    ({"kind": "postgres", "command": ["postgres", "-p", "5433", "-c", "port=5435"]}, 5435),
+    ({"kind": "postgres", "command": ["postgres", "-c", "port=none"]}, 5432),
+    ({"kind": "redis"}, 6379),
+    ({"kind": "redis", "command": ["redis-server", "--port", "6380"]}, 6380),
+    ({"kind": "redis", "command": ["dragonfly", "--port=6381"]}, 6381),
+    ({"kind": "redis", "env": {"DFLY_port": "6382"}}, 6382),
+])
+def test_port_is_the_one_the_server_listens_on(fields, expected):
+    assert make_target("s", service(**fields), "c", "h").port == expected
+
+
 def test_backup_stats_round_trip_through_json():
     stats = BackupStats(Kind.POSTGRES, raw_bytes=10, databases=(
         DatabaseStats("shop", 4096, {"public.users": 3, "public.orders": 5}),))

@@ -48,7 +48,7 @@ init_cluster() {
     printf "\nlisten_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
     printf '\nhost all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
 
-    pg_ctl -D "$PGDATA" -w -s -o "-c listen_addresses='' -p 5432" start
+    pg_ctl -D "$PGDATA" -w -s -o "-c listen_addresses='' -p ${PGPORT:-5432}" start
     if [ "$POSTGRES_DB" != "postgres" ]; then
         psql -v ON_ERROR_STOP=1 -q -U "$POSTGRES_USER" -d postgres --set db="$POSTGRES_DB" \
             <<<'CREATE DATABASE :"db";'
