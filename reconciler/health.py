@@ -65,10 +65,17 @@ def check_service(session: Session, name: str, container: str | None = None,
 
 def probe(session: Session, name: str, container: str, timeout: float):
     """The kind's probe; any service with an HTTP health check is probed over HTTP."""
-    from reconciler.engines import engine_for
+    from reconciler.engines import ProbeResult, ProbeStatus, engine_for
 
     service = session.spec.services[name]
-    target = session.target(name, container)
+    try:
+        target = session.target(name, container)
+    except EngineError as exc:
+        if exc.ref != "engine.file":
+            raise
+        # The password file (a *_FILE variable) cannot be read: this service cannot be
+        # logged into, the others can still be checked.
+        return ProbeResult(ProbeStatus.UNHEALTHY, {"error": exc.message}, 0.0)
     kind = service.kind
     if service.health.http is not None and kind in (Kind.GENERIC, Kind.HTTP):
         kind = Kind.HTTP

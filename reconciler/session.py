@@ -93,4 +93,10 @@ class Session:
         if not (doc.get("State") or {}).get("Running"):
             raise ReconcileError(f"service {service}'s container {name} is not running",
                                  ref="service.stopped", hint=f"start it: docker start {name}")
-        return make_target(service, self.spec.services[service], doc["Id"], container_ip(doc))
+        return make_target(service, self.spec.services[service], doc["Id"], container_ip(doc),
+                           read_file=lambda path: self._read_file(doc["Id"], path))
+
+    def _read_file(self, container: str, path: str) -> str:
+        from reconciler import dockerio
+
+        return dockerio.read_file(self.client, container, path).decode("utf-8", "replace")

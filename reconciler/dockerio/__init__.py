@@ -7,7 +7,9 @@ an engine.
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +17,6 @@ import docker
 from docker.errors import APIError, DockerException, NotFound
 
 from reconciler.errors import EngineError
-
 
 
 def engine_address() -> str:
@@ -207,6 +208,33 @@ def rename(client: docker.DockerClient, container: str, name: str) -> None:
 def inspect_container(client: docker.DockerClient, container: str) -> dict:
     with engine_errors(f"inspecting container {container[:24]}"):
         return client.api.inspect_container(container)
+
+
+def read_file(client: docker.DockerClient, container: str, path: str, limit: int = 64 * 1024) -> bytes:
+    """A small regular file from inside a container (a Docker secret, a password file),
+    read through the engine as ``docker cp`` does: mounts included, no process started."""
+    what = f"reading {path} in container {container[:24]}"
+    with engine_errors(what):
+        try:
+            stream, stat = client.api.get_archive(container, path)
+        except NotFound:
+            raise EngineError(f"{what}: there is no such file", ref="engine.file",
+                              hint="mount the file into the container, or fix the *_FILE variable "
+                                   "that names it") from None
+        except APIError as exc:  # e.g. the host file of a bind mount was deleted
+            raise EngineError(f"{what}: the engine refused ({_explain(exc)})", ref="engine.file",
+                              hint="check that the file mounted there still exists on the host") from None
+        if stat.get("size", 0) > limit:
+            raise EngineError(f"{what}: it is {stat['size']} bytes, more than a secret file holds",
+                              ref="engine.file", hint=f"point the *_FILE variable at a file under {limit} bytes")
+        data = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        member = archive.next()
+        handle = archive.extractfile(member) if member is not None and member.isfile() else None
+        if handle is None:
+            raise EngineError(f"{what}: not a regular file", ref="engine.file",
+                              hint="point the *_FILE variable at the file itself")
+        return handle.read()
 
 
 def logs(client: docker.DockerClient, container: str, lines: int = 30) -> str:

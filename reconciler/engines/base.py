@@ -77,28 +77,42 @@ def container_ip(doc: dict) -> str:
     return str((doc.get("NetworkSettings") or {}).get("IPAddress") or "")
 
 
-def make_target(service_name: str, service: Service, container_id: str, host: str) -> Target:
+def make_target(service_name: str, service: Service, container_id: str, host: str,
+                read_file: Callable[[str], str] | None = None) -> Target:
     """A ``Target`` with credentials and port derived from the spec, as the server in the
-    container starts: its command line first (it overrides the environment), then its env."""
+    container starts: its command line first (it overrides the environment), then its env.
+    ``read_file`` reads a file inside the container, for ``*_FILE`` variables (Docker secrets)."""
     env = {k: v.get_secret_value() for k, v in service.env.items()}
     args = [*(service.entrypoint or ()), *(service.command or ())]
     if service.kind is Kind.POSTGRES:
         port = _port(_last_option(args, ("-p", "--port"), setting="port") or env.get("PGPORT"),
                      service.kind)
         return Target(service_name, service, container_id, host, port,
-                      user=env.get("POSTGRES_USER") or "postgres",
-                      password=env.get("POSTGRES_PASSWORD", ""))
+                      user=_env_or_file(env, "POSTGRES_USER", read_file) or "postgres",
+                      password=_env_or_file(env, "POSTGRES_PASSWORD", read_file) or "")
     if service.kind is Kind.REDIS:
         # The official redis image takes a password only as --requirepass; images that read
         # REDIS_PASSWORD turn it into one; dragonfly also reads its flags from DFLY_<flag>.
         password = _last_option(args, ("--requirepass",))
         if password is None:
-            password = next((env[k] for k in _REDIS_PASSWORD_ENV if env.get(k)), "")
+            password = next((value for name in _REDIS_PASSWORD_ENV
+                             if (value := _env_or_file(env, name, read_file))), "")
         port = _port(_last_option(args, ("--port",)) or env.get("DFLY_port"), service.kind)
         return Target(service_name, service, container_id, host, port, password=password)
     if service.kind is Kind.HTTP and service.health.http is not None:
         return Target(service_name, service, container_id, host, service.health.http.port)
     return Target(service_name, service, container_id, host, DEFAULT_PORT.get(service.kind, 0))
+
+
+def _env_or_file(env: dict[str, str], name: str, read_file: Callable[[str], str] | None) -> str | None:
+    """``NAME``, else what the file ``NAME_FILE`` names inside the container holds, without its
+    trailing newlines (the official images' convention for Docker secrets)."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if path and read_file is not None:
+        return read_file(path).rstrip("\n")
+    return None
 
 
 def _last_option(args: list[str], flags: tuple[str, ...], setting: str | None = None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import subprocess
@@ -18,6 +19,7 @@ from reconciler.engines import container_ip, engine_for, make_target, pgglobals
 from reconciler.engines.base import ProbeStatus
 from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import BackupError, ReconcileError, RestoreError
+from reconciler.session import Session
 from reconciler.spec.load import load_spec
 from reconciler.spec.models import Compression, Kind
 from tests.integration.conftest import materialise, purge
@@ -463,3 +465,43 @@ def test_a_server_on_another_port_is_probed_backed_up_and_restored(client, write
     restore = cli("restore", "--yes")
     assert restore.returncode == 0, restore.stderr
     assert fingerprints(target) == before
+
+
+def test_a_password_given_as_a_docker_secret_file_is_read_in_the_container(client, write_spec, project,
+                                                                          tmp_path):
+    """POSTGRES_PASSWORD_FILE, as with Docker secrets: the password is in a file mounted into
+    the container, not in the spec or its environment."""
+    secret = tmp_path / "pg-password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    loaded = write_spec(f"""
+        version: 1
+        project: {{project}}
+        services:
+          db:
+            kind: postgres
+            image: reconcile-lab/postgres:15
+            env: {{ POSTGRES_PASSWORD_FILE: /run/secrets/pg, POSTGRES_DB: shop }}
+            volumes: ["{secret}:/run/secrets/pg:ro"]
+            stateful: true
+        backup:
+          local: {{ path: ./backups }}
+        """)
+    materialise(client, loaded)
+    session = Session(loaded)
+    target = session.target("db")
+    assert target.password == PASSWORD
+    wait_healthy(engine_for(Kind.POSTGRES, client), target)
+    with connect(target) as conn:
+        conn.execute(SCHEMA)
+    for args in (["health"], ["backup"], ["verify"]):
+        result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
+                                capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert PASSWORD not in result.stdout + result.stderr
+    secret.unlink()  # the mount's source is gone: the service is critical, the command still reports
+    probe = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), "health", "--json"],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    assert probe.returncode == 2, probe.stdout + probe.stderr
+    details = json.loads(probe.stdout)["services"]["db"]
+    assert details["status"] == "unhealthy" and "/run/secrets/pg" in details["details"]["error"]

@@ -94,6 +94,25 @@ def test_port_is_the_one_the_server_listens_on(fields, expected):
     assert make_target("s", service(**fields), "c", "h").port == expected
 
 
+def test_secret_files_are_read_inside_the_container():
+    files = {"/run/secrets/pg": f"{SECRET}\n\n", "/run/secrets/user": "app\n", "/run/secrets/r": SECRET}
+    read = files.__getitem__
+    pg = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD_FILE": "/run/secrets/pg",
+                                                         "POSTGRES_USER_FILE": "/run/secrets/user"}),
+                     "c", "h", read_file=read)
+    assert (pg.user, pg.password) == ("app", SECRET) and SECRET not in repr(pg)
+    assert pg.redact(f"password {SECRET} refused") == "password *** refused"
+    both = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD": "direct",
+                                                           "POSTGRES_PASSWORD_FILE": "/missing"}),
+                       "c", "h", read_file=read)
+    assert both.password == "direct"  # the file is not even read
+    cache = make_target("cache", service(kind="redis", env={"REDIS_PASSWORD_FILE": "/run/secrets/r"}),
+                        "c", "h", read_file=read)
+    assert cache.password == SECRET
+    unread = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD_FILE": "/x"}), "c", "h")
+    assert unread.password == ""
+
+
 def test_backup_stats_round_trip_through_json():
     stats = BackupStats(Kind.POSTGRES, raw_bytes=10, databases=(
         DatabaseStats("shop", 4096, {"public.users": 3, "public.orders": 5}),))

@@ -1,15 +1,33 @@
 #!/usr/bin/env bash
 # Entry point compatible with the official postgres image's basic contract:
 # POSTGRES_PASSWORD (required), POSTGRES_USER (default postgres), POSTGRES_DB (default
-# the user), PGDATA, first-start initdb, /docker-entrypoint-initdb.d/*.sql|*.sh, and
-# extra "-c key=value" arguments passed through to postgres, which becomes PID 1.
+# the user), each also as *_FILE; PGDATA, first-start initdb,
+# /docker-entrypoint-initdb.d/*.sql|*.sh, and extra "-c key=value" arguments passed
+# through to postgres, which becomes PID 1.
 set -euo pipefail
+
+say() { printf 'entrypoint: %s\n' "$*" >&2; }
+
+# VAR_FILE names a file that holds VAR (Docker secrets), as in the official image. Read as
+# root, before the switch to the postgres user, which may not be able to read the file.
+file_env() {
+    local var="$1" file_var="${1}_FILE"
+    if [ -n "${!file_var:-}" ]; then
+        if [ -n "${!var:-}" ]; then
+            say "error: both $var and $file_var are set"
+            exit 1
+        fi
+        export "$var"="$(<"${!file_var}")"
+        unset "$file_var"
+    fi
+}
+file_env POSTGRES_PASSWORD
+file_env POSTGRES_USER
+file_env POSTGRES_DB
 
 POSTGRES_USER="${POSTGRES_USER:-postgres}"
 POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
 export POSTGRES_USER POSTGRES_DB
-
-say() { printf 'entrypoint: %s\n' "$*" >&2; }
 
 prepare_dirs_as_root() {
     mkdir -p "$PGDATA" /var/run/postgresql
