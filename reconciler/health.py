@@ -24,8 +24,10 @@ class Level(IntEnum):
     MISSING = 3
 
 
-_PROBE_LEVEL = {"healthy": Level.HEALTHY, "degraded": Level.MINOR,
-                "unhealthy": Level.CRITICAL, "unreachable": Level.CRITICAL}
+# "refused" is critical too: nothing can be checked or backed up while the server turns the
+# spec's credentials down (heal reports it, and never restarts or recreates for it).
+_PROBE_LEVEL = {"healthy": Level.HEALTHY, "degraded": Level.MINOR, "unhealthy": Level.CRITICAL,
+                "unreachable": Level.CRITICAL, "refused": Level.CRITICAL}
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def probe(session: Session, name: str, container: str, timeout: float):
             raise
         # The password file (a *_FILE variable) cannot be read: this service cannot be
         # logged into, the others can still be checked.
-        return ProbeResult(ProbeStatus.UNHEALTHY, {"error": exc.message}, 0.0)
+        return ProbeResult(ProbeStatus.REFUSED, {"error": exc.message}, 0.0)
     kind = service.kind
     if service.health.http is not None and kind in (Kind.GENERIC, Kind.HTTP):
         kind = Kind.HTTP

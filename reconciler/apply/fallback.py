@@ -18,7 +18,8 @@ nothing is stopped or removed:
   a full disk, a required S3 copy that failed) and not the engine refusing to start the
   container (a port taken, a network or mount missing): fix those and take a real backup;
 * the service is broken right now: its container is not running (exited, restarting in a
-  loop) or its health probe is critical.
+  loop) or its health probe is critical, and not merely turning the spec's credentials down
+  (a server that runs but refuses the password is not broken: its data is the newest there is).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def judge(action: Action, error: BaseException, state: dict | None,
     trouble = container_trouble(state)
     if trouble is not None:
         return trouble
+    if probe is not None and probe.status == "refused":
+        return None  # it runs and only turns the credentials down: it is not broken
     if probe is not None and probe.level >= Level.CRITICAL:
         return f"its health probe fails: {probe.status}"
     return None

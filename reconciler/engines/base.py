@@ -34,6 +34,7 @@ class ProbeStatus(StrEnum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     UNREACHABLE = "unreachable"
+    REFUSED = "refused"  # the server answers but does not take the spec's credentials
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ correct restore would be reported as a mismatch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import psycopg
@@ -53,6 +54,16 @@ def connect(target: Target, dbname: str, timeout: float = 10.0, *,
                            password=target.password or None, dbname=dbname,
                            connect_timeout=max(1, round(timeout)), application_name=APPLICATION,
                            autocommit=autocommit, options=options)
+
+
+# libpq's words when the server answers but will not let this user in (no SQLSTATE is kept
+# for errors while connecting): a wrong or missing password, an unknown role, pg_hba.
+_REFUSED = re.compile(r"authentication failed|fe_sendauth|no pg_hba\.conf entry|role \".*\" does not exist")
+
+
+def refused(exc: BaseException) -> bool:
+    """The server turned the credentials down: it runs, and nothing but the credentials is wrong."""
+    return bool(_REFUSED.search(str(exc)))
 
 
 def describe(exc: BaseException, target: Target) -> str:

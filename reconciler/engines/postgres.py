@@ -79,8 +79,8 @@ class PostgresEngine(DockerBacked):
                     " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
                     " current_setting('max_connections')::int").fetchone()
         except psycopg.OperationalError as exc:
-            return ProbeResult(ProbeStatus.UNREACHABLE, {"error": pg.describe(exc, target)},
-                               _ms(started))
+            status = ProbeStatus.REFUSED if pg.refused(exc) else ProbeStatus.UNREACHABLE
+            return ProbeResult(status, {"error": pg.describe(exc, target)}, _ms(started))
         except psycopg.Error as exc:
             return ProbeResult(ProbeStatus.UNHEALTHY, {"error": pg.describe(exc, target)},
                                _ms(started))

@@ -47,6 +47,9 @@ SCAN_COUNT = 500
 SCAN_AHEAD = 2  # pages found, not yet dumped
 DUMP_DEPTH = 3  # pages whose DUMP + PTTL are in flight while the oldest is framed
 MEMORY_DEGRADED = 0.9
+# The server answers but does not take the password: none given, a wrong one, or one it has
+# no use for (redis 6+, dragonfly and older redis word these differently).
+_REFUSED = re.compile(r"NOAUTH|WRONGPASS|invalid password|without any password configured", re.IGNORECASE)
 _KEYSPACE = re.compile(r"^db(\d+):keys=(\d+),expires=(\d+)", re.MULTILINE)
 
 
@@ -67,7 +70,8 @@ class RedisEngine:
         except (OSError, ConnectionError) as exc:
             return ProbeResult(ProbeStatus.UNREACHABLE, {"error": _describe(exc, target)}, _ms(started))
         except RespError as exc:
-            return ProbeResult(ProbeStatus.UNHEALTHY, {"error": _describe(exc, target)}, _ms(started))
+            status = ProbeStatus.REFUSED if _REFUSED.search(str(exc)) else ProbeStatus.UNHEALTHY
+            return ProbeResult(status, {"error": _describe(exc, target)}, _ms(started))
         used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
         status = ProbeStatus.HEALTHY if pong == b"PONG" else ProbeStatus.UNHEALTHY
         if status is ProbeStatus.HEALTHY and limit and used > MEMORY_DEGRADED * limit:

@@ -27,6 +27,7 @@ from reconciler.spec.models import Spec
 from reconciler.spec.normalise import network_name, role_from_name
 
 PROBE_RULE = "probe-failing"
+REFUSED_RULE = "credentials-refused"
 
 
 class FixKind(StrEnum):
@@ -67,7 +68,7 @@ STRENGTH = (FixKind.START, FixKind.RESTART, FixKind.RECREATE, FixKind.RECREATE_N
 back to a recreate, so it answers every other issue of the same service."""
 
 BLOCKING_RULES = frozenset({"port-conflict", "oom-killed", "config-error", "volume-full",
-                            "mount-missing", "mount-not-writable"})
+                            "mount-missing", "mount-not-writable", REFUSED_RULE})
 """Critical causes that no start or recreate can get past: they block a service's fixes."""
 
 _ADVICE = {
@@ -75,6 +76,7 @@ _ADVICE = {
     "volume-full": "disk: heal never deletes data to make room; {fix}",
     "disk-space": "disk: heal never deletes data to make room; {fix}",
     "config-error": "configuration: the fix is in the spec or its files, not in a restart; {fix}",
+    REFUSED_RULE: "heal never restarts or recreates a server for a password it will not take; {fix}",
     "restart-loop": "it restarted, but runs now; if it goes on: {fix}",
 }
 
@@ -167,10 +169,20 @@ def probe_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]]) ->
     diagnose found nothing critical about: Docker's own health check may not exist or may
     not have noticed yet (an HTTP server answering 503 is running, as far as Docker knows)."""
     explained = {i.service for i in issues if i.severity is Severity.CRITICAL}
-    return [Issue(name, Severity.CRITICAL, "health probe failing", f"{status}: {details}" if details else status,
+    return [_refused(name, details) if status == "refused" else
+            Issue(name, Severity.CRITICAL, "health probe failing", f"{status}: {details}" if details else status,
                   "heal restarts it once, then recreates it (with a backup first when it holds data)",
                   PROBE_RULE)
             for name, (status, details) in sorted(probes.items()) if name not in explained]
+
+
+def _refused(name: str, details: str) -> Issue:
+    """The server runs and answers, but not to the spec's credentials. No restart changes a
+    password, and a recreate would put the last backup in place of newer data: reported only."""
+    return Issue(name, Severity.CRITICAL, "credentials refused", details,
+                 "make the spec's password the one the server has (a PostgreSQL data folder keeps "
+                 "the password it was made with: POSTGRES_PASSWORD only sets it the first time), "
+                 "then run `reconcile health`", REFUSED_RULE)
 
 
 # -- the outcome ----------------------------------------------------------------------------

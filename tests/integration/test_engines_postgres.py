@@ -384,7 +384,10 @@ def test_no_secret_in_errors_probes_or_stats(server):
     wrong = make_target("db", target.service, target.container_id, target.host)
     object.__setattr__(wrong, "password", PASSWORD + "-wrong")
     result = engine.probe(wrong)
-    assert result.status is ProbeStatus.UNREACHABLE and PASSWORD not in repr(result)
+    assert result.status is ProbeStatus.REFUSED and PASSWORD not in repr(result)
+    elsewhere = make_target("db", target.service, target.container_id, "127.0.0.1")
+    object.__setattr__(elsewhere, "port", 1)  # nothing listens there: not a refusal
+    assert engine.probe(elsewhere, timeout=2).status is ProbeStatus.UNREACHABLE
     for call, ref in ((lambda: engine.backup(wrong, io.BytesIO()), "backup.postgres"),
                       (lambda: engine.estimate_size(wrong), "backup.postgres"),
                       (lambda: engine.verify(wrong, stats), "verify.postgres")):
@@ -504,4 +507,4 @@ def test_a_password_given_as_a_docker_secret_file_is_read_in_the_container(clien
                            capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
     assert probe.returncode == 2, probe.stdout + probe.stderr
     details = json.loads(probe.stdout)["services"]["db"]
-    assert details["status"] == "unhealthy" and "/run/secrets/pg" in details["details"]["error"]
+    assert details["status"] == "refused" and "/run/secrets/pg" in details["details"]["error"]

@@ -221,10 +221,12 @@ def test_wrong_password_is_reported_without_the_secret(cache):
     try:
         locked = make_target("cache", target.service, target.container_id, target.host)
         result = engine.probe(locked)
-        assert result.status is ProbeStatus.UNHEALTHY and "NOAUTH" in result.details["error"]
+        assert result.status is ProbeStatus.REFUSED and "NOAUTH" in result.details["error"]
         wrong = make_target("cache", target.service, target.container_id, target.host)
         object.__setattr__(wrong, "password", secret + "x")
-        assert secret not in repr(engine.probe(wrong)) and secret not in repr(wrong)
+        refused = engine.probe(wrong)
+        assert refused.status is ProbeStatus.REFUSED and "WRONGPASS" in refused.details["error"]
+        assert secret not in repr(refused) and secret not in repr(wrong)
         right = make_target("cache", target.service, target.container_id, target.host)
         object.__setattr__(right, "password", secret)
         assert engine.probe(right).status is ProbeStatus.HEALTHY

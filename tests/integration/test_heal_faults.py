@@ -24,6 +24,7 @@ from tests.integration.apply_support import (
     containers,
     lab_env,
     pg_spec,
+    psql,
     seed_rows,
     show,
     wait_for,
@@ -258,3 +259,22 @@ def test_apply_heals_a_deleted_network_in_place(client, pg_stack):
     assert "recreating its network" in result.stdout and "recreate:postgres" not in result.stdout
     assert client.api.inspect_container(name)["Id"] == before and checksum(client, name) == rows
     assert apply(spec, env).stdout.strip() == "No changes."
+
+
+def test_a_database_that_refuses_the_password_is_reported_never_recreated(client, pg_stack):
+    """The server runs fine; only the spec's password is not the one it has (rotated in the
+    database, or POSTGRES_PASSWORD edited after the data folder was made, which the image
+    ignores). A recreate would bring back the last backup over newer rows: never."""
+    spec, env, name, _ = pg_stack
+    assert (backup := cli(spec, env, "backup")).returncode == 0, show(backup)
+    psql(client, name, "insert into users select g, 'after the backup' from generate_series(10001, 10050) g")
+    rows = checksum(client, name)
+    before = client.api.inspect_container(name)["Id"]
+    psql(client, name, "alter user postgres password 'rotated-by-the-dba'")
+    result, report = heal(spec, env)
+    assert result.returncode == 2, show(result)
+    refused = by_rule(report)["credentials-refused"]
+    assert refused["result"] != "fixed" and refused["action"] in ("none", "report"), refused
+    assert "password" in refused["details"], refused
+    assert client.api.inspect_container(name)["Id"] == before
+    assert checksum(client, name) == rows

@@ -87,6 +87,7 @@ RUNNING = {"Status": "running", "Running": True, "Restarting": False, "ExitCode"
 EXITED = {"Status": "exited", "Running": False, "Restarting": False, "ExitCode": 1}
 HEALTHY = ServiceHealth("db", "healthy", Level.HEALTHY)
 FAILING = ServiceHealth("db", "unreachable", Level.CRITICAL)
+REFUSING = ServiceHealth("db", "refused", Level.CRITICAL, {"error": "password authentication failed"})
 NOT_READY = gate.NotReady("db: container p-db is not healthy (restarting)")
 DUMP_FAILED = BackupError("pg_dump failed", ref="backup.pg_dump")
 
@@ -98,6 +99,7 @@ DUMP_FAILED = BackupError("pg_dump failed", ref="backup.pg_dump")
     (BACKUP, NOT_READY, None, None, "no container"),
     # never for a service that is fine, a plan that did not ask, or a failure elsewhere:
     (BACKUP, DUMP_FAILED, RUNNING, HEALTHY, None),
+    (BACKUP, BackupError("password authentication failed"), RUNNING, REFUSING, None),
     (replace(BACKUP, fallback=False), NOT_READY, LOOPING, None, None),
     (BACKUP, StorageError("backup folder not writable"), LOOPING, None, None),
     (BACKUP, BackupError("S3 copy failed", ref="backup.s3-required"), LOOPING, None, None),

@@ -22,6 +22,7 @@ from reconciler.operate import rules
 from reconciler.operate.facts import Facts, HostFacts, PortHolder, ServiceFacts
 from reconciler.operate.heal_rules import (
     PROBE_RULE,
+    REFUSED_RULE,
     FixKind,
     IssueResult,
     Result,
@@ -178,6 +179,14 @@ def test_a_failing_probe_counts_only_where_diagnose_found_nothing_critical():
     made = probe_issues(found, {"db": ("stopped", ""), "video": ("unhealthy", "status 503")})
     assert [(i.service, i.rule, i.details) for i in made] == [("video", PROBE_RULE, "unhealthy: status 503")]
     assert fix_for(made[0]) is RESTART
+
+
+def test_a_server_that_refuses_the_credentials_is_reported_never_restarted_or_recreated():
+    made = probe_issues([], {"db": ("refused", "error password authentication failed for user postgres")})
+    assert [(i.service, i.rule, i.issue) for i in made] == [("db", REFUSED_RULE, "credentials refused")]
+    fixes = plan_fixes(made + [issue("restart-loop", service="db")])
+    assert {f.kind for f in fixes} == {FixKind.REPORT}  # it blocks the loop's recreate too
+    assert "never restarts or recreates" in fixes[0].note and "POSTGRES_PASSWORD" in fixes[0].note
 
 
 def _result(result: Result, severity: Severity) -> IssueResult:
