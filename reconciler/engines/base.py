@@ -57,9 +57,11 @@ class Target:
 
     def secrets(self) -> list[str]:
         """The password, env values named like a secret, and the password part of any URL in
-        the env (``DATABASE_URL``, ``*_DSN``): the rest of a URL is a host name, not a secret."""
+        the env (``DATABASE_URL``, ``*_DSN``): the rest of a URL is a host name, not a secret;
+        nor is the path a ``*_FILE`` variable names (its content is the password)."""
         env = {k: v.get_secret_value() for k, v in self.service.env.items()}
-        values = {self.password, *(v for k, v in env.items() if _SECRET_NAME.search(k)),
+        values = {self.password, *(v for k, v in env.items()
+                                   if _SECRET_NAME.search(k) and not k.endswith("_FILE")),
                   *(p for v in env.values() for p in url_passwords(v))}
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 

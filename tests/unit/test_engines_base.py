@@ -102,6 +102,7 @@ def test_secret_files_are_read_inside_the_container():
                      "c", "h", read_file=read)
     assert (pg.user, pg.password) == ("app", SECRET) and SECRET not in repr(pg)
     assert pg.redact(f"password {SECRET} refused") == "password *** refused"
+    assert pg.redact("cannot read /run/secrets/pg") == "cannot read /run/secrets/pg"  # a path, named
     both = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD": "direct",
                                                            "POSTGRES_PASSWORD_FILE": "/missing"}),
                        "c", "h", read_file=read)
