@@ -113,6 +113,10 @@ class TextUI:
         self.total = len(plan.actions)
         print_plan_text(render_text(plan), self.console)
         for name, result in sorted(sick.items()):
+            if result.status == "refused":
+                self._line(f"  ! {name} refuses the spec's credentials: apply neither restarts nor "
+                           "recreates it for that", "yellow")
+                continue
             self._line(f"  ! {name} is {result.status}: apply restarts it once, and recreates it "
                        "(with a backup) if that does not help", "yellow")
 

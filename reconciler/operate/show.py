@@ -9,7 +9,8 @@ from reconciler.cli.output import print_table, stdout_console
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "stopped": "red",
-                 "unhealthy": "red", "unreachable": "red", "restarting": "red", "error": "red"}
+                 "unhealthy": "red", "unreachable": "red", "refused": "red", "restarting": "red",
+                 "error": "red"}
 
 
 def print_diagnosis(report: dict) -> None:

@@ -269,12 +269,15 @@ def test_a_database_that_refuses_the_password_is_reported_never_recreated(client
     assert (backup := cli(spec, env, "backup")).returncode == 0, show(backup)
     psql(client, name, "insert into users select g, 'after the backup' from generate_series(10001, 10050) g")
     rows = checksum(client, name)
-    before = client.api.inspect_container(name)["Id"]
+    before = client.api.inspect_container(name)
     psql(client, name, "alter user postgres password 'rotated-by-the-dba'")
     result, report = heal(spec, env)
     assert result.returncode == 2, show(result)
     refused = by_rule(report)["credentials-refused"]
     assert refused["result"] != "fixed" and refused["action"] in ("none", "report"), refused
     assert "password" in refused["details"], refused
-    assert client.api.inspect_container(name)["Id"] == before
+    applied = apply(spec, env)  # apply heals what it finds unhealthy: not this
+    assert applied.returncode == 1 and "refuses the spec's credentials" in applied.stdout, show(applied)
+    after = client.api.inspect_container(name)
+    assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
     assert checksum(client, name) == rows
