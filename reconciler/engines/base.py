@@ -48,6 +48,7 @@ class Target:
     port: int = 0
     user: str = ""
     password: str = field(default="", repr=False)
+    database: str = ""  # PostgreSQL: the one the image creates (POSTGRES_DB, else the user)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret of the service replaced by ``***``."""
@@ -90,9 +91,10 @@ def make_target(service_name: str, service: Service, container_id: str, host: st
     if service.kind is Kind.POSTGRES:
         port = _port(_last_option(args, ("-p", "--port"), setting="port") or env.get("PGPORT"),
                      service.kind)
-        return Target(service_name, service, container_id, host, port,
-                      user=_env_or_file(env, "POSTGRES_USER", read_file) or "postgres",
-                      password=_env_or_file(env, "POSTGRES_PASSWORD", read_file) or "")
+        user = _env_or_file(env, "POSTGRES_USER", read_file) or "postgres"
+        return Target(service_name, service, container_id, host, port, user=user,
+                      password=_env_or_file(env, "POSTGRES_PASSWORD", read_file) or "",
+                      database=_env_or_file(env, "POSTGRES_DB", read_file) or user)
     if service.kind is Kind.REDIS:
         # The official redis image takes a password only as --requirepass; images that read
         # REDIS_PASSWORD turn it into one; dragonfly also reads its flags from DFLY_<flag>.
@@ -144,11 +146,10 @@ def _port(value: str | None, kind: Kind) -> int:
 
 
 def postgres_databases(target: Target) -> list[str]:
-    """``backup.databases``, else ``POSTGRES_DB``, else the user: what the image creates."""
+    """``backup.databases``, else the one the image creates (``POSTGRES_DB``, else the user)."""
     if target.service.backup.databases:
         return list(target.service.backup.databases)
-    db = target.service.env.get("POSTGRES_DB")
-    return [db.get_secret_value() if db else target.user or "postgres"]
+    return [target.database or target.user or "postgres"]
 
 
 @dataclass(frozen=True)

@@ -95,12 +95,17 @@ def test_port_is_the_one_the_server_listens_on(fields, expected):
 
 
 def test_secret_files_are_read_inside_the_container():
-    files = {"/run/secrets/pg": f"{SECRET}\n\n", "/run/secrets/user": "app\n", "/run/secrets/r": SECRET}
+    files = {"/run/secrets/pg": f"{SECRET}\n\n", "/run/secrets/user": "app\n", "/run/secrets/r": SECRET,
+             "/run/secrets/db": "shop\n"}
     read = files.__getitem__
     pg = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD_FILE": "/run/secrets/pg",
                                                          "POSTGRES_USER_FILE": "/run/secrets/user"}),
                      "c", "h", read_file=read)
     assert (pg.user, pg.password) == ("app", SECRET) and SECRET not in repr(pg)
+    assert postgres_databases(pg) == ["app"]  # the image names the database after the user
+    named = make_target("db", service(kind="postgres", env={"POSTGRES_DB_FILE": "/run/secrets/db"}),
+                        "c", "h", read_file=read)
+    assert postgres_databases(named) == ["shop"]
     assert pg.redact(f"password {SECRET} refused") == "password *** refused"
     assert pg.redact("cannot read /run/secrets/pg") == "cannot read /run/secrets/pg"  # a path, named
     both = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD": "direct",
