@@ -425,7 +425,16 @@ def test_several_databases_share_one_stream_and_restore_each(server):
         assert conn.execute("SELECT count(*), sum(length(body)) FROM notes").fetchone() == (50, 1275)
 
 
-def test_a_server_on_another_port_is_probed_backed_up_and_restored(client, write_spec, project, tmp_path):
+def run_cli(loaded, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI on the spec, as a user runs it; its output never holds the password."""
+    result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    assert PASSWORD not in result.stdout + result.stderr
+    return result
+
+
+def test_a_server_on_another_port_is_probed_backed_up_and_restored(client, write_spec, project):
     """``-c port=5433``: the host reaches it there, and pg_dump / psql inside its container
     find the socket that port names."""
     loaded = write_spec("""
@@ -449,23 +458,16 @@ def test_a_server_on_another_port_is_probed_backed_up_and_restored(client, write
     with connect(target) as conn:
         conn.execute(SCHEMA)
     before = fingerprints(target)
-    env = {**os.environ, "NO_COLOR": "1", "PG_TEST_PASSWORD": PASSWORD}
-
-    def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
-                                capture_output=True, text=True, timeout=300, env=env)
-        assert PASSWORD not in result.stdout + result.stderr
-        return result
-
+    env = {"PG_TEST_PASSWORD": PASSWORD}
     deadline = time.monotonic() + 60  # the Docker health check must find the port too
-    while (health := cli("health")).returncode != 0 and time.monotonic() < deadline:
+    while (health := run_cli(loaded, "health", env=env)).returncode != 0 and time.monotonic() < deadline:
         time.sleep(1)
     assert health.returncode == 0, health.stdout + health.stderr
-    backup = cli("backup")
+    backup = run_cli(loaded, "backup", env=env)
     assert backup.returncode == 0, backup.stderr
     with connect(target) as conn:
         conn.execute("DROP TABLE order_items; DELETE FROM audit.events")
-    restore = cli("restore", "--yes")
+    restore = run_cli(loaded, "restore", "--yes", env=env)
     assert restore.returncode == 0, restore.stderr
     assert fingerprints(target) == before
 
@@ -497,14 +499,11 @@ def test_a_password_given_as_a_docker_secret_file_is_read_in_the_container(clien
     wait_healthy(engine_for(Kind.POSTGRES, client), target)
     with connect(target) as conn:
         conn.execute(SCHEMA)
-    for args in (["health"], ["backup"], ["verify"]):
-        result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
-                                capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    for command in ("health", "backup", "verify"):
+        result = run_cli(loaded, command)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert PASSWORD not in result.stdout + result.stderr
     secret.unlink()  # the mount's source is gone: the service is critical, the command still reports
-    probe = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), "health", "--json"],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    probe = run_cli(loaded, "health", "--json")
     assert probe.returncode == 2, probe.stdout + probe.stderr
     details = json.loads(probe.stdout)["services"]["db"]
     assert details["status"] == "refused" and "/run/secrets/pg" in details["details"]["error"]
