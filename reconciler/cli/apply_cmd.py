@@ -114,8 +114,8 @@ class TextUI:
         print_plan_text(render_text(plan), self.console)
         for name, result in sorted(sick.items()):
             if result.status == "refused":
-                self._line(f"  ! {name} refuses the spec's credentials: apply neither restarts nor "
-                           "recreates it for that", "yellow")
+                self._line(f"  ! {name} turns down the spec's credentials or database: apply neither "
+                           "restarts nor recreates it for that", "yellow")
                 continue
             self._line(f"  ! {name} is {result.status}: apply restarts it once, and recreates it "
                        "(with a backup) if that does not help", "yellow")

@@ -34,7 +34,7 @@ class ProbeStatus(StrEnum):
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
     UNREACHABLE = "unreachable"
-    REFUSED = "refused"  # the server answers but does not take the spec's credentials
+    REFUSED = "refused"  # the server answers but turns down the spec's credentials or database
 
 
 @dataclass(frozen=True)

@@ -56,13 +56,16 @@ def connect(target: Target, dbname: str, timeout: float = 10.0, *,
                            autocommit=autocommit, options=options)
 
 
-# libpq's words when the server answers but will not let this user in (no SQLSTATE is kept
-# for errors while connecting): a wrong or missing password, an unknown role, pg_hba.
-_REFUSED = re.compile(r"authentication failed|fe_sendauth|no pg_hba\.conf entry|role \".*\" does not exist")
+# libpq's words when the server answers but will not let this connection in (no SQLSTATE is
+# kept for errors while connecting): a wrong or missing password, an unknown role, pg_hba, or
+# a database the spec names that the server does not have.
+_REFUSED = re.compile(r"authentication failed|fe_sendauth|no pg_hba\.conf entry|"
+                      r"(role|database) \".*\" does not exist")
 
 
 def refused(exc: BaseException) -> bool:
-    """The server turned the credentials down: it runs, and nothing but the credentials is wrong."""
+    """The server runs and turned down what the spec asks for (credentials, a database): no
+    restart or recreate changes that, and a recreate would put a backup in place of its data."""
     return bool(_REFUSED.search(str(exc)))
 
 

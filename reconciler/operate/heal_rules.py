@@ -76,7 +76,7 @@ _ADVICE = {
     "volume-full": "disk: heal never deletes data to make room; {fix}",
     "disk-space": "disk: heal never deletes data to make room; {fix}",
     "config-error": "configuration: the fix is in the spec or its files, not in a restart; {fix}",
-    REFUSED_RULE: "heal never restarts or recreates a server for a password it will not take; {fix}",
+    REFUSED_RULE: "heal never restarts or recreates a running server for what it turns down; {fix}",
     "restart-loop": "it restarted, but runs now; if it goes on: {fix}",
 }
 
@@ -177,8 +177,14 @@ def probe_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]]) ->
 
 
 def _refused(name: str, details: str) -> Issue:
-    """The server runs and answers, but not to the spec's credentials. No restart changes a
-    password, and a recreate would put the last backup in place of newer data: reported only."""
+    """The server runs and answers, but turns down the spec's credentials or database. No
+    restart changes that, and a recreate would put the last backup in place of newer data:
+    reported only."""
+    if "does not exist" in details and "database" in details:
+        return Issue(name, Severity.CRITICAL, "database missing", details,
+                     "the server lacks a database the spec names (backup.databases, POSTGRES_DB): "
+                     "fix the spec, or bring a dropped database back with `reconcile restore`",
+                     REFUSED_RULE)
     return Issue(name, Severity.CRITICAL, "credentials refused", details,
                  "make the spec's password the one the server has (a PostgreSQL data folder keeps "
                  "the password it was made with: POSTGRES_PASSWORD only sets it the first time), "

@@ -385,6 +385,10 @@ def test_no_secret_in_errors_probes_or_stats(server):
     object.__setattr__(wrong, "password", PASSWORD + "-wrong")
     result = engine.probe(wrong)
     assert result.status is ProbeStatus.REFUSED and PASSWORD not in repr(result)
+    elsewhere_db = target.service.backup.model_copy(update={"databases": ["no_such_db"]})
+    missing = make_target("db", target.service.model_copy(update={"backup": elsewhere_db}),
+                          target.container_id, target.host)
+    assert engine.probe(missing).status is ProbeStatus.REFUSED  # the server runs; the spec is wrong
     elsewhere = make_target("db", target.service, target.container_id, "127.0.0.1")
     object.__setattr__(elsewhere, "port", 1)  # nothing listens there: not a refusal
     assert engine.probe(elsewhere, timeout=2).status is ProbeStatus.UNREACHABLE

@@ -277,7 +277,7 @@ def test_a_database_that_refuses_the_password_is_reported_never_recreated(client
     assert refused["result"] != "fixed" and refused["action"] in ("none", "report"), refused
     assert "password" in refused["details"], refused
     applied = apply(spec, env)  # apply heals what it finds unhealthy: not this
-    assert applied.returncode == 1 and "refuses the spec's credentials" in applied.stdout, show(applied)
+    assert applied.returncode == 1 and "turns down the spec's credentials" in applied.stdout, show(applied)
     after = client.api.inspect_container(name)
     assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
     assert checksum(client, name) == rows

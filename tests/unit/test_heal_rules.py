@@ -187,6 +187,9 @@ def test_a_server_that_refuses_the_credentials_is_reported_never_restarted_or_re
     fixes = plan_fixes(made + [issue("restart-loop", service="db")])
     assert {f.kind for f in fixes} == {FixKind.REPORT}  # it blocks the loop's recreate too
     assert "never restarts or recreates" in fixes[0].note and "POSTGRES_PASSWORD" in fixes[0].note
+    missing = probe_issues([], {"db": ("refused", 'error FATAL: database "shop" does not exist')})
+    assert [(i.rule, i.issue) for i in missing] == [(REFUSED_RULE, "database missing")]
+    assert "reconcile restore" in plan_fixes(missing)[0].note
 
 
 def _result(result: Result, severity: Severity) -> IssueResult:
