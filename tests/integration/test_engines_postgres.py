@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 
@@ -22,6 +21,7 @@ from reconciler.errors import BackupError, ReconcileError, RestoreError
 from reconciler.session import Session
 from reconciler.spec.load import load_spec
 from reconciler.spec.models import Compression, Kind
+from tests.integration.apply_support import cli
 from tests.integration.conftest import materialise, purge
 
 pytestmark = pytest.mark.engine
@@ -431,9 +431,7 @@ def test_several_databases_share_one_stream_and_restore_each(server):
 
 def run_cli(loaded, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The CLI on the spec, as a user runs it; its output never holds the password."""
-    result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "NO_COLOR": "1", **(env or {})})
+    result = cli(loaded.file, {**os.environ, "NO_COLOR": "1", **(env or {})}, *args, timeout=300)
     assert PASSWORD not in result.stdout + result.stderr
     return result
 

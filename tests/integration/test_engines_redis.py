@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,6 +17,7 @@ from reconciler.engines.compress import CompressingWriter, DecompressingReader
 from reconciler.errors import RestoreError
 from reconciler.spec.load import load_spec
 from reconciler.spec.models import Compression, Kind
+from tests.integration.apply_support import cli
 from tests.integration.conftest import materialise, purge
 
 pytestmark = pytest.mark.engine
@@ -281,21 +280,19 @@ def test_a_cache_started_with_requirepass_is_probed_backed_up_and_restored(clien
         time.sleep(0.3)
     conn.mset({f"k{i}": f"v{i}" for i in range(500)})
 
-    def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
-                                capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "NO_COLOR": "1", "CACHE_PW": secret})
+    def run(*args):
+        result = cli(loaded.file, {**os.environ, "NO_COLOR": "1", "CACHE_PW": secret}, *args, timeout=120)
         assert secret not in result.stdout + result.stderr
         return result
 
-    health = cli("health", "--json")
+    health = run("health", "--json")
     assert health.returncode == 0, health.stdout + health.stderr
-    backup = cli("backup", "--json")
+    backup = run("backup", "--json")
     assert backup.returncode == 0, backup.stderr
     assert '"key_count": 500' in backup.stdout
     conn.flushall()
     conn.set("after", "the backup")
-    restore = cli("restore", "--yes")
+    restore = run("restore", "--yes")
     assert restore.returncode == 0, restore.stderr
     assert conn.dbsize() == 500 and conn.get("k7") == b"v7" and conn.get("after") is None
 
