@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-
 from typing import TYPE_CHECKING
 
 from reconciler.errors import ReconcileError
@@ -82,9 +81,8 @@ _LEVEL_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "sto
 
 
 def print_health(results) -> None:
-    from rich.text import Text
-
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     table.add_column("service", no_wrap=True)

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import BinaryIO
 
-from reconciler.engines import cacheload, cachefmt
+from reconciler.engines import cachefmt, cacheload
 from reconciler.engines.base import (
     BackupStats,
     ProbeResult,
