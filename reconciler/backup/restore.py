@@ -20,6 +20,7 @@ from reconciler.engines.compress import DecompressingReader
 from reconciler.errors import ReconcileError, RestoreError, StorageError
 from reconciler.session import Session
 from reconciler.spec.models import Compression
+from reconciler.storage.prune import PRUNED
 
 Progress = Callable[[str], None]
 
@@ -113,7 +114,9 @@ def _holding(doc: dict, services: list[str]) -> dict:
     held = doc.get("services") or {}
     missing = [name for name in services if name not in held]
     if missing:
-        raise RestoreError(f"backup {doc['backup_id']} holds no {', '.join(missing)}",
+        pruned = [name for name in missing if name in (doc.get(PRUNED) or {})]
+        why = f" (retention deleted the file of {', '.join(pruned)})" if pruned else ""
+        raise RestoreError(f"backup {doc['backup_id']} holds no {', '.join(missing)}{why}",
                            ref="restore.not-in-backup",
                            hint=f"it holds {', '.join(held) or 'nothing'}; pick another backup id")
     return doc
@@ -192,16 +195,22 @@ def _record_local_copy(session: Session, pick: Pick) -> None:
     are neither orphaned nor hidden from ``--source local``. ``partial`` while S3 holds more."""
     key = metadata.key_for(pick.backup_id)
     local = session.local
-    doc = metadata.decode(local.read_bytes(key)) if local.exists(key) else dict(pick.doc, services={})
+    if local.exists(key):
+        doc = before = metadata.decode(local.read_bytes(key))
+    else:  # S3's record of what S3's retention deleted says nothing of local files
+        doc, before = dict(pick.doc, services={}), {}
     services = dict(doc.get("services") or {})
     services.setdefault(pick.service, pick.entry)
     services |= {name: entry for name, entry in pick.doc["services"].items()
                  if name not in services and _held_locally(session, entry)}
     if services == doc.get("services") and local.exists(key):
         return
-    doc = {k: v for k, v in doc.items() if k != "partial"}
+    doc = {k: v for k, v in doc.items() if k not in ("partial", PRUNED)}
     if set(services) != set(pick.doc["services"]):
         doc["partial"] = True
+    # a file retention deleted here and fetched again is live: the next prune must not take it
+    if pruned := {name: entry for name, entry in (before.get(PRUNED) or {}).items() if name not in services}:
+        doc[PRUNED] = pruned
     local.write_bytes(key, metadata.encode(dict(doc, services=services)))
 
 

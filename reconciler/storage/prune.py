@@ -5,10 +5,14 @@ the files it actually has, so a backup that never reached S3 does not count towa
 retention, and a local copy removed by hand does not shift local decisions. Timestamps
 come from the metadata, never from file mtimes (a copy or restore changes mtimes).
 
-Deletion is conservative: data files first, then the metadata JSON of a backup only when
-this prune removed its last file in this store. Metadata that cannot be read, and files
-no metadata names, are reported and left alone. Metadata that is listed but gone when read
-was deleted meanwhile by another prune (its files went first): it is skipped, not reported.
+Deletion keeps the metadata true at every step. A backup's metadata first moves the services
+whose files go from ``services`` to ``pruned`` (so a backup that keeps other files never names
+a deleted one: ``backups verify`` and restore would call it lost), then the data files are
+deleted, then the metadata of a backup that has no file left in this store. A prune cut short
+leaves files its metadata names under ``pruned``: the next prune deletes them and finishes.
+Metadata that cannot be read, and files no metadata names, are reported and left alone.
+Metadata that is listed but gone when read was deleted meanwhile by another prune: it is
+skipped, not reported.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import PurePosixPath
 
 from reconciler.errors import StorageError
@@ -37,6 +41,7 @@ class BackupRecord:
     timestamp: datetime
     files: Mapping[str, str]
     verified: bool = False
+    pruned: Mapping[str, str] = field(default_factory=dict)  # service: key retention removes
 
     @property
     def metadata_key(self) -> str:
@@ -57,11 +62,17 @@ class BackupRecord:
         if not isinstance(entries, Mapping):
             entries = {name: value for name, value in doc.items()
                        if isinstance(value, Mapping) and "file" in value}
-        files = {str(name): f"{name}/{PurePosixPath(str(entry['file'])).name}"
-                 for name, entry in entries.items()
-                 if isinstance(entry, Mapping) and entry.get("file")}
-        return cls(backup_id, parse_timestamp(doc.get("timestamp")), files,
-                   doc.get("verified") is True)
+        pruned = doc.get(PRUNED)
+        return cls(backup_id, parse_timestamp(doc.get("timestamp")), _keys(entries),
+                   doc.get("verified") is True, _keys(pruned if isinstance(pruned, Mapping) else {}))
+
+
+PRUNED = "pruned"  # metadata field: entries of services whose files retention deleted
+
+
+def _keys(entries: Mapping) -> dict[str, str]:
+    return {str(name): f"{name}/{PurePosixPath(str(entry['file'])).name}"
+            for name, entry in entries.items() if isinstance(entry, Mapping) and entry.get("file")}
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -87,6 +98,7 @@ class PruneReport:
     decisions: dict[str, Decision] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     deleted_metadata: list[str] = field(default_factory=list)
+    updated_metadata: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
 
@@ -146,10 +158,21 @@ def snapshots_by_service(records: Sequence[BackupRecord],
     return dict(grouped)
 
 
-def plan_prune(records: Sequence[BackupRecord], present: set[str],
-               retention: Retention) -> tuple[dict[str, Decision], list[str], list[str]]:
-    """Pure part of prune: (decisions per service, data keys to delete, metadata keys to
-    delete). A key some decision keeps is never deleted, whichever service removes it."""
+@dataclass(frozen=True)
+class PrunePlan:
+    """What one prune does, in this order: ``marks`` (per backup id, the services whose
+    metadata entries move to ``pruned``), delete ``doomed`` data keys, delete ``emptied``
+    metadata keys."""
+
+    decisions: dict[str, Decision]
+    doomed: list[str]
+    marks: dict[str, list[str]]
+    emptied: list[str]
+
+
+def plan_prune(records: Sequence[BackupRecord], present: set[str], retention: Retention) -> PrunePlan:
+    """Pure part of prune. A key some decision keeps is never deleted, whichever service
+    removes it; a key an interrupted prune marked is deleted unless a backup names it again."""
     by_id = {record.backup_id: record for record in records}
     decisions = {service: decide(snaps, retention)
                  for service, snaps in sorted(snapshots_by_service(records, present).items())}
@@ -159,11 +182,17 @@ def plan_prune(records: Sequence[BackupRecord], present: set[str],
         doomed.update(by_id[i].files[service] for i in decision.remove)
         kept.update(by_id[i].files[service] for i in decision.keep)
     doomed -= kept
+    named = {key for record in records for key in record.files.values()}
+    doomed |= {key for record in records for key in record.pruned.values()
+               if key in present and key not in named}
+    marks = {record.backup_id: sorted(s for s, key in record.files.items() if key in doomed)
+             for record in records}
     emptied = [record.metadata_key for record in records
-               if any(key in doomed for key in record.files.values())
-               and not any(key in present and key not in doomed
-                           for key in record.files.values())]
-    return decisions, sorted(doomed), sorted(key for key in emptied if key in present)
+               if (marks[record.backup_id] or any(key in doomed for key in record.pruned.values())
+                   or (record.pruned and not record.files))
+               and not any(key in present and key not in doomed for key in record.files.values())]
+    return PrunePlan(decisions, sorted(doomed), {i: s for i, s in marks.items() if s},
+                     sorted(key for key in emptied if key in present))
 
 
 def prune(store: Store, records: Sequence[BackupRecord], retention: Retention,
@@ -173,21 +202,42 @@ def prune(store: Store, records: Sequence[BackupRecord], retention: Retention,
     ``records`` should be this store's own metadata (``load_records(store)``).
     """
     present = {item.key for item in store.list()}
-    decisions, doomed, emptied = plan_prune(records, present, retention)
-    report = PruneReport(store.describe(), dry_run, decisions, [], [],
-                         _kept_keys(records, decisions), list(unreadable))
+    plan = plan_prune(records, present, retention)
+    report = PruneReport(store.describe(), dry_run, plan.decisions, [], [], [],
+                         _kept_keys(records, plan.decisions), list(unreadable))
     if dry_run:
-        report.deleted.extend(doomed)
-        report.deleted_metadata.extend(emptied)
+        report.deleted.extend(plan.doomed)
+        report.deleted_metadata.extend(plan.emptied)
         return report
+    planned = len(plan.doomed) + len(plan.emptied)
     try:
-        for keys, done in ((doomed, report.deleted), (emptied, report.deleted_metadata)):
+        for backup_id, services in plan.marks.items():
+            if _mark_pruned(store, metadata_key(backup_id), services):
+                report.updated_metadata.append(metadata_key(backup_id))
+        for keys, done in ((plan.doomed, report.deleted), (plan.emptied, report.deleted_metadata)):
             for key in keys:
                 store.delete(key)
                 done.append(key)
     except StorageError as exc:
-        raise PrunePartlyDone(exc, report, len(doomed) + len(emptied)) from exc
+        raise PrunePartlyDone(exc, report, planned) from exc
     return report
+
+
+def _mark_pruned(store: Store, key: str, services: Sequence[str]) -> bool:
+    """Move ``services`` from the metadata's ``services`` to ``pruned``, before their files
+    go; False when the metadata went meanwhile (another prune finished this backup)."""
+    raw = read_unless_vanished(store, key)
+    if raw is None:
+        return False
+    doc = json.loads(raw)
+    entries = doc.get("services") if isinstance(doc.get("services"), dict) else doc  # the seed's shape
+    pruned = doc.setdefault(PRUNED, {})
+    when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    for service in services:
+        if isinstance(entries.get(service), dict):
+            pruned[service] = {**entries.pop(service), "pruned_at": when}
+    store.write_bytes(key, (json.dumps(doc, indent=2) + "\n").encode())
+    return True
 
 
 class PrunePartlyDone(StorageError):

@@ -403,6 +403,65 @@ def test_prune_keeps_metadata_while_any_file_of_the_backup_remains(store):
     assert report.deleted == ["postgres/postgres-2026-11-01-020000.sql.zst"]
     assert report.deleted_metadata == []
     assert store.exists("dragonfly/dragonfly-2026-11-01-020000.bin")
+    # the kept metadata no longer names the deleted file: verify and restore would call it lost
+    doc = json.loads(store.read_bytes("metadata/backup-20261101-020000.json"))
+    assert list(doc["services"]) == ["dragonfly"]
+    assert doc["pruned"]["postgres"]["file"] == "postgres-2026-11-01-020000.sql.zst"
+    assert doc["pruned"]["postgres"]["pruned_at"].endswith("Z")
+    assert report.updated_metadata == ["metadata/backup-20261101-020000.json"]
+    assert prune_store(store, Retention(daily=2, weekly=0, monthly=0)).deleted == []
+
+
+def test_prune_in_the_seed_shape_moves_the_entry_out_of_the_top_level(store):
+    write_backup(store, 0, shape="flat")
+    write_backup(store, 1)
+    write_backup(store, 2, services=("postgres",))
+    prune_store(store, Retention(daily=2, weekly=0, monthly=0))
+    doc = json.loads(store.read_bytes("metadata/backup-20261101-020000.json"))
+    assert "postgres" not in doc and "dragonfly" in doc and "postgres" in doc["pruned"]
+    assert set(BackupRecord.from_metadata(doc).files) == {"dragonfly"}
+
+
+def test_a_prune_cut_short_is_finished_by_the_next(store, monkeypatch):
+    from reconciler.storage import prune as pruning
+
+    for day in range(3):
+        write_backup(store, day)
+    real_delete = LocalStore.delete
+
+    def delete_fails_after_metadata_is_marked(self, key):
+        raise StorageError(f"disk gone while deleting {key}")
+
+    monkeypatch.setattr(LocalStore, "delete", delete_fails_after_metadata_is_marked)
+    with pytest.raises(pruning.PrunePartlyDone) as cut:
+        prune_store(store, Retention(daily=1, weekly=0, monthly=0))
+    assert len(cut.value.report.updated_metadata) == 2 and cut.value.report.deleted == []
+    old = json.loads(store.read_bytes("metadata/backup-20261101-020000.json"))
+    assert old["services"] == {} and set(old["pruned"]) == {"postgres", "dragonfly"}
+    assert store.exists("postgres/postgres-2026-11-01-020000.sql.zst")  # named under pruned
+
+    monkeypatch.setattr(LocalStore, "delete", real_delete)
+    report = prune_store(store, Retention(daily=1, weekly=0, monthly=0))
+    assert len(report.deleted) == 4 and len(report.deleted_metadata) == 2
+    assert sorted(o.key for o in store.list()) == [
+        "dragonfly/dragonfly-2026-11-03-020000.bin", "metadata/backup-20261103-020000.json",
+        "postgres/postgres-2026-11-03-020000.sql.zst"]
+
+
+def test_a_file_named_again_after_being_pruned_is_not_deleted(store):
+    """A restore that fetches a pruned file back from S3 names it in services again."""
+    write_backup(store, 0)
+    write_backup(store, 1)
+    write_backup(store, 2, services=("postgres",))
+    prune_store(store, Retention(daily=2, weekly=0, monthly=0))
+    key = "metadata/backup-20261101-020000.json"
+    doc = json.loads(store.read_bytes(key))
+    entry = doc["pruned"]["postgres"]
+    store.write_bytes("postgres/" + entry["file"], b"postgres 0")
+    doc["services"]["postgres"] = entry  # as if only half-recorded: still in pruned too
+    store.write_bytes(key, json.dumps(doc).encode())
+    prune_store(store, Retention(daily=5, weekly=0, monthly=0))
+    assert store.exists("postgres/" + entry["file"])
 
 
 def test_prune_never_deletes_the_newest_verified_backup(store):
@@ -426,9 +485,9 @@ def test_prune_counts_only_files_present_in_the_store(store):
     records = [write_backup(store, day) for day in range(3)]
     store.delete("postgres/postgres-2026-11-03-020000.sql.zst")  # newest gone from disk
     present = {o.key for o in store.list()}
-    decisions, doomed, _ = plan_prune(records, present, Retention(daily=1, weekly=0, monthly=0))
-    assert decisions["postgres"].keep == ["20261102-020000"]
-    assert "postgres/postgres-2026-11-02-020000.sql.zst" not in doomed
+    plan = plan_prune(records, present, Retention(daily=1, weekly=0, monthly=0))
+    assert plan.decisions["postgres"].keep == ["20261102-020000"]
+    assert "postgres/postgres-2026-11-02-020000.sql.zst" not in plan.doomed
 
 
 def test_prune_refuses_an_all_zero_policy_and_deletes_nothing(store):
