@@ -11,18 +11,30 @@ from reconciler.session import Session
 
 @dataclass(frozen=True)
 class StoreProblem:
-    """A store whose backups could not be listed: the listing is partial, and says so."""
+    """A store whose backups could not be listed (the listing is partial, and says so), or,
+    with ``key``, one metadata file in it that is skipped because it cannot be used."""
 
     store: str
     ref: str
     message: str
     hint: str = ""
+    key: str | None = None
 
     def __str__(self) -> str:
+        if self.key:
+            return f"{self.key} in the {self.store} store is skipped: {self.message}"
         return f"backups in the {self.store} store were not listed: {self.message}"
 
     def as_dict(self) -> dict:
-        return {"store": self.store, "error": self.ref, "message": self.message, "hint": self.hint}
+        return {"store": self.store, "error": self.ref, "message": self.message, "hint": self.hint,
+                "key": self.key}
+
+
+def unreadable_problems(store: str, unreadable: list[tuple[str, str]]) -> list[StoreProblem]:
+    return [StoreProblem(store, "backup.metadata", reason, key=key,
+                         hint="fix or remove that file: the backup it records is not listed, "
+                              "restored, verified or pruned until then")
+            for key, reason in unreadable]
 
 
 @dataclass(frozen=True)
@@ -50,44 +62,83 @@ def catalogue(session: Session) -> Catalogue:
     rows: dict[str, dict] = {}
     problems, stores = [], {}
     for name in _store_names(session):
+        unreadable: list[tuple[str, str]] = []
         try:
-            docs = metadata.load_all(_open(session, name))
+            docs = metadata.load_all(_open(session, name), unreadable)
         except ReconcileError as exc:
             problems.append(StoreProblem(name, exc.ref, exc.message, exc.hint))
             stores[name] = "failed"
             continue
         stores[name] = "ok"
+        problems += unreadable_problems(name, unreadable)
         for doc in docs:
             row = rows.setdefault(doc["backup_id"], {
                 "backup_id": doc["backup_id"], "timestamp": doc["timestamp"],
                 "reason": doc.get("reason", ""), "verified": doc.get("verified", False),
-                "services": {s: {"size": e.get("size"), "file": e.get("file")}
-                             for s, e in (doc.get("services") or {}).items()},
-                "stores": []})
+                "services": {}, "stores": []})
+            # each store's own record: a local copy a restore made may name fewer services
+            for service, entry in doc["services"].items():
+                row["services"].setdefault(service, {"size": entry.get("size"), "file": entry["file"]})
+            row["verified"] = row["verified"] or doc.get("verified", False)
             row["stores"].append(name)
     ordered = sorted(rows.values(), key=lambda r: r["timestamp"], reverse=True)
     return Catalogue(ordered, problems, stores)
 
 
-def _stores(session: Session) -> list[tuple[str, object]]:
-    stores: list[tuple[str, object]] = [("local", session.local)]
-    if session.s3 is not None:
-        stores.append(("s3", session.s3))
-    return stores
+@dataclass(frozen=True)
+class FileCheck:
+    """``backups verify``: ``problems`` (files or metadata that do not match: exit 2), stores
+    that could not be read (exit 1), and files no metadata names (a warning)."""
+
+    checked: int
+    problems: list[dict]
+    unreadable_stores: list[StoreProblem]
+    unrecorded: list[dict]
 
 
-def check_files(session: Session) -> tuple[list[dict], int]:
-    """Re-hash every file that metadata names, in every store; report what does not match."""
-    problems, checked = [], 0
-    for name, store in _stores(session):
-        for doc in metadata.load_all(store):
-            for entry in (doc.get("services") or {}).values():
-                checked += 1
-                problem = _check(session, name, store, entry)
-                if problem:
-                    problems.append({"store": name, "backup_id": doc["backup_id"],
-                                     "key": entry["key"], "error": problem})
-    return problems, checked
+def check_files(session: Session) -> FileCheck:
+    """Re-hash every file that metadata names, in every store; report what does not match.
+    A store that cannot be read does not stop the others from being checked."""
+    problems, checked, failed, listed = [], 0, [], []
+    for name in _store_names(session):
+        unreadable: list[tuple[str, str]] = []
+        try:
+            store = _open(session, name)  # building the S3 one can fail (credentials missing)
+            docs = metadata.load_all(store, unreadable)
+            for doc in docs:
+                for entry in doc["services"].values():
+                    checked += 1
+                    if problem := _check(session, name, store, entry):
+                        problems.append({"store": name, "backup_id": doc["backup_id"],
+                                         "key": entry["key"], "error": problem})
+            listed.append((name, store, docs))
+        except ReconcileError as exc:
+            failed.append(StoreProblem(name, exc.ref, exc.message, exc.hint))
+        problems += [{"store": name, "backup_id": None, "key": key, "error": f"unusable metadata: {reason}"}
+                     for key, reason in unreadable]
+    return FileCheck(checked, problems, failed, _unrecorded(session, listed))
+
+
+def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]]) -> list[dict]:
+    """Data files that no store's metadata names (a file named in one store's metadata is
+    found through it), leaving out local files of a backup still being taken."""
+    from reconciler.storage.leftovers import claimed_ids, of_backup
+
+    named = {entry["key"] for _, _, docs in listed for doc in docs for entry in doc["services"].values()}
+    named |= {f"{service}/{entry['file']}" for _, _, docs in listed for doc in docs
+              for service, entry in (doc.get("pruned") or {}).items()
+              if isinstance(entry, dict) and isinstance(entry.get("file"), str)}
+    running = claimed_ids(session.local.root)
+    found = []
+    for name, store, _ in listed:
+        try:
+            keys = [item.key for item in store.list()]
+        except ReconcileError:
+            continue
+        found += [{"store": name, "key": key} for key in keys
+                  if not key.startswith("metadata/") and key not in named
+                  and not (name == "local" and of_backup(key.rsplit("/", 1)[-1], running))]
+    return found
 
 
 def _check(session: Session, name: str, store, entry: dict) -> str | None:
@@ -98,7 +149,8 @@ def _check(session: Session, name: str, store, entry: dict) -> str | None:
             import tempfile
             from pathlib import Path
 
-            with tempfile.TemporaryDirectory(dir=session.local.path_of("metadata").parent) as tmp:
+            root = session.local.root  # big downloads beside the backups, not in a small /tmp
+            with tempfile.TemporaryDirectory(dir=root if root.is_dir() else None) as tmp:
                 store.get(entry["key"], Path(tmp) / "check", entry["checksum"])
     except StorageError as exc:
         return exc.message

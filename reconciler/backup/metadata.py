@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 from reconciler.engines.base import BackupStats
 from reconciler.errors import RestoreError
@@ -70,8 +71,9 @@ def key_for(backup_id: str) -> str:
     return metadata_key(backup_id)
 
 
-def load_all(store) -> list[dict]:
-    """Every readable metadata document in a store, oldest first."""
+def load_all(store, unreadable: list[tuple[str, str]] | None = None) -> list[dict]:
+    """Every usable metadata document in a store, oldest first (``checked``). One that is
+    not is left out, and added to ``unreadable`` as (key, reason) when the caller asks."""
     docs = []
     for obj in store.list("metadata/"):
         if not obj.key.endswith(".json"):
@@ -80,12 +82,43 @@ def load_all(store) -> list[dict]:
         if raw is None:
             continue
         try:
-            doc = json.loads(raw)
-            parse_timestamp(doc.get("timestamp"))
-        except (ValueError, TypeError):
-            continue
-        docs.append(doc)
-    return sorted(docs, key=lambda d: (parse_timestamp(d["timestamp"]), d.get("backup_id", "")))
+            docs.append(checked(json.loads(raw)))
+        except (ValueError, TypeError) as exc:
+            if unreadable is not None:
+                unreadable.append((obj.key, str(exc) if isinstance(exc, Unusable) else f"not valid JSON: {exc}"))
+    return sorted(docs, key=lambda d: (parse_timestamp(d["timestamp"]), d["backup_id"]))
+
+
+class Unusable(ValueError):
+    """A metadata document that is JSON but not the shape every reader relies on."""
+
+
+def checked(doc: object) -> dict:
+    """``doc`` if every reader can rely on it: an id, a timestamp, and per service an object
+    naming its file and its sha256 checksum (``key`` is added from ``file`` when absent). The
+    seed's shape, with services at the top level, gets a ``services`` mapping."""
+    if not isinstance(doc, dict):
+        raise Unusable("not a JSON object")
+    if not isinstance(doc.get("backup_id"), str) or not doc["backup_id"]:
+        raise Unusable("no backup_id")
+    try:
+        parse_timestamp(doc.get("timestamp"))
+    except (ValueError, TypeError) as exc:
+        raise Unusable(f"no usable timestamp ({exc})") from None
+    services = doc.get("services")
+    if services is None:
+        services = {name: value for name, value in doc.items() if isinstance(value, dict) and "file" in value}
+    if not isinstance(services, dict):
+        raise Unusable("services is not an object")
+    for name, entry in services.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not entry["file"]:
+            raise Unusable(f"service {name} names no file")
+        if not isinstance(entry.get("checksum"), str) or not entry["checksum"].startswith("sha256:"):
+            raise Unusable(f"service {name} has no sha256 checksum")
+        if not isinstance(entry.setdefault("key", f"{name}/{PurePosixPath(entry['file']).name}"), str):
+            raise Unusable(f"service {name} has a key that is not a string")
+    doc["services"] = services
+    return doc
 
 
 def choose(docs: list[dict], wanted: str, services: list[str]) -> dict:

@@ -93,8 +93,15 @@ class _Catalogue:
                     return self._from_s3(wanted, services)
                 except ReconcileError:
                     return doc
-            except RestoreError:
+            except RestoreError as local:
                 if not self._s3_allowed():
+                    raise
+                try:
+                    return self._from_s3(wanted, services)
+                except RestoreError as remote:
+                    # the id is here but lacks a service, and S3 never had it: say the former
+                    if local.ref == "restore.not-in-backup" and remote.ref == "restore.unknown-id":
+                        raise local from None
                     raise
         return self._from_s3(wanted, services)
 
@@ -138,10 +145,23 @@ def pick_backups(session: Session, wanted: str, services: list[str] | None, sour
     found = _Catalogue(session, source)
     if wanted == "latest":
         names = services or _backupable(session)
-        return [Pick(name, found.choose("latest", [name])) for name in names]
+        return [_usable(Pick(name, found.choose("latest", [name]))) for name in names]
     doc = found.choose(wanted, services or [])
     names = services or [name for name in doc["services"] if name in session.spec.services]
-    return [Pick(name, doc) for name in names]
+    return [_usable(Pick(name, doc)) for name in names]
+
+
+def _usable(pick: Pick) -> Pick:
+    """The pick, if its record says how the file was made (what restore and verify read)."""
+    try:
+        BackupStats.from_dict(pick.entry["stats"])
+        Compression(pick.entry["compression"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RestoreError(f"backup {pick.backup_id} does not record how {pick.service} was dumped "
+                           "(its metadata has no usable stats or compression)", ref="restore.metadata",
+                           hint="it was not written by `reconcile backup`: restore that file by hand, "
+                                "or pick another backup (reconcile backups list)") from None
+    return pick
 
 
 def _backupable(session: Session) -> list[str]:

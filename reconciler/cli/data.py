@@ -208,21 +208,27 @@ def backups_list(as_json: JsonOpt = False) -> None:
 
 @backups_app.command("verify")
 def backups_verify(as_json: JsonOpt = False) -> None:
-    """Re-hash every stored backup file against its metadata checksum (local and S3)."""
+    """Re-hash every stored backup file against its metadata checksum (local and S3).
+
+    Exit 2 when a file or metadata does not match, 1 when a store could not be read (the
+    others are still checked). Files no metadata names are a warning.
+    """
     from reconciler.backup.catalogue import check_files
     from reconciler.cli import output
 
     STATE.json = as_json
-    problems, checked = check_files(_session())
-    data = {"checked": checked, "problems": problems, "status": "ok" if not problems else "failed"}
+    found = check_files(_session())
+    status = "failed" if found.problems else "incomplete" if found.unreadable_stores else "ok"
     if as_json:
-        output.print_json(data)
+        output.print_json({"checked": found.checked, "problems": found.problems, "unrecorded": found.unrecorded,
+                           "stores_not_read": [p.as_dict() for p in found.unreadable_stores],
+                           "status": status})
     else:
-        typer.echo(f"{checked} files checked, {len(problems)} problems.")
-        for problem in problems:
-            typer.echo(f"  {problem['store']}: {problem['key']}: {problem['error']}")
-    if problems:
+        output.print_file_check(found)
+    if found.problems:
         raise typer.Exit(2)
+    if found.unreadable_stores:
+        raise typer.Exit(1)
 
 
 @backups_app.command("prune")

@@ -228,6 +228,31 @@ def print_catalogue(found) -> None:
     print_problems(found.problems)
 
 
+def print_file_check(found) -> None:
+    """``backups verify``: the count and each mismatch on stdout; files no metadata names and
+    stores that could not be read are warnings on stderr."""
+    from rich.text import Text
+
+    console = stdout_console()
+    console.print(Text(f"{_count(found.checked, 'file')} checked, {_count(len(found.problems), 'problem')}."))
+    for problem in found.problems:
+        console.print(Text(f"  {problem['store']}: {problem['key']}: {problem['error']}"))
+    if found.unrecorded:
+        errors = stderr_console()
+        errors.print(Text.assemble(("warning", "bold yellow"), "[backup.unrecorded] ",
+                                   f"{_count(len(found.unrecorded), 'file')} no backup's metadata names "
+                                   "(never restored, never pruned):"))
+        for item in found.unrecorded:
+            errors.print(Text(f"  {item['store']}: {item['key']}"))
+        errors.print(Text.assemble(("  hint: ", "cyan"), "if a metadata file was lost, copy it back from the "
+                                   "other store; otherwise delete these files by hand"))
+    print_problems(found.unreadable_stores)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def print_problems(problems) -> None:
     """Warnings (each with its hint) on stderr, so stdout stays what a script reads."""
     from rich.text import Text

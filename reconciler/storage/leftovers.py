@@ -49,6 +49,19 @@ def sweep(root: Path, now: float | None = None) -> list[Path]:
     return removed
 
 
+def claimed_ids(root: Path) -> set[str]:
+    """Ids of the backups that have claimed an id and not yet recorded it: running, or killed."""
+    metadata = root / METADATA_FOLDER
+    if not metadata.is_dir():
+        return set()
+    return {found["id"] for marker in metadata.iterdir() if (found := _CLAIM.match(marker.name))}
+
+
+def of_backup(name: str, ids: set[str]) -> bool:
+    """Whether the data file ``name`` is one of the backups ``ids``."""
+    return _of(name, ids)
+
+
 def _leftover(path: Path, in_metadata: bool, dead_ids: set[str], now: float) -> bool:
     name = path.name
     if claim := _CLAIM.match(name):

@@ -146,8 +146,9 @@ def test_backups_in_the_same_second_keep_their_own_files(stack, monkeypatch):
     assert second.backup_id == f"{first.backup_id}-2"
     keys = [run.document["services"]["postgres"]["key"] for run in (first, second)]
     assert keys[0] != keys[1] and keys[1].endswith("-2.sql.zst")
-    problems, checked = catalogue.check_files(session)
-    assert problems == [] and checked == 4  # two files, local and S3
+    found = catalogue.check_files(session)
+    assert found.problems == [] and found.checked == 4  # two files, local and S3
+    assert found.unrecorded == [] and found.unreadable_stores == []
     result = cli(loaded, "restore", first.backup_id, "--yes")
     assert result.returncode == 0, result.stderr
     with psycopg.connect(dsn(session)) as conn:
