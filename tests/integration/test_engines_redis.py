@@ -190,8 +190,65 @@ def test_verify_fails_when_keys_are_missing(cache):
     stats, _, _ = backup(engine, target)
     conn.delete("k3")
     report = engine.verify(target, stats)
-    assert not report.ok and report.failures[0].name == "keys in db0"
+    assert not report.ok and report.failures[0].name == "keys without a TTL in db0"
     assert (report.failures[0].expected, report.failures[0].actual) == (10, 9)
+
+
+def test_verify_fails_when_a_key_without_ttl_is_deleted_while_keys_with_one_remain(cache):
+    """The keys with a TTL may have expired, never the others: one deleted cannot hide behind them."""
+    target, engine, conn = cache
+    conn.mset({f"k{i}": i for i in range(10)})
+    for i in range(3):
+        conn.set(f"ttl{i}", i, ex=3600)
+    stats, _, _ = backup(engine, target)
+    conn.delete("k3")
+    report = engine.verify(target, stats)
+    assert not report.ok
+    assert [(c.name, c.expected, c.actual) for c in report.failures] == [("keys without a TTL in db0", 10, 9)]
+
+
+def test_verify_fails_on_a_key_added_in_a_db_the_backup_does_not_have(cache):
+    target, engine, conn = cache
+    conn.mset({f"k{i}": i for i in range(10)})
+    stats, _, _ = backup(engine, target)
+    assert stats.keys_per_db == {0: 10}
+    with redis.Redis(host=target.host, port=6379, db=5) as db5:
+        db5.set("late", "after the backup")
+    report = engine.verify(target, stats)
+    assert not report.ok
+    assert [(c.name, c.expected, c.actual) for c in report.failures] == [("keys in db5 (not in the backup)", 0, 1)]
+
+
+def test_verify_of_an_empty_backup_fails_once_the_cache_holds_keys(cache):
+    target, engine, conn = cache
+    stats, _, _ = backup(engine, target)
+    assert stats.key_count == 0 and stats.keys_per_db == {}
+    empty = engine.verify(target, stats)
+    assert empty.ok and [(c.expected, c.actual) for c in empty.checks] == [(0, 0)]
+    conn.set("late", "after the backup")
+    report = engine.verify(target, stats)
+    assert not report.ok
+    assert [(c.name, c.expected, c.actual) for c in report.failures] == [("keys in db0 (not in the backup)", 0, 1)]
+
+
+def test_verify_passes_on_unchanged_data_and_when_keys_with_a_ttl_are_gone(cache):
+    target, engine, conn = cache
+    fill(conn)
+    db7 = redis.Redis(host=target.host, port=6379, db=7)
+    db7.set("persistent", "in db 7")
+    db7.set("volatile", "in db 7", ex=3600)
+    stats, _, _ = backup(engine, target)
+    assert stats.keys_per_db == {0: 3010, 3: 1, 7: 2} and stats.expiring_per_db == {0: 2, 3: 0, 7: 1}
+    report = engine.verify(target, stats)
+    assert report.ok, report.summary()
+    assert {c.name: (c.expected, c.actual) for c in report.checks} == {
+        "keys without a TTL in db0": (3008, 3008), "keys with a TTL in db0": ("at most 2", 2),
+        "keys without a TTL in db3": (1, 1), "keys with a TTL in db3": (0, 0),
+        "keys without a TTL in db7": (1, 1), "keys with a TTL in db7": ("at most 1", 1)}
+    conn.delete("ttl:long")
+    db7.delete("volatile")
+    db7.close()
+    assert engine.verify(target, stats).ok
 
 
 def test_truncated_backup_is_rejected(cache):
