@@ -188,7 +188,9 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
                 raise RestoreError(f"local copy of {key} is unusable: {exc.message}",
                                    ref="restore.local", hint="restore with --source s3 if S3 holds a copy") from None
             local_problem = exc.message
-            notes.append(f"local copy of {key} unusable ({exc.message}); using S3")
+            missing = not session.local.path_of(key).exists()
+            notes.append(f"no local copy of {key}; using S3" if missing
+                         else f"local copy of {key} unusable ({exc.message}); using S3")
     if session.s3 is None:
         raise RestoreError(f"S3 is not enabled, cannot fetch {key}", ref="restore.no-s3",
                            hint="enable backup.s3 in the spec or restore with --source local")

@@ -149,7 +149,8 @@ def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], p
         if settings.required:
             raise BackupError(f"backup {run.backup_id} is safe locally but the S3 copy failed: {exc.message}",
                               ref="backup.s3-required", hint=exc.hint or "check the S3 settings") from None
-        run.warnings.append(f"S3 copy failed (local backup {run.backup_id} is fine): {exc.message}")
+        run.warnings.append(f"S3 copy failed (local backup {run.backup_id} is fine): {exc.message}"
+                            + (f"; hint: {exc.hint}" if exc.hint else ""))
     except KeyboardInterrupt:  # the local backup is whole: say so in its record, not "pending"
         _record(session, run, entries, "failed", "interrupted during the S3 copy")
         raise

@@ -164,26 +164,30 @@ def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
 
 
 def print_restore(data: dict) -> None:
-    lines = [(f"Restored backup {data['backup_id']}:", "")]
-    for service, entry in data.items():
-        if not isinstance(entry, dict):
-            continue
-        facts = [f"from {entry.get('source')}"]
+    entries = {service: entry for service, entry in data.items() if isinstance(entry, dict)}
+    mixed = any(entry.get("backup_id", data["backup_id"]) != data["backup_id"] for entry in entries.values())
+    lines = [("Restored, each service from its newest backup:" if mixed else f"Restored backup {data['backup_id']}:", "")]
+    for service, entry in entries.items():
+        facts = [f"backup {entry['backup_id']} from {entry.get('source')}" if mixed else f"from {entry.get('source')}"]
         if entry.get("tables_restored") is not None:
-            facts.append(f"{entry['tables_restored']} tables, {entry['rows_restored']} rows")
+            facts.append(f"{_count(entry['tables_restored'], 'table')}, {_count(entry['rows_restored'], 'row')}")
         if entry.get("keys_restored") is not None:
-            facts.append(f"{entry['keys_restored']} keys")
+            facts.append(_count(entry["keys_restored"], "key"))
         lines.append((f"  {service}: {', '.join(facts)}, verified", ""))
     lines += [(f"note: {note}", "yellow") for note in data.get("notes", [])]
     print_lines(lines)
 
 
 def print_verify(data: dict) -> None:
-    lines = [(f"Verify against backup {data['backup_id']}: {data['status']}", "")]
-    for service, report in data["services"].items():
+    reports = data["services"]
+    mixed = any(report.get("backup_id", data["backup_id"]) != data["backup_id"] for report in reports.values())
+    lines = [(f"Verify, each service against its newest backup: {data['status']}" if mixed
+              else f"Verify against backup {data['backup_id']}: {data['status']}", "")]
+    for service, report in reports.items():
         failed = [c for c in report["checks"] if not c["ok"]]
-        state = "ok" if not failed else f"{len(failed)} checks failed"
-        lines.append((f"  {service}: {len(report['checks'])} checks, {state}", ""))
+        state = "ok" if not failed else f"{_count(len(failed), 'check')} failed"
+        against = f" (backup {report['backup_id']})" if mixed else ""
+        lines.append((f"  {service}{against}: {_count(len(report['checks']), 'check')}, {state}", ""))
         lines += [(f"    {check['name']}: expected {check['expected']}, found {check['actual']}", "red")
                   for check in failed[:10]]
     print_lines(lines)

@@ -15,7 +15,7 @@ Locate = Callable[[tuple], Location]
 def cross_check(spec: Spec, locate: Locate) -> list[SpecError]:
     errors: list[SpecError] = []
     for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references,
-                  _backupable, _app_depends_only_known_profiles, _blue_green, _retention):
+                  _backupable, _app_depends_only_known_profiles, _blue_green, _retention, _s3):
         errors.extend(check(spec, locate))
     return errors
 
@@ -193,6 +193,16 @@ def _retention(spec: Spec, locate: Locate) -> list[SpecError]:
             "backup.retention.timezone is not a known time zone", ref="spec.timezone",
             location=locate(("backup", "retention", "timezone")), hint=_zone_hint(retention.timezone)))
     return errors
+
+
+def _s3(spec: Spec, locate: Locate) -> list[SpecError]:
+    """An enabled S3 store without a bucket fails every backup's copy: said here, not then."""
+    s3 = spec.backup.s3
+    if not s3.enabled or s3.bucket.strip():
+        return []
+    return [SpecError("backup.s3 is enabled but names no bucket", ref="spec.s3-bucket",
+                      location=locate(("backup", "s3")),
+                      hint="set backup.s3.bucket (it must exist), or enabled: false")]
 
 
 def _is_zone(name: str) -> bool:

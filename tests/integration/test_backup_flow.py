@@ -211,6 +211,7 @@ def test_s3_down_is_a_warning_unless_required(stack):
     doc = json.loads(result.stdout)
     assert doc["storage"] == {"local": "ok", "s3": "failed"} and doc["warnings"]
     assert Path(doc["services"]["postgres"]["local_path"]).exists()
+    assert "; hint: " in doc["warnings"][0]  # the same advice as when S3 is required
     result = cli(loaded, "backup", env={**down, "S3_REQUIRED": "true"})
     assert result.returncode == 1 and "S3 copy failed" in result.stderr and "hint:" in result.stderr
 

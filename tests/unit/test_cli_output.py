@@ -126,3 +126,31 @@ def test_consoles_never_read_markup(capsys):
     captured = capsys.readouterr()
     assert "warning: volume [old] of /srv/[/x]" in captured.out
     assert "… removed /srv/[bold]/tmp" in captured.err
+
+
+def test_a_restore_from_several_backups_names_each_services_backup(capsys):
+    data = {"status": "success", "backup_id": "2026-11-29-140913", "restore_timestamp": "…",
+            "postgres": {"source": "local", "backup_id": "2026-11-28-020000", "tables_restored": 2,
+                         "rows_restored": 10},
+            "dragonfly": {"source": "s3", "backup_id": "2026-11-29-140913", "keys_restored": 1}}
+    output.print_restore(data)
+    assert capsys.readouterr().out.splitlines() == [
+        "Restored, each service from its newest backup:",
+        "  postgres: backup 2026-11-28-020000 from local, 2 tables, 10 rows, verified",
+        "  dragonfly: backup 2026-11-29-140913 from s3, 1 key, verified"]
+    data["postgres"]["backup_id"] = data["backup_id"]
+    output.print_restore(data)
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "Restored backup 2026-11-29-140913:", "  postgres: from local, 2 tables, 10 rows, verified"]
+
+
+def test_verify_counts_read_as_english(capsys):
+    check = {"name": "keys without a TTL in db0", "expected": 3, "actual": 2, "ok": False}
+    output.print_verify({"backup_id": "b1", "status": "failed", "services": {
+        "dragonfly": {"backup_id": "b1", "checks": [check]},
+        "postgres": {"backup_id": "b1", "checks": [dict(check, ok=True), dict(check, ok=True)]}}})
+    assert capsys.readouterr().out.splitlines() == [
+        "Verify against backup b1: failed",
+        "  dragonfly: 1 check, 1 check failed",
+        "    keys without a TTL in db0: expected 3, found 2",
+        "  postgres: 2 checks, ok"]

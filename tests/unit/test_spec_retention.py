@@ -1,5 +1,5 @@
-"""Retention settings that every backup would trip on are spec errors, found by `validate`:
-a policy that keeps nothing, and a time zone that does not exist."""
+"""Backup settings that every backup would trip on are spec errors, found by `validate`:
+a policy that keeps nothing, a time zone that does not exist, an S3 store with no bucket."""
 
 from __future__ import annotations
 
@@ -85,3 +85,16 @@ def test_validate_exits_1_and_names_both_problems(tmp_path):
     assert "(backup.retention.timezone): backup.retention.timezone is not a known time zone" \
         in result.stderr
     assert result.stderr.count("hint:") == 2
+
+
+def test_an_enabled_s3_store_without_a_bucket_is_refused_with_place_and_hint(tmp_path):
+    path = tmp_path / "reconcile.yaml"
+    path.write_text(textwrap.dedent(SPEC).replace("  retention: {retention}", "  s3: { enabled: true }"))
+    with pytest.raises(SpecErrors) as info:
+        load_spec(path, {})
+    [error] = info.value.errors
+    assert error.ref == "spec.s3-bucket" and "names no bucket" in error.message
+    assert str(error.location) == f"{tmp_path}/reconcile.yaml:9:3 (backup.s3)"
+    assert "backup.s3.bucket" in error.hint
+    path.write_text(textwrap.dedent(SPEC).replace("  retention: {retention}", "  s3: { enabled: false }"))
+    assert load_spec(path, {}).spec.backup.s3.enabled is False
