@@ -274,7 +274,7 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
     from reconciler.storage.prune import PrunePartlyDone, prune_store
 
     entry = {"name": name, "store": name, "dry_run": dry_run, "deleted": [],
-             "deleted_metadata": [], "kept": [], "error": None}
+             "deleted_metadata": [], "kept": [], "unreadable": [], "error": None}
     report = None
     try:
         store = session.local if name == "local" else session.s3  # opening S3 can fail too
@@ -285,5 +285,6 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
         report = exc.report if isinstance(exc, PrunePartlyDone) else None
     if report is not None:
         entry.update(store=report.store, deleted=report.deleted,
-                     deleted_metadata=report.deleted_metadata, kept=report.kept)
+                     deleted_metadata=report.deleted_metadata, kept=report.kept,
+                     unreadable=[{"key": u.key, "reason": u.reason} for u in report.unreadable])
     return entry

@@ -282,6 +282,11 @@ def print_prune(reports: list[dict], dry_run: bool) -> None:
                                f"kept {len(report['kept'])}."))
             for key in report["deleted"]:
                 console.print(Text(f"  - {key}"))
+        for item in report.get("unreadable", []):
+            errors.print(Text.assemble(("warning", "bold yellow"), "[backup.metadata] ",
+                                       f"{item['key']} in the {report['name']} store is skipped: {item['reason']}"))
+            errors.print(Text.assemble(("  hint: ", "cyan"), "fix or remove that file: the files of the backup "
+                                       "it records are not pruned until then"))
         if failure is not None:
             errors.print(Text.assemble(("warning", "bold yellow"), f"[{failure['error']}] ",
                                        f"pruning the {report['name']} store failed: {failure['message']}"))

@@ -113,3 +113,14 @@ def test_retention_after_a_backup_returns_the_local_report_and_warns_about_s3(sp
     assert len(run_.warnings) == 1
     assert run_.warnings[0].startswith("retention was not applied to s3")
     assert "cannot reach S3 endpoint" in run_.warnings[0]
+
+
+def test_prune_names_metadata_it_cannot_read_and_leaves_it(spec):
+    bad = spec.parent / "backups" / "metadata" / "backup-hand-edited.json"
+    bad.write_bytes(b'{"backup_id": "x", "timest')
+    result = run(spec, "backups", "prune", "--json", env=s3_down())
+    local = json.loads(result.stdout)[0]
+    assert [u["key"] for u in local["unreadable"]] == ["metadata/backup-hand-edited.json"]
+    assert len(local["deleted"]) == 2 and bad.exists()
+    result = run(spec, "backups", "prune", env=s3_down())
+    assert "metadata/backup-hand-edited.json in the local store is skipped" in result.stderr
