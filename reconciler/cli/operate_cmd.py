@@ -27,14 +27,15 @@ def diagnose(
         "--save-facts", help="Also write the collected facts (redacted) as JSON, e.g. for a bug "
                              "report or a test case.")] = None,
 ) -> None:
-    """Find what is wrong and say how to fix it. Exit 0 no issues, 1 warnings, 2 critical."""
+    """Find what is wrong and say how to fix it, changing nothing: the same findings as heal,
+    deep probes of running services included. Exit 0 no issues, 1 warnings, 2 critical."""
     from reconciler.operate import diagnose as diag
     from reconciler.session import Session
     from reconciler.spec.load import load_spec
 
     STATE.json = as_json
     session = Session(load_spec(STATE.file))
-    result = diag.run(session, services)
+    result = diag.run(session, services, deep=True)
     if save_facts is not None:
         save_facts.write_text(json.dumps(result.facts.to_dict(), indent=2) + "\n", encoding="utf-8")
     report = result.report()

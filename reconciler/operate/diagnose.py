@@ -1,4 +1,10 @@
-"""``reconcile diagnose``: collect facts, run the rules, add resource usage and logs.
+"""``reconcile diagnose``: collect facts, run the rules, add the deep probes, resource usage and logs.
+
+The deep probe of each running service (``health.check_service``: a login to PostgreSQL, an
+AUTH and PING to the cache, the HTTP check) finds what the container's state cannot: a server
+that runs but turns the spec's credentials down is ``refused`` in ``health``, so diagnose must
+not call it healthy. Its issues are the ones heal acts on (``heal_rules.probe_issues``), so
+``diagnose`` and ``heal`` agree; diagnose only reads (the probes log in, change nothing).
 
 The restart counts of each run are kept in ``<state_dir>/diagnose/last.json`` so the next
 run can tell a count that is *rising* (a loop in progress) from an old, stable one.
@@ -12,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.errors import ReconcileError
-from reconciler.operate import rules, usage
+from reconciler.health import Level, ServiceHealth, check_service
+from reconciler.operate import heal_rules, rules, usage
 from reconciler.operate.collect import collect
 from reconciler.operate.facts import Facts
-from reconciler.operate.issues import ENGINE, HOST, Issue, Severity, exit_code
+from reconciler.operate.issues import ENGINE, HOST, Issue, Severity, exit_code, sort_issues
 from reconciler.session import Session
 
 MEMORY = Path("diagnose") / "last.json"
@@ -44,15 +51,43 @@ class Diagnosis:
 
 
 def run(session: Session, services: list[str] | None = None, *, with_usage: bool = True,
-        remember: bool = True) -> Diagnosis:
+        remember: bool = True, deep: bool = False, probes: dict | None = None) -> Diagnosis:
+    """``deep`` adds an issue for each running service whose deep probe fails and that the
+    rules found nothing critical about; ``probes`` ({service: ServiceHealth}) reuses probe
+    results the caller already has (apply probes before it plans)."""
     check_services(session, services)
     state_dir = session.loaded.state_dir()
     facts, live = collect(session, services, load_memory(state_dir))
     found = rules.diagnose(facts)
+    if deep and facts.host.engine_reachable:
+        failing = probes if probes is not None else deep_health(session, facts)
+        found = sort_issues(found + heal_rules.probe_issues(
+            found, {n: _probe_words(r) for n, r in failing.items()}))
     measured = _usage(session, facts, live) if with_usage else {}
     if remember and facts.host.engine_reachable:
         save_memory(session.state_dir(), facts)
     return Diagnosis(facts, found, measured)
+
+
+def deep_health(session: Session, facts: Facts) -> dict:
+    """The kind's probe of every running service (each has its own timeout); only the
+    critical results are kept. A stopped service is the rules' business, not a probe's.
+    One after another: the session's engine client and caches are not shared across threads."""
+    results = [_probe(session, s.name) for s in facts.services if s.container is not None and s.container.running]
+    return {r.service: r for r in results if r.level >= Level.CRITICAL}
+
+
+def _probe(session: Session, name: str) -> ServiceHealth:
+    try:
+        return check_service(session, name)
+    except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a finding
+        return ServiceHealth(name, "unreachable", Level.CRITICAL, {"error": type(exc).__name__})
+
+
+def _probe_words(result: ServiceHealth) -> tuple[str, str]:
+    shown = {k: v for k, v in result.details.items()
+             if k in ("error", "docker_health", "state", "restarts", "exit_code") and v not in (None, "", 0)}
+    return result.status, ", ".join(f"{k} {v}" for k, v in shown.items())
 
 
 def check_services(session: Session, services: list[str] | None) -> None:

@@ -1,8 +1,8 @@
 """``reconcile heal``: diagnose, fix what is fixable, report the rest — and the same heal for
 ``reconcile apply``'s "infrastructure unhealthy, spec unchanged" row.
 
-Findings are diagnose's issues plus a failing deep health probe (``health.check_service``) of
-a running service diagnose found nothing critical about. ``heal_rules`` picks one fix per
+Findings are ``reconcile diagnose``'s issues, deep probes included (``health.check_service``
+of each running service diagnose found nothing critical about). ``heal_rules`` picks one fix per
 service; ``heal_actions`` carries it out with retries. A recreate is a plan: ``make_plan(…,
 unhealthy={service: why})`` cut down to that service and run by apply's executor under the
 apply lock, in a journal of its own, so a stateful service is backed up (and the backup
@@ -31,7 +31,7 @@ from functools import partial
 from reconciler.operate import diagnose, heal_rules, runlog
 from reconciler.operate.heal_actions import Healer, backoff_from
 from reconciler.operate.heal_rules import Fix, FixKind, IssueResult, Result
-from reconciler.operate.issues import Issue, Severity, sort_issues
+from reconciler.operate.issues import Issue, Severity
 from reconciler.session import Session
 
 Emit = Callable[[dict], None]
@@ -105,39 +105,13 @@ def _carry_out(healer: Healer, fix: Fix) -> list[IssueResult]:
 
 def findings(session: Session, services: list[str] | None = None, *, probes: dict | None = None,
              remember: bool = True) -> tuple[diagnose.Diagnosis, list[Issue]]:
-    """Diagnose's issues, plus one for each running service whose deep probe fails and that
-    diagnose found nothing critical about. ``probes`` ({service: ServiceHealth}) reuses
-    results the caller already has (apply probes before it plans)."""
-    diagnosis = diagnose.run(session, services, with_usage=False, remember=remember)
-    issues = list(diagnosis.issues)
-    if diagnosis.facts.host.engine_reachable:
-        found = probes if probes is not None else deep_health(session, diagnosis)
-        issues += heal_rules.probe_issues(issues, {n: _probe_words(r) for n, r in found.items()})
-    return diagnosis, sort_issues(issues)
-
-
-def deep_health(session: Session, diagnosis: diagnose.Diagnosis) -> dict:
-    """The kind's probe of every running service; only the critical results are kept."""
-    from reconciler.health import Level, ServiceHealth, check_service
-
-    out = {}
-    for service in diagnosis.facts.services:
-        box = service.container
-        if box is None or not box.running:
-            continue
-        try:
-            result = check_service(session, service.name)
-        except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a finding
-            result = ServiceHealth(service.name, "unreachable", Level.CRITICAL, {"error": type(exc).__name__})
-        if result.level >= Level.CRITICAL:
-            out[service.name] = result
-    return out
-
-
-def _probe_words(result) -> tuple[str, str]:
-    shown = {k: v for k, v in result.details.items()
-             if k in ("error", "docker_health", "state", "restarts", "exit_code") and v not in (None, "", 0)}
-    return result.status, ", ".join(f"{k} {v}" for k, v in shown.items())
+    """Diagnose's issues with the deep probes (``reconcile diagnose`` reports the same):
+    one issue for each running service whose probe fails and that diagnose found nothing
+    critical about. ``probes`` ({service: ServiceHealth}) reuses results the caller already
+    has (apply probes before it plans)."""
+    diagnosis = diagnose.run(session, services, with_usage=False, remember=remember, deep=True,
+                             probes=probes)
+    return diagnosis, list(diagnosis.issues)
 
 
 # -- recreate through apply ------------------------------------------------------------------

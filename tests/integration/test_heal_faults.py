@@ -45,6 +45,20 @@ services:
     ports: ["127.0.0.1:${env:LAB_API_PORT}:8000"]
     health: { timeout: 30s, interval: 1s }
 """
+CACHE_SPEC = """\
+version: 1
+project: "${env:LAB_PROJECT}"
+state_dir: "${env:LAB_STATE_DIR}"
+services:
+  cache:
+    kind: redis
+    image: reconcile-lab/redis:7
+    ports: ["127.0.0.1:${env:LAB_REDIS_PORT}:6379"]
+    stateful: true
+    health: { timeout: 30s, interval: 1s }
+backup:
+  local: { path: "${env:LAB_BACKUP_DIR}" }
+"""
 # The job reads its input in one go: an input larger than its memory limit gets it OOM-killed.
 HUNGRY = textwrap.dedent("""\
     import os, sys, threading, time
@@ -70,6 +84,13 @@ def heal(spec: Path, env: dict, *args: str) -> tuple[subprocess.CompletedProcess
         return result, json.loads(result.stdout)
     except ValueError:
         pytest.fail(show(result), pytrace=False)
+
+
+def diagnose(spec: Path, env: dict, expect: int = 2) -> dict[str, dict]:
+    """``reconcile diagnose --json`` (exit ``expect``): its issues by rule."""
+    result = cli(spec, env, "diagnose", "--json")
+    assert result.returncode == expect, show(result)
+    return {i["rule"]: i for i in json.loads(result.stdout)["issues"]}
 
 
 def by_rule(report: dict) -> dict[str, dict]:
@@ -271,6 +292,9 @@ def test_a_database_that_refuses_the_password_is_reported_never_recreated(client
     rows = checksum(client, name)
     before = client.api.inspect_container(name)
     psql(client, name, "alter user postgres password 'rotated-by-the-dba'")
+    found = diagnose(spec, env)  # what heal is about to report, said without doing anything
+    assert found["credentials-refused"]["service"] == "postgres" and "password" in found[
+        "credentials-refused"]["suggested_fix"], found
     result, report = heal(spec, env)
     assert result.returncode == 2, show(result)
     refused = by_rule(report)["credentials-refused"]
@@ -281,3 +305,34 @@ def test_a_database_that_refuses_the_password_is_reported_never_recreated(client
     after = client.api.inspect_container(name)
     assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
     assert checksum(client, name) == rows
+
+
+def test_a_cache_that_refuses_the_password_is_critical_in_diagnose_as_in_health_and_heal(client, project,
+                                                                                          tmp_path):
+    """``CONFIG SET requirepass``: the container runs and Docker sees nothing wrong, but the spec's
+    (empty) password is turned down. health says ``refused``; diagnose must say so too (it
+    probes like heal does), and neither diagnose nor heal touches the container."""
+    spec, env = tmp_path / "cache.yaml", lab_env(project, tmp_path, RECONCILE_HEAL_BACKOFF="0.1")
+    spec.write_text(CACHE_SPEC)
+    assert (made := apply(spec, env)).returncode == 0, show(made)
+    name = f"{project}-cache"
+    assert diagnose(spec, env, expect=0) == {}
+    sh(client, name, "redis-cli CONFIG SET requirepass other-password")
+    before = client.api.inspect_container(name)
+    health = cli(spec, env, "health", "--json")
+    assert health.returncode == 2 and json.loads(health.stdout)["services"]["cache"]["status"] == "refused", \
+        show(health)
+    found = diagnose(spec, env)
+    refused = found["credentials-refused"]
+    assert (refused["service"], refused["severity"], refused["issue"]) == ("cache", "critical",
+                                                                         "credentials refused"), refused
+    assert "password" in refused["suggested_fix"] and set(found) == {"credentials-refused"}, found
+    text = cli(spec, env, "diagnose")
+    assert text.returncode == 2 and "credentials refused" in text.stdout, show(text)
+    assert "No issues found" not in text.stdout, show(text)
+    result, report = heal(spec, env)
+    assert result.returncode == 2, show(result)
+    healed = by_rule(report)["credentials-refused"]
+    assert healed["result"] == "reported" and healed["issue"] == refused["issue"], healed
+    after = client.api.inspect_container(name)
+    assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
