@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from reconciler.engines.base import DatabaseStats, Target, VerifyCheck, one_line
+from reconciler.errors import BackupError
 
 APPLICATION = "reconcile"
 
@@ -61,6 +62,59 @@ def connect(target: Target, dbname: str, timeout: float = 10.0, *,
 # a database the spec names that the server does not have.
 _REFUSED = re.compile(r"authentication failed|fe_sendauth|no pg_hba\.conf entry|"
                       r"(role|database) \".*\" does not exist")
+
+
+_MISSING_DATABASE = re.compile(r'database "(.*?)" does not exist')
+
+# The names the spec gives that the server lacks, in the spec's order: one look at pg_database.
+_MISSING = """
+SELECT u.name FROM unnest(%s::text[]) WITH ORDINALITY AS u(name, position)
+WHERE NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = u.name)
+ORDER BY u.position
+"""
+
+
+def missing_databases(conn: psycopg.Connection, names: Iterable[str]) -> list[str]:
+    """The databases of ``names`` the server does not have (one query, however many)."""
+    return [row[0] for row in conn.execute(_MISSING, (list(names),)).fetchall()]
+
+
+def missing_database(exc: BaseException) -> str | None:
+    """The database a connection was turned down for because the server lacks it, if that was why."""
+    found = _MISSING_DATABASE.search(str(exc))
+    return found.group(1) if found else None
+
+
+def does_not_exist(names: Iterable[str]) -> str:
+    """The server's own words, once per database (what ``refused`` and heal's rules recognise)."""
+    return "; ".join(f'database "{name}" does not exist' for name in names)
+
+
+def home_database(target: Target) -> str:
+    """The database the image creates (``POSTGRES_DB``, else the user): there to log in to."""
+    return target.database or target.user or "postgres"
+
+
+def spec_databases(target: Target) -> list[str]:
+    """Every database the spec names: the image's own and ``backup.databases``, once each."""
+    return list(dict.fromkeys([home_database(target), *target.service.backup.databases]))
+
+
+def check_databases(target: Target, missing: list[str]) -> None:
+    """A backup of databases the server lacks fails, naming them and what to do."""
+    if missing:
+        raise missing_error(target, missing)
+
+
+def missing_error(target: Target, missing: list[str]) -> BackupError:
+    one = len(missing) == 1
+    them = "it" if one else "them"
+    unlisted = [name for name in missing if name not in target.service.backup.databases]
+    fix = (f"remove {them} from backup.databases of {target.service_name}" if not unlisted else
+           f"set POSTGRES_DB of {target.service_name} to a database the server has")
+    return BackupError(f"{'database' if one else 'databases'} {', '.join(missing)} of {target.service_name} "
+                       f"{'does' if one else 'do'} not exist on the server", ref="backup.database-missing",
+                       hint=f"create {them}, or {fix}")
 
 
 def refused(exc: BaseException) -> bool:

@@ -68,34 +68,43 @@ class PostgresEngine(DockerBacked):
     # -- probe -------------------------------------------------------------------------------
 
     def probe(self, target: Target, timeout: float = 5.0) -> ProbeResult:
-        db = postgres_databases(target)[0]
+        """Log in to the target's own database, read its vitals, and look up every database
+        the spec names in pg_database at once: a missing one is ``refused`` (the server runs,
+        the spec asks for what it lacks), like a password it turns down."""
+        db = pg.home_database(target)
         started = time.monotonic()
         try:
             with pg.connect(target, db, timeout, autocommit=True,
                             statement_timeout_ms=int(timeout * 1000)) as conn:
-                conn.execute("SELECT 1")
                 version, size, used, limit = conn.execute(
                     "SELECT current_setting('server_version'), pg_database_size(current_database()),"
                     " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
                     " current_setting('max_connections')::int").fetchone()
+                missing = pg.missing_databases(conn, pg.spec_databases(target))
         except psycopg.OperationalError as exc:
             status = ProbeStatus.REFUSED if pg.refused(exc) else ProbeStatus.UNREACHABLE
             return ProbeResult(status, {"error": pg.describe(exc, target)}, _ms(started))
         except psycopg.Error as exc:
             return ProbeResult(ProbeStatus.UNHEALTHY, {"error": pg.describe(exc, target)},
                                _ms(started))
+        details = {"version": version, "database": db, "database_size": size,
+                   "connections": used, "max_connections": limit}
+        if missing:
+            return ProbeResult(ProbeStatus.REFUSED, {"error": pg.does_not_exist(missing),
+                                                     "missing_databases": missing, **details}, _ms(started))
         status = ProbeStatus.DEGRADED if used > CONNECTIONS_DEGRADED * limit else ProbeStatus.HEALTHY
-        return ProbeResult(status, {"version": version, "database": db, "database_size": size,
-                                    "connections": used, "max_connections": limit}, _ms(started))
+        return ProbeResult(status, details, _ms(started))
 
     def estimate_size(self, target: Target) -> int:
-        """On-disk size of the databases: a plain dump is rarely larger (indexes are DDL)."""
-        total = 0
-        for db in postgres_databases(target):
-            with _backup_errors(target, f"reading the size of database {db}"), \
-                    pg.connect(target, db, autocommit=True) as conn:
-                total += pg.database_facts(conn)[0]
-        return total
+        """On-disk size of the databases: a plain dump is rarely larger (indexes are DDL).
+        Read first of all, so a database the server lacks fails the backup before any dump."""
+        databases = postgres_databases(target)
+        with _backup_errors(target, "reading the size of the databases"), \
+                pg.connect(target, pg.home_database(target), autocommit=True) as conn:
+            pg.check_databases(target, pg.missing_databases(conn, databases))
+            row = conn.execute("SELECT sum(pg_database_size(datname)) FROM pg_database"
+                               " WHERE datname = ANY(%s)", (databases,)).fetchone()
+        return int(row[0] or 0)
 
     # -- backup ------------------------------------------------------------------------------
 
@@ -426,9 +435,19 @@ class _DriverErrors:
         return False
 
 
+class _BackupDriverErrors(_DriverErrors):
+    """A database that vanished between the check and its dump is named, not blamed on the
+    server or the password."""
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, psycopg.OperationalError) and (name := pg.missing_database(exc)):
+            raise pg.missing_error(self.target, [name]) from None
+        return super().__exit__(kind, exc, tb)
+
+
 def _backup_errors(target: Target, what: str) -> _DriverErrors:
-    return _DriverErrors(BackupError, "backup.postgres", target, what,
-                   "is the server up and the password in the spec right? (reconcile health)")
+    return _BackupDriverErrors(BackupError, "backup.postgres", target, what,
+                               "is the server up and the password in the spec right? (reconcile health)")
 
 
 def _restore_errors(target: Target, what: str) -> _DriverErrors:

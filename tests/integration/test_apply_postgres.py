@@ -70,6 +70,21 @@ def test_major_upgrade_restores_into_a_fresh_volume(client, project, tmp_path, s
     assert checksum(client, name) == before
 
 
+def test_a_fresh_server_lacking_a_backed_up_database_is_ready_for_its_restore(client, project, tmp_path, stack):
+    """The image creates POSTGRES_DB only: a second database the spec backs up exists on the
+    new server once the restore made it, so the server must count as ready before that."""
+    spec, env, name, before = stack
+    psql(client, name, "CREATE DATABASE reports", db="postgres")
+    psql(client, name, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 321) g", db="reports")
+    both = tmp_path / "both.yaml"
+    both.write_text(spec.read_text().replace("databases: [healthcare]", "databases: [healthcare, reports]"))
+    result = apply(both, {**env, "LAB_PG_VERSION": "17"})
+    assert result.returncode == 0, show(result)
+    assert "restore:postgres" in result.stdout and "verify:postgres" in result.stdout
+    assert psql(client, name, "SELECT count(*) FROM t", db="reports") == "321"
+    assert checksum(client, name) == before
+
+
 def test_a_new_container_that_cannot_start_is_rolled_back(client, project, tmp_path, stack):
     spec, env, name, before = stack
     old = containers(client, project)[name]

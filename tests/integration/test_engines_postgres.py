@@ -509,3 +509,49 @@ def test_a_password_given_as_a_docker_secret_file_is_read_in_the_container(clien
     assert probe.returncode == 2, probe.stdout + probe.stderr
     details = json.loads(probe.stdout)["services"]["db"]
     assert details["status"] == "refused" and "/run/secrets/pg" in details["details"]["error"]
+
+
+def test_a_database_the_spec_names_but_the_server_lacks_is_refused_and_fails_the_backup(server, client,
+                                                                                          tmp_path):
+    """``backup.databases`` names one the server does not have: health says ``refused`` and names
+    it, diagnose reports the blocking issue, and the backup fails saying which and what to do
+    (not "is the server up?"). Once it exists, the same spec is healthy."""
+    target, engine = server
+    labels = dockerio.inspect_container(client, target.container_id)["Config"]["Labels"]
+    env = {"PG_TEST_PASSWORD": PASSWORD}
+
+    def spec(databases: list[str]):
+        path = tmp_path / "reconcile.yaml"
+        path.write_text(SPEC.replace("{project}", labels["reconcile.project"]).replace(
+            "backup: {", f"backup: {{ databases: {json.dumps(databases)},"))
+        return load_spec(path, {**os.environ, **env})
+
+    with connect(target, "postgres") as conn:
+        conn.execute("DROP DATABASE IF EXISTS extra WITH (FORCE)")
+    loaded = spec(["shop", "extra"])
+    probe = engine.probe(Session(loaded).target("db"))
+    assert probe.status is ProbeStatus.REFUSED and probe.details["missing_databases"] == ["extra"]
+    with pytest.raises(BackupError) as caught:
+        engine.estimate_size(Session(loaded).target("db"))
+    assert caught.value.ref == "backup.database-missing" and "extra" in caught.value.message
+    backup = run_cli(loaded, "backup", env=env)
+    said = backup.stdout + backup.stderr
+    assert backup.returncode == 1, said
+    assert "extra" in said and "create it, or remove it from backup.databases of db" in said, said
+    assert "is the server up" not in said, said
+    health = run_cli(loaded, "health", "--json", env=env)
+    assert health.returncode == 2, health.stdout + health.stderr
+    db = json.loads(health.stdout)["services"]["db"]
+    assert db["status"] == "refused" and 'database "extra" does not exist' in db["details"]["error"], db
+    found = run_cli(loaded, "diagnose", "--json", env=env)
+    assert found.returncode == 2, found.stdout + found.stderr
+    [issue] = [i for i in json.loads(found.stdout)["issues"] if i["service"] == "db"]
+    assert (issue["rule"], issue["issue"], issue["severity"]) == ("credentials-refused", "database missing",
+                                                                 "critical"), issue
+    assert "extra" in issue["details"], issue
+    with connect(target, "postgres") as conn:
+        conn.execute("CREATE DATABASE extra")
+    assert engine.probe(Session(loaded).target("db")).status is ProbeStatus.HEALTHY
+    healthy = run_cli(loaded, "health", "--json", env=env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert json.loads(healthy.stdout)["services"]["db"]["details"]["database"] == "shop"
