@@ -123,11 +123,11 @@ def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]]) 
     """Data files that no store's metadata names (a file named in one store's metadata is
     found through it), leaving out local files of a backup still being taken."""
     from reconciler.storage.leftovers import claimed_ids, of_backup
+    from reconciler.storage.prune import BackupRecord
 
     named = {entry["key"] for _, _, docs in listed for doc in docs for entry in doc["services"].values()}
-    named |= {f"{service}/{entry['file']}" for _, _, docs in listed for doc in docs
-              for service, entry in (doc.get("pruned") or {}).items()
-              if isinstance(entry, dict) and isinstance(entry.get("file"), str)}
+    named |= {key for _, _, docs in listed for doc in docs  # files the next prune deletes
+              for key in BackupRecord.from_metadata(doc).pruned.values()}
     running = claimed_ids(session.local.root)
     found = []
     for name, store, _ in listed:

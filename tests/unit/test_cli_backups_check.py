@@ -132,3 +132,15 @@ def test_checked_accepts_the_seed_shape_and_adds_keys():
     doc = metadata.checked({"backup_id": "a", "timestamp": "2026-11-05T00:00:00",
                             "postgres": {"file": "postgres-a.sql.gz", "checksum": "sha256:ab"}})
     assert doc["services"]["postgres"]["key"] == "postgres/postgres-a.sql.gz"
+
+
+def test_a_file_retention_marked_for_deletion_is_not_called_unrecorded(spec):  # noqa: F811
+    store = LocalStore(spec.parent / "backups")
+    key = "metadata/backup-2026-11-02-020000.json"
+    doc = json.loads(store.read_bytes(key))
+    doc["pruned"] = {"postgres": doc.pop("services")["postgres"]}  # as a prune cut short leaves it
+    doc["services"] = {}
+    store.write_bytes(key, json.dumps(doc).encode())
+    session = SimpleNamespace(local=store, spec=SimpleNamespace(backup=SimpleNamespace(
+        s3=SimpleNamespace(enabled=False))))
+    assert catalogue.check_files(session).unrecorded == []
