@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import assert_never
 
 from reconciler import dockerio
-from reconciler.apply import builders, fallback, gate, networks, swap
+from reconciler.apply import builders, fallback, gate, networks, swap, volumes
 from reconciler.apply.context import ApplyRun
 from reconciler.deploy import bluegreen
 from reconciler.errors import ApplyError, EngineError
@@ -66,9 +66,11 @@ def create(run: ApplyRun, action: Action) -> dict:
     session = run.session
     gate.check_dependencies(session, action.resource)
     image = _image(run, action)
-    args = builders.container_args(session.loaded, action.resource, image,
+    names = volumes.current(session.loaded, action.resource,
+                            dockerio.project_volumes(session.client, session.spec.project), session.state_dir())
+    args = builders.container_args(session.loaded, action.resource, image, volume_names=names,
                                    upstream=bluegreen.new_alias(run, action.resource))
-    run.step(action.id, f"create {args['name']}")
+    run.step(action.id, f"create {args['name']}", **({"volumes": names} if names else {}))
     container = dockerio.create_container(session.client, args)
     _start_and_wait(run, action, container)
     return {"container": container}

@@ -114,6 +114,7 @@ def finish(run: ApplyRun, action: Action, swap: Swap) -> None:
     run.step(action.id, f"rename {swap.new_name} → {swap.canonical}", container=swap.new_id)
     dockerio.rename(client, swap.new_id, swap.canonical)
     swap.finished = True
+    volumes.record_current(run.session.state_dir(), swap.fresh)
     for logical, engine in swap.fresh.items():
         old = swap.old_volumes.get(logical)
         if old and old != engine:

@@ -8,20 +8,26 @@ keeps the old one until the new one is verified. The old generation is never del
 automatically: the apply summary lists it as removable by hand.
 
 Later recreates reuse the generation the live container mounts, so a config change after an
-upgrade does not silently go back to the old data. A bind-backed volume's new generation needs
+upgrade does not silently go back to the old data. A container created with none to inherit
+from (removed by hand) mounts the generation the last verified swap moved the data to,
+recorded in ``<state_dir>/volumes.json``; without a record, the newest generation there is. A bind-backed volume's new generation needs
 its own host folder: the spec's folder when it is missing or empty (a volume moved to a new
 disk), else ``<bind>.<token>`` beside it; either is created 0700.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from reconciler.apply import builders
 from reconciler.observe.models import ObservedMount
 from reconciler.spec.load import LoadedSpec
-from reconciler.spec.normalise import generation_name, volume_of
+from reconciler.spec.normalise import LABEL_VOLUME, generation_name, volume_name, volume_of
+
+RECORD = "volumes.json"  # in the state dir: {logical volume: engine volume holding its data}
 
 
 def declared_mounts(loaded: LoadedSpec, service: str) -> dict[str, str]:
@@ -38,6 +44,52 @@ def in_use(loaded: LoadedSpec, service: str, mounts: Iterable[ObservedMount]) ->
         if mount.type == "volume" and logical and volume_of(mount.source, loaded.spec.project) == logical:
             found[logical] = mount.source
     return found
+
+
+def record_current(state_dir: Path, generations: Mapping[str, str]) -> None:
+    """After a swap that moved data to fresh generations is verified: where it lives now."""
+    if not generations:
+        return
+    current = {**recorded(state_dir), **generations}
+    path = state_dir / RECORD
+    temporary = path.with_name(f".{RECORD}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(current, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def recorded(state_dir: Path) -> dict[str, str]:
+    try:
+        data = json.loads((state_dir / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def current(loaded: LoadedSpec, service: str, existing: Iterable[dict], state_dir: Path) -> dict[str, str]:
+    """``{logical: engine name}`` for a container of ``service`` that has no predecessor to
+    inherit its volumes from: the recorded generation if it still exists, else the newest
+    generation of the volume there is (``existing``: the engine's volume documents); logical
+    volumes with neither get the canonical name."""
+    record = recorded(state_dir)
+    project = loaded.spec.project
+    by_logical: dict[str, list[dict]] = {}
+    for volume in existing:
+        logical = (volume.get("Labels") or {}).get(LABEL_VOLUME) or volume_of(volume.get("Name", ""), project)
+        if logical:
+            by_logical.setdefault(logical, []).append(volume)
+    names = {}
+    for logical in set(declared_mounts(loaded, service).values()):
+        present = {v["Name"]: v for v in by_logical.get(logical, [])}
+        canonical = volume_name(loaded.spec, logical)
+        if record.get(logical) in present:
+            names[logical] = record[logical]
+        elif generations := [v for name, v in present.items() if name != canonical]:
+            names[logical] = max(generations, key=lambda v: (v.get("CreatedAt") or "", v["Name"]))["Name"]
+    return names
 
 
 def fresh_logicals(loaded: LoadedSpec, service: str, old_config: dict | None) -> list[str]:

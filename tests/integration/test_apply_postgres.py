@@ -70,6 +70,34 @@ def test_major_upgrade_restores_into_a_fresh_volume(client, project, tmp_path, s
     assert checksum(client, name) == before
 
 
+def test_a_container_removed_after_an_upgrade_comes_back_on_its_data(client, project, tmp_path, stack):
+    """After an upgrade the data lives in a fresh generation: a container created again (the
+    old one removed by hand) must mount that, not the old volume nor an empty one."""
+    spec, env, name, before = stack
+    env17 = {**env, "LAB_PG_VERSION": "17"}
+    assert apply(spec, env17).returncode == 0
+    [mount] = containers(client, project)[name]["Mounts"]
+    generation = mount["Name"]
+    # a newer generation that holds nothing (as a killed upgrade's would) must not win
+    decoy = f"{project}_pgdata-ffffff"
+    client.api.create_volume(name=decoy, labels={"reconcile.project": project, "reconcile.volume": "pgdata",
+                                                 "reconcile.generation": "ffffff"})
+    client.api.remove_container(name, force=True)
+    result = apply(spec, env17)
+    assert result.returncode == 0, show(result)
+    assert [m["Name"] for m in containers(client, project)[name]["Mounts"]] == [generation]
+    assert checksum(client, name) == before
+    assert f"volume {generation} is no longer used" not in result.stdout  # never called removable
+    assert f"volume {decoy} is no longer used" in result.stdout
+
+    (tmp_path / "state" / "volumes.json").unlink()  # the record lost: the newest generation
+    client.api.remove_volume(decoy)
+    client.api.remove_container(name, force=True)
+    assert apply(spec, env17).returncode == 0
+    assert [m["Name"] for m in containers(client, project)[name]["Mounts"]] == [generation]
+    assert checksum(client, name) == before
+
+
 def test_a_fresh_server_lacking_a_backed_up_database_is_ready_for_its_restore(client, project, tmp_path, stack):
     """The image creates POSTGRES_DB only: a second database the spec backs up exists on the
     new server once the restore made it, so the server must count as ready before that."""
