@@ -25,13 +25,18 @@ from reconciler.session import Session
 def candidates(session: Session, plan: Plan, observed: Observed) -> list[str]:
     """In-scope services whose spec is unchanged: the live container runs (or restarts in a
     loop) and has no action, or is stopped and the plan would only start it. An in-place
-    ``update`` (restart policy, memory limit) does not count: it leaves the health as it is."""
+    ``update`` (restart policy, memory limit) does not count: it leaves the health as it is.
+    Nor is a service whose dependency (``depends_on``, however deep) the plan creates,
+    recreates or starts: an API is unhealthy while its database is missing, and restarting
+    it first (then waiting out its health timeout) fixes nothing the plan does not."""
     planned: dict[str, list[ActionKind]] = {}
     for action in plan.actions:
         if action.kind is not ActionKind.UPDATE:
             planned.setdefault(action.resource, []).append(action.kind)
+    changing = {a.resource for a in plan.actions if a.kind in _BRINGS_UP}
     scope = [n for n, s in sorted(session.spec.services.items())
-             if not plan.profiles or s.profile in plan.profiles]
+             if (not plan.profiles or s.profile in plan.profiles)
+             and not _depends_on_any(session.spec, n, changing)]
     out = []
     for name in scope:
         live = leftovers.live(observed, name)
@@ -41,6 +46,21 @@ def candidates(session: Session, plan: Plan, observed: Observed) -> list[str]:
         if (not kinds and live.state in (State.RUNNING, State.RESTARTING)) or kinds == [ActionKind.START]:
             out.append(name)
     return out
+
+
+_BRINGS_UP = frozenset({ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START})
+
+
+def _depends_on_any(spec, service: str, changing: set[str]) -> bool:
+    seen, todo = set(), list(spec.services[service].depends_on)
+    while todo:
+        dependency = todo.pop()
+        if dependency in changing:
+            return True
+        if dependency not in seen and dependency in spec.services:
+            seen.add(dependency)
+            todo.extend(spec.services[dependency].depends_on)
+    return False
 
 
 def diagnose(session: Session, services: list[str]) -> dict[str, ServiceHealth]:

@@ -54,3 +54,30 @@ def test_a_service_that_comes_back_is_not_recreated(client, project, tmp_path):
     result = apply(spec, env)
     assert result.returncode == 0, show(result)
     assert containers(client, project)[name]["Id"] == before
+
+
+TWO = SPEC + """\
+  front:
+    profile: app
+    kind: http
+    image: reconcile-lab/nginx:latest
+    depends_on: [video]
+    health: { http: { port: 80, path: /health }, timeout: 8s, interval: 1s }
+"""
+
+
+def test_a_service_whose_dependency_the_plan_brings_up_is_left_to_the_plan(client, project, tmp_path):
+    """An API is unhealthy while its database is missing: restarting it before the plan
+    creates the database (then waiting out its health timeout) fixes nothing."""
+    spec, env = tmp_path / "two.yaml", lab_env(project, tmp_path)
+    spec.write_text(TWO)
+    assert apply(spec, env).returncode == 0
+    front = containers(client, project)[f"{project}-front"]["Id"]
+    sh(client, f"{project}-front", BREAK)  # unhealthy whatever happens to video
+    client.api.remove_container(f"{project}-video", force=True)
+    result = apply(spec, env)
+    assert "ok  create:video" in result.stdout, show(result)
+    assert "restarting it once" not in result.stdout and "front" not in result.stdout
+    assert containers(client, project)[f"{project}-front"]["Id"] == front
+    later = apply(spec, env)  # its dependency is there now: front is healed as usual
+    assert "front is unhealthy" in later.stdout and "restarting it once" in later.stdout, show(later)
