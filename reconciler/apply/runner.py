@@ -90,12 +90,21 @@ def _initial_plan(session: Session, options: Options) -> tuple[Plan, Observed]:
     if options.saved_plan is None:
         return make_plan(session.loaded, observed, options.profiles), observed
     plan = load_saved(options.saved_plan, session.spec.project)
+    fresh = make_plan(session.loaded, observed, plan.profiles)
+    _same_spec(plan, fresh, options.saved_plan)  # first: the spec names images, which the engine state includes
     if plan.fingerprint != observed.fingerprint():
         raise PlanError("plan is stale: run plan again", ref="plan.stale",
                         hint=f"the engine changed since {options.saved_plan} was made; "
                              "`reconcile plan --out FILE` makes a new one")
-    fresh = make_plan(session.loaded, observed, plan.profiles)
     return as_reviewed(plan, fresh, options.saved_plan), observed
+
+
+def _same_spec(saved: Plan, fresh: Plan, path: Path) -> None:
+    if fresh.spec_hash != saved.spec_hash:
+        raise PlanError(f"the spec changed since {path} was made: it is not the reviewed plan",
+                        ref="plan.spec-changed",
+                        hint="its file, or a value its ${env:…} / ${file:…} references resolve to, differs; "
+                             "make and review a new plan: `reconcile plan --out FILE`, then apply that file")
 
 
 def as_reviewed(saved: Plan, fresh: Plan, path: Path) -> Plan:
@@ -107,10 +116,7 @@ def as_reviewed(saved: Plan, fresh: Plan, path: Path) -> Plan:
     backup, or another project's container; and the spec is what containers are built from,
     so an edit after the review would deploy what nobody saw.
     """
-    if fresh.spec_hash != saved.spec_hash:
-        raise PlanError(f"the spec changed since {path} was made: it is not the reviewed plan",
-                        ref="plan.spec-changed",
-                        hint="make and review a new plan: `reconcile plan --out FILE`, then apply that file")
+    _same_spec(saved, fresh, path)
     if [a.to_dict() for a in fresh.actions] != [a.to_dict() for a in saved.actions]:
         raise PlanError(f"{path} is not the plan this spec and engine give: the file was edited, "
                         "or made by another version of reconcile", ref="plan.tampered",

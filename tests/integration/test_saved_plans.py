@@ -58,6 +58,19 @@ def test_a_spec_edited_after_the_plan_is_refused(client, project, stack, tmp_pat
     assert containers(client, project)[name]["Id"] != before and checksum(client, name) == rows
 
 
+def test_an_image_tag_changed_through_the_environment_is_called_a_spec_change(client, project, stack, tmp_path):
+    """The image reference is part of what the engine state is read for: the spec check
+    comes first, so the error says what changed (not "the engine changed")."""
+    spec, env, name, rows = stack
+    before = containers(client, project)[name]["Id"]
+    saved = tmp_path / "plan.json"
+    saved_plan(spec, {**env, "PG_TUNING": "b"}, saved)
+    result = cli(spec, {**env, "PG_TUNING": "b", "LAB_PG_VERSION": "17"}, "apply", str(saved))
+    assert result.returncode == 1, show(result)
+    assert "error[plan.spec-changed]" in result.stderr and "${env:" in result.stderr
+    untouched(client, project, name, before, rows)
+
+
 def test_an_edited_plan_cannot_skip_the_backup_of_a_protected_database(client, project, stack, tmp_path):
     spec, env, name, rows = stack
     before = containers(client, project)[name]["Id"]
