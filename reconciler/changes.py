@@ -172,8 +172,12 @@ def read_rules(spec_file: Path) -> dict[str, list[str]]:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    from reconciler.spec.encoding import NotUtf8Error, read_utf8
+
     try:
-        data = YAML(typ="rt").load(spec_file.read_text(encoding="utf-8"))  # as load_spec parses
+        data = YAML(typ="rt").load(read_utf8(spec_file))  # as load_spec parses
+    except NotUtf8Error as exc:
+        raise SpecError(exc.describe(f"spec file {spec_file}"), ref="spec.encoding", hint=exc.hint) from None
     except FileNotFoundError:
         raise SpecError(f"spec file {spec_file} not found", ref="spec.missing",
                         hint="pass -f FILE or set RECONCILE_FILE") from None

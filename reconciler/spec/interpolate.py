@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reconciler.spec.encoding import NotUtf8Error, read_utf8
+
 if TYPE_CHECKING:  # load imports this module
     from collections.abc import Iterable
 
@@ -71,7 +73,9 @@ def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
     if file := _FILE.match(body):
         path = (base_dir / file["path"].strip()).resolve()
         try:
-            return path.read_text(encoding="utf-8").rstrip("\n")
+            return read_utf8(path).rstrip("\n")
+        except NotUtf8Error as exc:
+            raise InterpolationError(exc.describe(f"the ${{file:…}} source {path}"), exc.hint) from None
         except OSError as exc:
             raise InterpolationError(
                 f"cannot read {path} for ${{file:…}}: {exc.strerror}",
@@ -83,9 +87,11 @@ def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """A Compose-style env file: ``KEY=value`` lines, ``#`` comments, optional quotes."""
+    """A Compose-style env file: ``KEY=value`` lines, ``#`` comments, optional quotes.
+
+    Raises ``OSError`` when it cannot be read and ``NotUtf8Error`` when it is not UTF-8."""
     values: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    for raw in read_utf8(path).splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

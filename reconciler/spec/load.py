@@ -20,8 +20,10 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLFutureWarning, YAMLWarning
+from ruamel.yaml.reader import ReaderError
 
 from reconciler.errors import Location, SpecError, SpecErrors
+from reconciler.spec.encoding import NotUtf8Error, read_utf8
 from reconciler.spec.interpolate import InterpolationError, interpolate, read_env_file
 from reconciler.spec.models import Spec
 
@@ -127,7 +129,10 @@ def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_utf8(path)
+    except NotUtf8Error as exc:
+        raise SpecError(exc.describe("the spec file"), location=Location(str(path), exc.line, exc.col),
+                        ref="spec.encoding", hint=exc.hint) from None
     except FileNotFoundError:
         raise SpecError(f"spec file {path} not found", ref="spec.missing",
                         hint="pass -f FILE, set RECONCILE_FILE, or create reconcile.yaml "
@@ -144,6 +149,8 @@ def _parse(path: Path, text: str, fast: bool) -> object:
             warnings.simplefilter("ignore", YAMLWarning)
             warnings.simplefilter("ignore", YAMLFutureWarning)
             return YAML(typ="safe", pure=False).load(text) if fast else YAML(typ="rt").load(text)
+    except ReaderError as exc:  # a control character, such as the NULs of a UTF-16 file without a BOM
+        raise _unreadable_character(path, text, exc) from None
     except MarkedYAMLError as exc:
         if fast:
             return _parse(path, text, fast=False)
@@ -151,6 +158,18 @@ def _parse(path: Path, text: str, fast: bool) -> object:
         where = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
         message, hint = _yaml_problem(exc)
         raise SpecError(f"invalid YAML: {message}", location=where, ref="spec.yaml", hint=hint) from None
+
+
+def _unreadable_character(path: Path, text: str, exc: ReaderError) -> SpecError:
+    position = min(max(exc.position, 0), len(text))
+    line = text.count("\n", 0, position) + 1
+    col = position - (text.rfind("\n", 0, position) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+    hint = ("a NUL character: the file may be UTF-16 or not text at all; save it as UTF-8"
+            if code == 0 else f"remove it (an editor may show it as ^{chr(code + 64)}, or not at all)" if code < 32
+            else "remove it (an editor may not show it at all)")
+    return SpecError(f"invalid YAML: character U+{code:04X} (a control or special character) is not allowed",
+                     location=Location(str(path), line, col), ref="spec.yaml", hint=hint)
 
 
 def _yaml_problem(exc: MarkedYAMLError) -> tuple[str, str]:
@@ -218,6 +237,10 @@ def _merge_env_files(data: dict, base: Path, positions: _Positions,
         env_path = (base / service["env_file"]).resolve()
         try:
             from_file = read_env_file(env_path)
+        except NotUtf8Error as exc:
+            errors.append(SpecError(exc.describe(f"env_file {env_path}"), ref="spec.encoding", hint=exc.hint,
+                                    location=positions.location(("services", name, "env_file"), value=True)))
+            continue
         except OSError as exc:
             errors.append(SpecError(
                 f"cannot read env_file {env_path}: {exc.strerror}", ref="spec.env-file",

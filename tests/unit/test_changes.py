@@ -158,6 +158,15 @@ def test_read_rules_needs_no_secrets_or_env_files(tmp_path):
     assert read_rules(write(tmp_path / "r.yaml", SPEC)) == {"infra": ["docker/**"], "app": ["src/**"]}
 
 
+def test_read_rules_of_a_spec_that_is_not_utf8_is_a_spec_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(SPEC.encode() + "# café\n".encode("latin-1"))
+    with pytest.raises(SpecError) as caught:
+        read_rules(path)
+    assert caught.value.ref == "spec.encoding" and "is not UTF-8" in caught.value.message
+    assert "UTF-8" in caught.value.hint
+
+
 def test_the_reference_spec_has_a_changes_block():
     root = Path(__file__).resolve().parents[2]
     rules = read_rules(root / "specs" / "healthcare.yaml")

@@ -1,0 +1,60 @@
+"""Read the files a spec is made of (the spec, ``env_file``, ``${file:…}``) as UTF-8 text.
+
+A file saved in another encoding (a Latin-1 ``# café``, a UTF-16 file from a Windows editor)
+is an operator's mistake to fix, not a crash: ``NotUtf8Error`` says where the first byte that
+is not UTF-8 sits (offset, line, column) so the error can point at it. The byte's value is
+never shown: the file may hold a secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+class NotUtf8Error(ValueError):
+    """Where a file stops being UTF-8: 0-based byte ``offset``, 1-based ``line`` and ``col``;
+    ``utf16`` says why the file looks like UTF-16, when it does."""
+
+    def __init__(self, path: Path, offset: int, line: int, col: int, utf16: str = "") -> None:
+        super().__init__(path, offset, line, col)
+        self.path, self.offset, self.line, self.col, self.utf16 = path, offset, line, col, utf16
+
+    def __str__(self) -> str:
+        return self.describe(f"{self.path}")
+
+    def describe(self, what: str) -> str:
+        """``<what> is not UTF-8: …``, with the place of the first bad byte."""
+        text = (f"{what} is not UTF-8: the byte at offset {self.offset} (line {self.line}, "
+                f"column {self.col}) is not valid UTF-8")
+        return f"{text}; it looks like UTF-16 ({self.utf16})" if self.utf16 else text
+
+    @property
+    def hint(self) -> str:
+        source = "UTF-16" if self.utf16 else "LATIN1"
+        return (f"save it as UTF-8 (UTF-8 in your editor's \"Save as\"), or convert it, e.g. "
+                f"`iconv -f {source} -t UTF-8 {self.path.name} > {self.path.name}.new` "
+                f"(if it was {'UTF-16' if self.utf16 else 'Latin-1'}) and put that in its place")
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text; ``NotUtf8Error`` when it is not UTF-8 (``OSError`` as ``read_text``)."""
+    return decode_utf8(path.read_bytes(), path)
+
+
+def decode_utf8(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(data, exc.start, path) from None
+
+
+def not_utf8(data: bytes, offset: int, path: Path) -> NotUtf8Error:
+    """The error for the bad byte at ``offset``; the column counts characters, not bytes
+    (what precedes the bad byte on its line decodes, since it is the first bad one)."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    utf16 = ("it starts with a UTF-16 byte-order mark" if data.startswith(_UTF16_BOMS)
+             else "it holds NUL bytes" if b"\x00" in data else "")
+    return NotUtf8Error(path, offset, data.count(b"\n", 0, offset) + 1, col, utf16)
