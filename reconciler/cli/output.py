@@ -118,6 +118,12 @@ def print_table(table, console: Console | None = None) -> None:
     console.print(table)
 
 
+def table_fits(table, console: Console) -> bool:
+    """Whether ``print_table`` shows ``table`` within the console's width: always in a pipe
+    (no width there), on a terminal when its no_wrap columns and longest words fit."""
+    return not console.is_terminal or _narrowest(console, table) <= console.width
+
+
 def _narrowest(console: Console, table) -> int:
     """The least width that cuts nothing: no_wrap columns whole, the others at their longest word.
 

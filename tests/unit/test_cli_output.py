@@ -154,3 +154,50 @@ def test_verify_counts_read_as_english(capsys):
         "  dragonfly: 1 check, 1 check failed",
         "    keys without a TTL in db0: expected 3, found 2",
         "  postgres: 2 checks, ok"]
+
+
+STATUS = {"project": "healthcare", "last_apply": None, "warnings": [], "services": [
+    {"service": name, "profile": profile, "image": image, "state": "running", "health": health,
+     "uptime": "3h 12m", "restarts": 0, "last_backup": {"local": "2026-11-29T03:32:58Z", "s3": "2026-11-29T03:33:10Z"},
+     "last_apply": "2026-11-29T03:40:00Z"}
+    for name, profile, image, health in (("postgres", "infrastructure", "reconcile-lab/postgres:17", "healthy"),
+                                         ("dragonfly", "infrastructure", "reconcile-lab/redis:7", "unreachable"),
+                                         ("api", "app", "reconcile-lab/app:2", "healthy"))]}
+
+
+def test_status_on_a_narrow_terminal_fits_its_width_and_cuts_no_name():
+    from reconciler.operate.show import print_status
+
+    console = Console(force_terminal=True, width=60, no_color=True, soft_wrap=True, record=True)
+    print_status({**STATUS, "last_apply": {"apply_id": "20261129T041209Z-4fe217", "result": "ok",
+                                           "started": "2026-11-29T04:12:09Z", "duration_s": 10.1},
+                  "warnings": ["the S3 store answered slowly, so the newest S3 backups may be missing here"]}, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 60, text
+    assert console.width == 60 and "…" not in text
+    for row in STATUS["services"]:
+        assert any(line.startswith(f"{row['service']} ") for line in text.splitlines())
+        assert row["image"] in text and row["health"] in text
+    assert "2026-11-29 03:32" in text and "2026-11-29 03:40" in text and "infrastructure" in text
+    assert "20261129T041209Z-4fe217" in text
+
+
+def test_status_on_a_wide_terminal_keeps_one_line_per_service():
+    from reconciler.operate.show import print_status
+
+    console = Console(force_terminal=True, width=200, no_color=True, soft_wrap=True, record=True)
+    print_status(STATUS, console)
+    lines = console.export_text().splitlines()
+    assert len(lines) == 2 + len(STATUS["services"])
+    assert lines[1].split()[:4] == ["service", "profile", "image", "state"]
+    assert lines[2].split()[:3] == ["postgres", "infrastructure", "reconcile-lab/postgres:17"]
+
+
+def test_piped_status_is_one_line_per_service_whatever_the_width(capsys, monkeypatch):
+    from reconciler.operate.show import print_status
+
+    monkeypatch.setenv("COLUMNS", "60")
+    print_status(STATUS)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + len(STATUS["services"]) and max(len(line) for line in lines) > 60
+    assert lines[3].split()[:5] == ["dragonfly", "infrastructure", "reconcile-lab/redis:7", "running", "unreachable"]
