@@ -102,6 +102,11 @@ def plan(
     from reconciler.plan import render
 
     STATE.json = as_json
+    if as_json and markdown:
+        import click
+
+        raise click.UsageError("--json and --markdown cannot be used together: choose one output format",
+                               ctx=click.get_current_context())
     snap = snapshot(STATE.file, profile or ())
     if out is not None:
         save_plan(snap, out)

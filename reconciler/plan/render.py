@@ -183,7 +183,7 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     with where to see it all (``reconcile plan --json``).
     """
     scope = f"profiles: {', '.join(plan.profiles)}" if plan.profiles else "all profiles"
-    head = [MARKER, f"### reconcile plan: `{_code(plan.project)}` ({scope})", ""]
+    head = [MARKER, f"### reconcile plan: {_code(plan.project)} ({scope})", ""]
     tail = []
     if plan.warnings:
         tail += ["", "**Warnings**", ""] + [f"- ⚠️ {_cell(_clip(w))}" for w in plan.warnings]
@@ -200,7 +200,7 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         body.append(f"| | | | … {len(rows) - shown} more actions: `reconcile plan --json` lists them all |")
     changes = [(a, c) for a in plan.actions for c in a.changes]
     if changes:
-        lines = [f"| {_cell(a.resource)} | `{_code(c.field)}` | `{_code(c.before)}` | `{_code(c.after)}` |"
+        lines = [f"| {_cell(a.resource)} | {_code(c.field)} | {_code(c.before)} | {_code(c.after)} |"
                  for a, c in changes]
         fitted, _ = _fit(lines, budget - 200)
         if fitted:
@@ -231,13 +231,30 @@ def _clip(text: str, limit: int = CAUSE_LIMIT) -> str:
 
 
 def _cell(text: str) -> str:
-    """Table-safe and HTML-inert: a cause cannot break the table or inject markup."""
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|").replace("\n", " "))
+    """Table-safe, HTML-inert and shown as it is: a cause cannot break the table, inject
+    markup, or lose a character to Markdown (a backtick, ``*`` or ``_`` is escaped, not read)."""
+    return "".join(_CELL_ESCAPES.get(char, char) for char in text)
+
+
+_CELL_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ",
+                 **{char: "\\" + char for char in "\\`*_[]~"}}
+_BACKTICKS = re.compile(r"`+")
 
 
 def _code(text: str) -> str:
-    return text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
+    """A code span that shows ``text`` exactly (CommonMark): its fence is one backtick longer
+    than the longest run of backticks inside, and a space pads a value that starts or ends
+    with a backtick (or with spaces at both ends, which a code span would strip). Only what
+    a table cell cannot hold changes: a newline reads as a space, ``|`` is escaped."""
+    body = text.replace("\n", " ")
+    if not body:
+        return ""  # an empty code span cannot be written: an empty cell says it
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(body)), default=0) + 1)
+    padded = (body[:1] == "`" or body[-1:] == "`"
+              or (body[:1] == " " and body[-1:] == " " and body.strip(" ")))
+    pad = " " if padded else ""
+    escaped = body.replace("|", "\\|")
+    return f"{fence}{pad}{escaped}{pad}{fence}"
 
 
 # -- json -------------------------------------------------------------------------------------
