@@ -22,7 +22,7 @@ from reconciler import dockerio
 from reconciler.apply import builders, gate, volumes
 from reconciler.apply.context import ApplyRun, Swap
 from reconciler.observe.collect import container_from
-from reconciler.plan.actions import Action
+from reconciler.plan.actions import Action, ActionKind
 from reconciler.spec.normalise import CANDIDATE_MARK, PREVIOUS_MARK, container_name, swap_name
 
 
@@ -64,10 +64,13 @@ def create_candidate(run: ApplyRun, action: Action, swap: Swap) -> None:
 
 
 def make_generations(run: ApplyRun, action: Action, swap: Swap) -> dict[str, str]:
-    """Fresh volume generations for the candidate; the old ones stay with the old container."""
+    """Fresh volume generations for the candidate; the old ones stay with the old container.
+    A volume newly declared for the service, which this run created, is empty already."""
     session = run.session
     made = {}
     for logical in volumes.fresh_logicals(session.loaded, swap.service, swap.old_config):
+        if run.plan.action(f"{ActionKind.CREATE_VOLUME.value}:{logical}") is not None:
+            continue  # a volume this run created holds nothing yet: the candidate takes it as it is
         args, folder = volumes.generation_args(session.loaded, logical, swap.token)
         if folder is not None:
             volumes.ensure_folder(folder)

@@ -70,6 +70,23 @@ def test_major_upgrade_restores_into_a_fresh_volume(client, project, tmp_path, s
     assert checksum(client, name) == before
 
 
+def test_a_newly_declared_volume_is_used_as_created(client, project, tmp_path, stack):
+    """Moving the data to a volume the spec now declares: the restore fills that volume, not a
+    generation of it beside an empty one that nothing would ever use."""
+    spec, env, name, before = stack
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(spec.read_text().replace("  pgdata: {}", "  pgdata2: {}")
+                     .replace('"pgdata:/var/lib/postgresql/data"', '"pgdata2:/var/lib/postgresql/data"'))
+    result = apply(moved, env)
+    assert result.returncode == 0, show(result)
+    assert "restore:postgres" in result.stdout
+    assert [m["Name"] for m in containers(client, project)[name]["Mounts"]] == [f"{project}_pgdata2"]
+    assert checksum(client, name) == before
+    names = sorted(v["Name"] for v in client.api.volumes(filters={"label": f"reconcile.project={project}"})["Volumes"])
+    assert names == [f"{project}_pgdata", f"{project}_pgdata2"]
+    assert f"volume {project}_pgdata is no longer used" in result.stdout
+
+
 def test_a_container_removed_after_an_upgrade_comes_back_on_its_data(client, project, tmp_path, stack):
     """After an upgrade the data lives in a fresh generation: a container created again (the
     old one removed by hand) must mount that, not the old volume nor an empty one."""
