@@ -61,7 +61,7 @@ def connect(target: Target, dbname: str, timeout: float = 10.0, *,
 # kept for errors while connecting): a wrong or missing password, an unknown role, pg_hba, or
 # a database the spec names that the server does not have.
 _REFUSED = re.compile(r"authentication failed|fe_sendauth|no pg_hba\.conf entry|"
-                      r"(role|database) \".*\" does not exist")
+                      r"(role|database) \".*\" does not exist|is not currently accepting connections")
 
 
 _MISSING_DATABASE = re.compile(r'database "(.*?)" does not exist')

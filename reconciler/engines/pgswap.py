@@ -9,7 +9,8 @@ puts it back (no live database) or drops it (the new one is in place).
 A database can be renamed only while nobody is connected to it: new connections are
 refused first (``ALLOW_CONNECTIONS false``), then the open ones are terminated, and the
 rename is retried while they go away. Connections are allowed again on whichever copy ends
-up live.
+up live, in the rename's own transaction: no kill leaves the live name closed by a rename.
+A kill while the live database is closed, before its rename, is undone by ``recover``.
 """
 
 from __future__ import annotations
@@ -79,12 +80,19 @@ def recover(admin: psycopg.Connection, db: str) -> None:
     """Undo what a swap killed halfway left: the retired copy is put back when ``db`` is
     missing (stopped between the renames), dropped when the new ``db`` is in place."""
     retired = retired_name(db)
-    if not exists(admin, retired):
-        return
-    if exists(admin, db):
-        drop_database(admin, retired)
-    else:
-        _rename(admin, retired, db)
+    if exists(admin, retired):
+        if exists(admin, db):
+            drop_database(admin, retired)
+        else:
+            _rename(admin, retired, db)
+    if closed(admin, db):  # killed after closing it, before its rename
+        _allow(admin, db, True)
+
+
+def closed(admin: psycopg.Connection, db: str) -> bool:
+    """``db`` exists and refuses connections (what a swap does for a moment)."""
+    row = admin.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (db,)).fetchone()
+    return row is not None and not row[0]
 
 
 def _rename(admin: psycopg.Connection, old: str, new: str) -> None:
@@ -96,8 +104,10 @@ def _rename(admin: psycopg.Connection, old: str, new: str) -> None:
         while True:
             _terminate(admin, old)
             try:
-                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(old), sql.Identifier(new)))
+                with admin.transaction():  # renamed and open again, or neither
+                    admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(old), sql.Identifier(new)))
+                    _allow(admin, new, True)
                 break
             except errors.ObjectInUse:
                 if time.monotonic() > deadline:
@@ -109,7 +119,6 @@ def _rename(admin: psycopg.Connection, old: str, new: str) -> None:
         except psycopg.Error:
             pass  # the server went away: the rename's own error says more
         raise
-    _allow(admin, new, True)
 
 
 def _allow(admin: psycopg.Connection, db: str, allowed: bool) -> None:

@@ -180,6 +180,11 @@ def _refused(name: str, details: str) -> Issue:
     """The server runs and answers, but turns down the spec's credentials or database. No
     restart changes that, and a recreate would put the last backup in place of newer data:
     reported only."""
+    if "not currently accepting connections" in details:
+        return Issue(name, Severity.CRITICAL, "database closed", details,
+                     "a database refuses connections (ALTER DATABASE … ALLOW_CONNECTIONS false), as a "
+                     "restore killed halfway leaves it: run `reconcile restore` again, which reopens it, or "
+                     "reopen it by hand (ALTER DATABASE name ALLOW_CONNECTIONS true)", REFUSED_RULE)
     if "does not exist" in details and "database" in details:
         return Issue(name, Severity.CRITICAL, "database missing", details,
                      "the server lacks a database the spec names (backup.databases, POSTGRES_DB): "

@@ -68,3 +68,51 @@ def test_recover_undoes_a_swap_killed_between_its_renames(admin):
     make(target, conn, pgswap.retired_name("shop"), "older")  # killed after the new one was in place
     pgswap.recover(conn, "shop")
     assert mark(target) == "old" and names(conn) == {"shop"}
+
+
+def test_a_rename_leaves_the_live_name_open_whatever_happens_after_it(admin, monkeypatch):
+    """Renamed and reopened in one transaction: a kill right after the rename (simulated by
+    the next statement failing) cannot leave the live database refusing connections."""
+    target, conn = admin
+    make(target, conn, pgswap.staging_name("shop"), "new")
+    real_drop = pgswap.drop_database
+    calls = []
+
+    def killed_after_the_rename(admin_conn, name):
+        calls.append(name)
+        if len(calls) > 1:  # the first drops a leftover retired copy; the next follows the rename
+            raise KeyboardInterrupt
+        real_drop(admin_conn, name)
+
+    make(target, conn, "shop", "old")
+    monkeypatch.setattr(pgswap, "drop_database", killed_after_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        pgswap.swap(conn, "shop")
+    assert not pgswap.closed(conn, "shop") and mark(target) == "new"
+
+
+def test_recover_reopens_a_database_a_killed_swap_had_closed(admin):
+    target, conn = admin
+    make(target, conn, "shop", "live")
+    conn.execute('ALTER DATABASE "shop" ALLOW_CONNECTIONS false')  # killed before its rename
+    assert pgswap.closed(conn, "shop")
+    pgswap.recover(conn, "shop")
+    assert not pgswap.closed(conn, "shop") and mark(target) == "live"
+
+
+def test_a_closed_database_is_refused_by_the_probe_not_unreachable(running):  # noqa: F811
+    """What a killed swap can leave is a running server to leave alone (heal never restarts or
+    recreates it), not a broken one."""
+    from reconciler.engines.base import ProbeStatus
+
+    target, engine = running
+    with connect(target, "postgres") as conn:
+        conn.execute('DROP DATABASE IF EXISTS "shop" WITH (FORCE)')
+        conn.execute('CREATE DATABASE "shop"')
+        conn.execute('ALTER DATABASE "shop" ALLOW_CONNECTIONS false')
+        try:
+            result = engine.probe(target)
+        finally:
+            conn.execute('ALTER DATABASE "shop" ALLOW_CONNECTIONS true')
+    assert result.status is ProbeStatus.REFUSED
+    assert "not currently accepting connections" in result.details["error"]

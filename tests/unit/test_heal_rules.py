@@ -190,6 +190,10 @@ def test_a_server_that_refuses_the_credentials_is_reported_never_restarted_or_re
     missing = probe_issues([], {"db": ("refused", 'error FATAL: database "shop" does not exist')})
     assert [(i.rule, i.issue) for i in missing] == [(REFUSED_RULE, "database missing")]
     assert "reconcile restore" in plan_fixes(missing)[0].note
+    closed = probe_issues([], {"db": ("refused", 'error FATAL: database "shop" is not currently accepting '
+                                                 'connections')})
+    assert [(i.rule, i.issue) for i in closed] == [(REFUSED_RULE, "database closed")]
+    assert "ALLOW_CONNECTIONS true" in plan_fixes(closed)[0].note
 
 
 def _result(result: Result, severity: Severity) -> IssueResult:
