@@ -13,15 +13,18 @@ from __future__ import annotations
 from reconciler import dockerio
 from reconciler.apply import gate
 from reconciler.apply.context import ApplyRun, Swap
+from reconciler.apply.signals import finishing
 from reconciler.errors import ApplyError, CriticalError, ReconcileError
 
 
 def rollback(run: ApplyRun, swap: Swap, action_id: str, error: BaseException) -> ApplyError:
     """Undo ``swap``; returns the error to raise (``CriticalError`` if the undo failed)."""
-    reason = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else \
+        getattr(error, "message", None) or f"{type(error).__name__}: {error}"
     run.record("rollback-begin", service=swap.service, reason=reason, swap=swap.as_dict())
     try:
-        _undo(run, swap, action_id)
+        with finishing("the rollback"):
+            _undo(run, swap, action_id)
     except (ReconcileError, OSError) as exc:
         detail = getattr(exc, "message", None) or str(exc)
         run.record("rollback-end", service=swap.service, status="failed", error=detail)
@@ -32,7 +35,8 @@ def rollback(run: ApplyRun, swap: Swap, action_id: str, error: BaseException) ->
     kept = " on its old data" if swap.old_id else ""
     return ApplyError(f"{reason}; rolled back: {swap.canonical} runs as before{kept}",
                       ref="apply.rolled-back",
-                      hint="nothing was lost; fix the cause shown above and run apply again")
+                      hint="nothing was lost; run apply again" if reason == "interrupted"
+                      else "nothing was lost; fix the cause shown above and run apply again")
 
 
 def _undo(run: ApplyRun, swap: Swap, action_id: str) -> None:

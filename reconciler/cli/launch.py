@@ -47,7 +47,10 @@ def main() -> None:
         from reconciler.observe import prefetch
 
         prefetch.start(spec.resolve(), containers_only=command != "plan")
+    from reconciler.apply.signals import stop_on_sigterm
     from reconciler.cli.app import main as run
+
+    stop_on_sigterm()
 
     try:
         run(command)

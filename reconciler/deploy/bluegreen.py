@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from reconciler import dockerio
 from reconciler.apply import builders, gate, volumes
 from reconciler.apply.context import ApplyRun
+from reconciler.apply.signals import finishing
 from reconciler.deploy import proxy, rules
 from reconciler.errors import ApplyError, CriticalError, EngineError, ReconcileError
 from reconciler.observe.collect import container_from
@@ -231,11 +232,13 @@ def _set_restart(run: ApplyRun, container: str, policy: str) -> None:
 
 def undo(run: ApplyRun, rollout: Rollout, action_id: str, error: BaseException) -> ApplyError:
     """Put everything back as it was; ``CriticalError`` (exit 3) if that fails too."""
-    reason = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) else \
+        getattr(error, "message", None) or f"{type(error).__name__}: {error}"
     run.record("rollback-begin", service=rollout.service, reason=reason, rollout=rollout.as_dict())
     moved = rollout.switched
     try:
-        _undo(run, rollout, action_id)
+        with finishing("the rollback"):
+            _undo(run, rollout, action_id)
     except (ReconcileError, OSError) as exc:
         detail = getattr(exc, "message", None) or str(exc)
         run.record("rollback-end", service=rollout.service, status="failed", error=detail)
@@ -245,7 +248,9 @@ def undo(run: ApplyRun, rollout: Rollout, action_id: str, error: BaseException) 
     run.record("rollback-end", service=rollout.service, status="ok")
     traffic = "traffic was switched back to it" if moved else "traffic never moved"
     return ApplyError(f"{reason}; rolled back: {rollout.canonical} still serves ({traffic})",
-                      ref="apply.rolled-back", hint="nothing was lost; fix the cause shown above and try again")
+                      ref="apply.rolled-back",
+                      hint="nothing was lost; run apply again" if reason == "interrupted"
+                      else "nothing was lost; fix the cause shown above and try again")
 
 
 def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> None:

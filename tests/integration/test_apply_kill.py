@@ -81,3 +81,37 @@ def test_the_kill_points_cover_the_whole_recreate(client, project, tmp_path):
     assert result.returncode == 0, show(result)
     lines = progress(journal_events(state, before))
     assert len(lines) == KILL_POINTS, [(e.get("action"), e.get("message")) for e in lines]
+
+
+WAIT_HEALTHY = 8  # progress line "wait until postgres is healthy" of the 15 → 17 recreate
+
+
+def test_sigterm_during_a_recreate_rolls_back_like_ctrl_c(client, project, tmp_path):
+    """systemd's stop, a cancelled CI job, `timeout`: SIGTERM. The swap is undone and the old
+    server runs on its old data, as after Ctrl-C; never left stopped beside a candidate."""
+    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
+    assert apply(spec, env).returncode == 0
+    name = f"{project}-postgres"
+    rows = seed_rows(client, name, rows=500)
+    old = containers(client, project)[name]["Id"]
+    state = tmp_path / "state"
+    before = set((state / "journal").glob("*.jsonl"))
+    process = spawn_apply(spec, {**env, "LAB_PG_VERSION": "17"}, hold_after=WAIT_HEALTHY)
+    try:
+        assert wait_for(lambda: len(progress(journal_events(state, before))) > WAIT_HEALTHY)
+        held = progress(journal_events(state, before))[WAIT_HEALTHY]
+        assert held.get("message", "").startswith("wait until postgres is healthy"), held
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2
+    events = journal_events(state, before)
+    [begin] = [e for e in events if e["event"] == "rollback-begin"]
+    [end] = [e for e in events if e["event"] == "rollback-end"]
+    assert begin["reason"] == "interrupted" and end["status"] == "ok", events[-3:]
+    now = containers(client, project)
+    assert list(now) == [name] and now[name]["Id"] == old and now[name]["State"]["Running"]
+    assert psql(client, name, "show server_version_num").startswith("15")
+    assert checksum(client, name) == rows
