@@ -21,7 +21,7 @@ from reconciler.engines.compress import CompressingWriter, compressed_name
 from reconciler.errors import BackupError, ReconcileError, StorageError
 from reconciler.session import Session
 from reconciler.spec.models import BACKUPABLE_KINDS
-from reconciler.storage.base import data_key
+from reconciler.storage.base import S3_TIMEOUT_REF, data_key
 
 Progress = Callable[[str], None]
 
@@ -161,7 +161,9 @@ def _abort_stale_uploads(store, progress: Progress) -> None:
     store that refuses the listing is no reason to fail this backup's copy)."""
     try:
         aborted = store.abort_stale_uploads()
-    except ReconcileError:
+    except ReconcileError as exc:
+        if exc.ref == S3_TIMEOUT_REF:  # a server that does not answer would not take the copy either
+            raise
         return
     if aborted:
         progress(f"aborted {len(aborted)} unfinished S3 uploads of interrupted backups")

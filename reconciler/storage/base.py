@@ -21,6 +21,7 @@ from reconciler.errors import StorageError
 
 METADATA_FOLDER = "metadata"
 PARTIAL_MARKER = ".partial-"
+S3_TIMEOUT_REF = "storage.s3-timeout"  # an S3 server that took the connection and never answered
 """Temporary files are named ``.<name>.partial-<random>``: never a valid key, never listed."""
 
 _CHUNK = 1024 * 1024

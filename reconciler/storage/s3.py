@@ -48,6 +48,10 @@ from reconciler.storage.s3errors import (
 MIB = 1024 * 1024
 MAX_PARTS = 10_000
 STALE_UPLOAD_AGE = 24 * 3600  # a multipart upload older than this is abandoned
+CONNECT_TIMEOUT = 5
+# Per socket read, each of botocore's 3 attempts; a server that stops answering fails a call
+# in about 1.5 minutes (ours do not retry a timeout: botocore did).
+READ_TIMEOUT = 30
 META_SHA256 = "sha256"
 T = TypeVar("T")
 
@@ -76,8 +80,8 @@ def client_config(settings: spec.S3Store) -> Config:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=60,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
     )
 
 

@@ -19,6 +19,7 @@ from botocore.exceptions import (
     ClientError,
     HTTPClientError,
     IncompleteReadError,
+    ReadTimeoutError,
     SSLError,
 )
 from botocore.exceptions import (
@@ -27,6 +28,7 @@ from botocore.exceptions import (
 
 from reconciler.errors import StorageError
 from reconciler.spec.models import endpoint_problem
+from reconciler.storage.base import S3_TIMEOUT_REF
 
 ACCESS_KEY_ENV = "S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "S3_SECRET_ACCESS_KEY"
@@ -102,6 +104,8 @@ def is_transient(exc: BaseException) -> bool:
     exc = unwrap(exc)
     if isinstance(exc, SSLError):
         return False  # a certificate problem does not fix itself in a second
+    if isinstance(exc, ReadTimeoutError):
+        return False  # botocore waited out each of its own attempts already: a stuck server
     if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
         return True
     if isinstance(exc, ClientError):
@@ -129,6 +133,10 @@ def translate(exc: BaseException, action: str, target: str, ctx: S3Context) -> S
     if isinstance(real, SSLError):
         return StorageError(f"TLS error talking to {where} while trying to {action} {target}",
                             hint="check S3_ENDPOINT (http vs https) and the server's certificate")
+    if isinstance(real, ReadTimeoutError):
+        return StorageError(f"{where} did not answer in time to {action} {target}",
+                            ref=S3_TIMEOUT_REF, hint="it takes connections but does not reply: check that the "
+                                                  "server is not stuck or overloaded")
     if isinstance(real, BotoConnectionError):
         return StorageError(f"cannot reach {where} to {action} {target}",
                             hint="check S3_ENDPOINT and network (DNS, firewall, proxy)")

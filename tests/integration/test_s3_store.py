@@ -29,7 +29,7 @@ from reconciler.storage.base import (
 )
 from reconciler.storage.local import LocalStore
 from reconciler.storage.prune import prune_store
-from reconciler.storage.s3 import MAX_PARTS, MIB, S3Store, part_size_bytes
+from reconciler.storage.s3 import MAX_PARTS, MIB, RetryPolicy, S3Store, part_size_bytes
 from tests.conftest_s3 import FAST_RETRY, TEST_ACCESS_KEY, TEST_SECRET_KEY, closed_port
 
 KEY = "postgres/postgres-2026-11-28-020000.sql.zst"
@@ -198,6 +198,33 @@ def test_unreachable_endpoint_fails_fast_with_a_hint(tmp_path):
         assert_no_secrets(full_error_text(caught.value))
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_a_server_that_never_answers_fails_in_bounded_time_without_our_retries(tmp_path, monkeypatch):
+    """A stuck S3 (it takes the connection, then nothing) held a backup for over 11 minutes:
+    botocore's attempts each waited out the read timeout, inside our own retries."""
+    import socket
+    import threading
+
+    from reconciler.backup import run as backup_run
+    from reconciler.storage import s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "READ_TIMEOUT", 0.3)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    threading.Thread(target=lambda: [accepted.append(listener.accept()) for _ in range(16)], daemon=True).start()
+    settings = S3Settings(enabled=True, endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}", bucket="b-1")
+    store = S3Store(settings, TEST_ACCESS_KEY, TEST_SECRET_KEY, retry=RetryPolicy(attempts=3, wait_initial=0.01))
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="did not answer in time") as caught:
+        store.abort_stale_uploads()
+    assert caught.value.ref == "storage.s3-timeout" and "stuck" in caught.value.hint
+    assert time.monotonic() - started < 5 and len(accepted) <= 4  # botocore's attempts, not 3 times those
+    with pytest.raises(StorageError, match="did not answer"):  # the copy is not attempted after it
+        backup_run._abort_stale_uploads(store, lambda _: None)
+    listener.close()
 
 
 @pytest.mark.s3
