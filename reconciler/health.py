@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 
+from reconciler.backup import restoring
 from reconciler.errors import EngineError, ReconcileError
 from reconciler.session import Session
 from reconciler.spec.models import Kind
@@ -49,6 +50,11 @@ def check_service(session: Session, name: str, container: str | None = None,
     state = doc.get("State") or {}
     facts = {"container": doc.get("Name", "").lstrip("/"), "state": state.get("Status"),
              "restarts": doc.get("RestartCount", 0)}
+    # the live container (not a candidate apply waits for) of a service whose in-place restore stopped
+    if container is None and (record := restoring.interrupted(session.loaded.state_dir(), name)) is not None:
+        return ServiceHealth(name, restoring.RULE, Level.CRITICAL, {
+            **facts, "error": "a restore of it stopped halfway: its data is partial",
+            "backup_id": record.get("backup_id"), "restore_started": record.get("started")})
     if not state.get("Running") or state.get("Restarting"):
         facts |= {"exit_code": state.get("ExitCode"), "oom_killed": state.get("OOMKilled", False)}
         return ServiceHealth(name, "stopped" if not state.get("Restarting") else "restarting",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from reconciler.errors import EngineError, ReconcileError
 from reconciler.spec.load import LoadedSpec
+from reconciler.spec.models import Kind
 from reconciler.spec.normalise import container_name
 
 
@@ -90,7 +91,9 @@ class Session:
         if doc is None:
             raise ReconcileError(f"service {service} has no container ({name})", ref="service.missing",
                                  hint="run `reconcile apply` to create it")
-        if not (doc.get("State") or {}).get("Running"):
+        # a generic service's data is its volumes, reached through a helper container: its own
+        # may be stopped (and stays so), as an interrupted volume restore leaves it
+        if not (doc.get("State") or {}).get("Running") and self.spec.services[service].kind is not Kind.GENERIC:
             raise ReconcileError(f"service {service}'s container {name} is not running",
                                  ref="service.stopped", hint=f"start it: docker start {name}")
         return make_target(service, self.spec.services[service], doc["Id"], container_ip(doc),

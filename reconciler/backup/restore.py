@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from reconciler.backup import metadata
+from reconciler.backup import metadata, restoring
 from reconciler.backup.meter import NO_METER, CountingReader, Meter, Task
 from reconciler.engines.base import BackupStats, RestoreStats
 from reconciler.engines.compress import DecompressingReader
@@ -266,7 +266,7 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
         try:
             with meter.task(f"restoring {pick.service}", path.stat().st_size) as task:
                 run.results[pick.service] = _restore_one(session, pick.service, pick.entry, path,
-                                                         containers.get(pick.service), task)
+                                                         containers.get(pick.service), task, pick.backup_id)
         except ReconcileError as exc:
             if not run.results:
                 raise
@@ -281,9 +281,13 @@ def newest_id(picks: list[Pick]) -> str:
 
 
 def _restore_one(session: Session, service: str, entry: dict, path: Path, container: str | None,
-                 task: Task) -> RestoreStats:
+                 task: Task, backup_id: str = "") -> RestoreStats:
     target = session.target(service, container)
     stats = BackupStats.from_dict(entry["stats"])
+    # the live container's data replaced in place (not apply's fresh candidate): recorded
+    # until done, so one that stops halfway is known for what it is (``restoring``)
+    record = restoring.begin(session.state_dir(), service, backup_id) \
+        if container is None and stats.kind in restoring.IN_PLACE else None
     with path.open("rb") as raw:
         reader = DecompressingReader(CountingReader(raw, task), Compression(entry["compression"]),
                                      entry["checksum"])
@@ -297,4 +301,6 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
     if result.verify is not None and not result.verify.ok:
         raise RestoreError(f"{service} restored but does not match the backup: {result.verify.summary()}",
                            ref="restore.verify", hint="the backup may be incomplete; try an older one")
+    if record is not None:
+        restoring.end(record)
     return result

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.backup import restoring
 from reconciler.errors import ReconcileError
 from reconciler.health import Level, ServiceHealth, check_service
 from reconciler.operate import heal_rules, rules, usage
@@ -58,7 +59,7 @@ def run(session: Session, services: list[str] | None = None, *, with_usage: bool
     check_services(session, services)
     state_dir = session.loaded.state_dir()
     facts, live = collect(session, services, load_memory(state_dir))
-    found = rules.diagnose(facts)
+    found = sort_issues(rules.diagnose(facts) + interrupted_restores(state_dir, [s.name for s in facts.services]))
     if deep and facts.host.engine_reachable:
         failing = probes if probes is not None else deep_health(session, facts)
         found = sort_issues(found + heal_rules.probe_issues(
@@ -67,6 +68,18 @@ def run(session: Session, services: list[str] | None = None, *, with_usage: bool
     if remember and facts.host.engine_reachable:
         save_memory(session.state_dir(), facts)
     return Diagnosis(facts, found, measured)
+
+
+def interrupted_restores(state_dir: Path, services: list[str]) -> list[Issue]:
+    """A restore that replaced a service's data in place and stopped halfway (``restoring``):
+    critical, and a cause heal never starts, restarts or recreates past."""
+    issues = []
+    for name in services:
+        if (record := restoring.interrupted(state_dir, name)) is not None:
+            issues.append(Issue(name, Severity.CRITICAL, "restore interrupted",
+                                f"the restore of backup {record.get('backup_id')} started {record.get('started')} "
+                                "did not finish: the data is partial", restoring.advice(name, record), restoring.RULE))
+    return issues
 
 
 def deep_health(session: Session, facts: Facts) -> dict:

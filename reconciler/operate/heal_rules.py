@@ -28,6 +28,7 @@ from reconciler.spec.normalise import network_name, role_from_name
 
 PROBE_RULE = "probe-failing"
 REFUSED_RULE = "credentials-refused"
+RESTORE_RULE = "restore-interrupted"  # reconciler.backup.restoring.RULE
 
 
 class FixKind(StrEnum):
@@ -68,7 +69,7 @@ STRENGTH = (FixKind.START, FixKind.RESTART, FixKind.RECREATE, FixKind.RECREATE_N
 back to a recreate, so it answers every other issue of the same service."""
 
 BLOCKING_RULES = frozenset({"port-conflict", "oom-killed", "config-error", "volume-full",
-                            "mount-missing", "mount-not-writable", REFUSED_RULE})
+                            "mount-missing", "mount-not-writable", REFUSED_RULE, RESTORE_RULE})
 """Critical causes that no start or recreate can get past: they block a service's fixes."""
 
 _ADVICE = {
@@ -77,6 +78,7 @@ _ADVICE = {
     "disk-space": "disk: heal never deletes data to make room; {fix}",
     "config-error": "configuration: the fix is in the spec or its files, not in a restart; {fix}",
     REFUSED_RULE: "heal never restarts or recreates a running server for what it turns down; {fix}",
+    RESTORE_RULE: "heal never starts, restarts or recreates a service whose data a restore left partial; {fix}",
     "restart-loop": "it restarted, but runs now; if it goes on: {fix}",
 }
 

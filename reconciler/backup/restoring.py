@@ -1,0 +1,61 @@
+"""Restores that replace live data in place, recorded while they run.
+
+A cache restore flushes the server first and a volume restore wipes the folders first: one
+that stops halfway (killed, the machine lost, an error) leaves the live data partial, and
+nothing about the container says so. ``begin`` writes ``<state_dir>/restoring/<service>.json``
+(who runs it, from which backup) before the live data is touched, ``end`` removes it once the
+restore is done and verified. A record whose process is gone is an interrupted restore:
+``health`` calls the service critical and ``diagnose``/``heal`` report it and start, restart
+or recreate nothing until a restore of it succeeds. A PostgreSQL restore needs none: it loads
+a staging database and swaps it in whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.owner import gone, owner
+from reconciler.spec.models import Kind
+
+FOLDER = "restoring"
+IN_PLACE = frozenset({Kind.REDIS, Kind.GENERIC})
+RULE = "restore-interrupted"
+
+
+def begin(state_dir: Path, service: str, backup_id: str) -> Path:
+    folder = state_dir / FOLDER
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{service}.json"
+    record = {"owner": owner(), "backup_id": backup_id,
+              "started": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(record, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def end(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def interrupted(state_dir: Path, service: str) -> dict | None:
+    """The record of ``service``'s restore if it stopped before finishing (its process is
+    gone, or cannot be asked: another host or pid namespace); None when there is none or it
+    is still running."""
+    try:
+        record = json.loads((state_dir / FOLDER / f"{service}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or gone(record.get("owner") or {}) is False:
+        return None
+    return record
+
+
+def advice(service: str, record: dict) -> str:
+    return (f"run `reconcile restore {record.get('backup_id') or 'latest'} {service} --yes` again; "
+            "until a restore of it succeeds its data is partial")

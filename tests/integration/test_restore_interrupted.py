@@ -1,0 +1,79 @@
+"""A restore that replaces a volume in place and stops halfway leaves partial data that the
+container does not show: health, diagnose and heal must say so (and heal must not start the
+service on it) until a restore of it succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import materialise
+
+pytestmark = pytest.mark.engine
+
+SPEC = """\
+version: 1
+project: {project}
+state_dir: ./state
+volumes: { data: {} }
+services:
+  files:
+    kind: generic
+    image: reconcile-lab/nginx:latest
+    volumes: ["data:/srv/data"]
+    stateful: true
+backup:
+  local: { path: ./backups }
+"""
+# The restore is cut off right after it recorded itself, where a kill -9 in the middle of the
+# wipe or the unpack would leave it: the record of a process that is gone.
+KILLED_IN_THE_MIDDLE = """
+import os, sys
+from reconciler.engines import volume
+volume.VolumeEngine.restore = lambda *args, **kwargs: os._exit(9)
+from reconciler.cli.launch import main
+sys.argv[0] = "reconcile"
+main()
+"""
+
+
+def cli(loaded, *args: str, script: str | None = None) -> subprocess.CompletedProcess:
+    head = ["-c", script] if script else ["-m", "reconciler"]
+    return subprocess.run([sys.executable, *head, "-f", str(loaded.file), *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_an_interrupted_restore_is_reported_until_a_restore_succeeds(client, write_spec):
+    loaded = write_spec(SPEC)
+    container = materialise(client, loaded)["files"]
+    backup = cli(loaded, "backup", "--json")
+    assert backup.returncode == 0, backup.stderr
+    backup_id = json.loads(backup.stdout)["backup_id"]
+
+    killed = cli(loaded, "restore", backup_id, "files", "--yes", script=KILLED_IN_THE_MIDDLE)
+    assert killed.returncode == 9
+    client.api.stop(container, timeout=1)  # as the volume restore leaves it, mid-way
+
+    health = cli(loaded, "health", "--json")
+    assert health.returncode == 2
+    assert json.loads(health.stdout)["services"]["files"]["status"] == "restore-interrupted"
+    diagnosis = cli(loaded, "diagnose", "--json")
+    assert diagnosis.returncode == 2
+    [issue] = [i for i in json.loads(diagnosis.stdout)["issues"] if i["service"] == "files"
+               and i["severity"] == "critical" and "restore" in i["issue"]]
+    assert f"reconcile restore {backup_id} files --yes" in issue["suggested_fix"]
+    heal = cli(loaded, "heal")
+    assert heal.returncode == 2, heal.stdout + heal.stderr
+    assert not client.api.inspect_container(container)["State"]["Running"]  # never started on it
+
+    again = cli(loaded, "restore", backup_id, "files", "--yes")  # its container may stay stopped
+    assert again.returncode == 0, again.stderr
+    assert not list((loaded.file.parent / "state" / "restoring").iterdir())
+    assert json.loads(cli(loaded, "health", "--json").stdout)["services"]["files"]["status"] == "stopped"
+    healed = cli(loaded, "heal")  # a plain stopped service now: heal starts it
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert cli(loaded, "health").returncode == 0
