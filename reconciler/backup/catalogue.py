@@ -120,14 +120,16 @@ def check_files(session: Session) -> FileCheck:
 
 
 def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]]) -> list[dict]:
-    """Data files that no store's metadata names (a file named in one store's metadata is
-    found through it), leaving out local files of a backup still being taken."""
+    """Data files no metadata names. A local file named by S3's metadata is found through it
+    (a restore looks for the local copy first); an S3 object only by S3's, or by a local record
+    of a copy still under way (``s3: pending``): one whose copy failed midway is in no
+    restore's reach from S3 and no S3 prune's. Local files of a backup being taken are left out."""
     from reconciler.storage.leftovers import claimed_ids, of_backup
-    from reconciler.storage.prune import BackupRecord
 
-    named = {entry["key"] for _, _, docs in listed for doc in docs for entry in doc["services"].values()}
-    named |= {key for _, _, docs in listed for doc in docs  # files the next prune deletes
-              for key in BackupRecord.from_metadata(doc).pruned.values()}
+    by_store = {name: docs for name, _, docs in listed}
+    every = [doc for docs in by_store.values() for doc in docs]
+    uploading = [doc for doc in by_store.get("local", []) if (doc.get("storage") or {}).get("s3") == "pending"]
+    named = {"local": _keys(every), "s3": _keys(by_store.get("s3", []) + uploading)}
     running = claimed_ids(session.local.root)
     found = []
     for name, store, _ in listed:
@@ -136,9 +138,17 @@ def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]]) 
         except ReconcileError:
             continue
         found += [{"store": name, "key": key} for key in keys
-                  if not key.startswith("metadata/") and key not in named
+                  if not key.startswith("metadata/") and key not in named[name]
                   and not (name == "local" and of_backup(key.rsplit("/", 1)[-1], running))]
     return found
+
+
+def _keys(docs: list[dict]) -> set[str]:
+    """The keys ``docs`` name: their services', and those the next prune deletes."""
+    from reconciler.storage.prune import BackupRecord
+
+    return {entry["key"] for doc in docs for entry in doc["services"].values()} | \
+        {key for doc in docs for key in BackupRecord.from_metadata(doc).pruned.values()}
 
 
 def _check(session: Session, name: str, store, entry: dict) -> str | None:

@@ -144,3 +144,19 @@ def test_a_file_retention_marked_for_deletion_is_not_called_unrecorded(spec):  #
     session = SimpleNamespace(local=store, spec=SimpleNamespace(backup=SimpleNamespace(
         s3=SimpleNamespace(enabled=False))))
     assert catalogue.check_files(session).unrecorded == []
+
+
+def test_an_s3_object_whose_copy_failed_midway_is_called_unrecorded_there(spec):  # noqa: F811
+    """The object landed, the S3 metadata never did: no restore from S3 and no S3 prune
+    reaches it. While the local record says the copy is under way, it is not called so."""
+    local = LocalStore(spec.parent / "backups")
+    remote = LocalStore(spec.parent / "bucket")
+    key = "postgres/postgres-2026-11-03-020000.sql.zst"
+    remote.write_bytes(key, local.read_bytes(key))
+    record = "metadata/backup-2026-11-03-020000.json"
+    doc = json.loads(local.read_bytes(record))
+    session = SimpleNamespace(local=local, s3=remote, spec=SimpleNamespace(backup=SimpleNamespace(
+        s3=SimpleNamespace(enabled=True))))
+    for state, expected in (("failed", [{"store": "s3", "key": key}]), ("pending", [])):
+        local.write_bytes(record, json.dumps({**doc, "storage": {"local": "ok", "s3": state}}).encode())
+        assert [u for u in catalogue.check_files(session).unrecorded if u["store"] == "s3"] == expected
