@@ -214,7 +214,15 @@ def test_a_server_that_never_answers_fails_in_bounded_time_without_our_retries(t
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     accepted = []
-    threading.Thread(target=lambda: [accepted.append(listener.accept()) for _ in range(16)], daemon=True).start()
+
+    def take_and_say_nothing() -> None:
+        try:
+            while True:
+                accepted.append(listener.accept()[0])
+        except OSError:  # the listener is closed: the test is over
+            return
+
+    threading.Thread(target=take_and_say_nothing, daemon=True).start()
     settings = S3Settings(enabled=True, endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}", bucket="b-1")
     store = S3Store(settings, TEST_ACCESS_KEY, TEST_SECRET_KEY, retry=RetryPolicy(attempts=3, wait_initial=0.01))
     started = time.monotonic()
@@ -225,6 +233,8 @@ def test_a_server_that_never_answers_fails_in_bounded_time_without_our_retries(t
     with pytest.raises(StorageError, match="did not answer"):  # the copy is not attempted after it
         backup_run._abort_stale_uploads(store, lambda _: None)
     listener.close()
+    for connection in accepted:
+        connection.close()
 
 
 @pytest.mark.s3
