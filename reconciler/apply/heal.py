@@ -15,6 +15,9 @@ starts and networks heal already did (``without_done``), or plans again with ``u
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from reconciler.backup import restoring
 from reconciler.health import Level, ServiceHealth, check_service
 from reconciler.observe.models import Observed, Role, State
 from reconciler.plan import leftovers
@@ -88,8 +91,13 @@ def heal_unhealthy(run, sick: dict[str, ServiceHealth]):
     healed = heal_in_place(run.session, critical,
                            lambda service, message: run.record("heal", service=service, message=message))
     starting = {a.resource for a in run.plan.actions if a.kind is ActionKind.START}
+    # a service whose in-place restore stopped halfway is not started on what it left
+    partial = {name for name in starting if restoring.interrupted(run.session.loaded.state_dir(), name)}
+    if partial:
+        run.plan = replace(run.plan, actions=tuple(a for a in run.plan.actions
+                                                   if not (a.kind is ActionKind.START and a.resource in partial)))
     for service, report in healed.reports:
-        if service not in starting:
+        if service not in starting or service in partial:
             run.warn(report)
     return healed
 

@@ -68,6 +68,9 @@ def test_an_interrupted_restore_is_reported_until_a_restore_succeeds(client, wri
     assert f"reconcile restore {backup_id} files --yes" in issue["suggested_fix"]
     heal = cli(loaded, "heal")
     assert heal.returncode == 2, heal.stdout + heal.stderr
+    applied = cli(loaded, "apply", "--auto-approve")  # its plan starts the stopped container
+    assert applied.returncode == 1 and f"reconcile restore {backup_id} files --yes" in applied.stdout, \
+        applied.stdout + applied.stderr
     assert not client.api.inspect_container(container)["State"]["Running"]  # never started on it
 
     again = cli(loaded, "restore", backup_id, "files", "--yes")  # its container may stay stopped
