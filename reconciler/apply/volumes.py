@@ -18,7 +18,6 @@ disk), else ``<bind>.<token>`` beside it; either is created 0700.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from reconciler.apply import builders
 from reconciler.observe.models import ObservedMount
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.normalise import LABEL_VOLUME, generation_name, volume_name, volume_of
+from reconciler.storage.files import atomic_write
 
 RECORD = "volumes.json"  # in the state dir: {logical volume: engine volume holding its data}
 
@@ -51,14 +51,8 @@ def record_current(state_dir: Path, generations: Mapping[str, str]) -> None:
     if not generations:
         return
     current = {**recorded(state_dir), **generations}
-    path = state_dir / RECORD
-    temporary = path.with_name(f".{RECORD}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(current, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with atomic_write(state_dir / RECORD) as handle:
+        handle.write(json.dumps(current, indent=2, sort_keys=True).encode())
 
 
 def recorded(state_dir: Path) -> dict[str, str]:

@@ -13,12 +13,12 @@ a staging database and swaps it in whole.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.owner import gone, owner
 from reconciler.spec.models import Kind
+from reconciler.storage.files import atomic_write
 
 FOLDER = "restoring"
 IN_PLACE = frozenset({Kind.REDIS, Kind.GENERIC})
@@ -31,11 +31,8 @@ def begin(state_dir: Path, service: str, backup_id: str) -> Path:
     path = folder / f"{service}.json"
     record = {"owner": owner(), "backup_id": backup_id,
               "started": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(record, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with atomic_write(path) as handle:  # whole or absent: a torn record would read as none
+        handle.write(json.dumps(record).encode())
     return path
 
 

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from reconciler.backup import restoring
 from reconciler.observe.models import Observed, Role
 from reconciler.operate.facts import Facts
 from reconciler.operate.issues import ENGINE, HOST, Issue, Severity
@@ -28,7 +29,7 @@ from reconciler.spec.normalise import network_name, role_from_name
 
 PROBE_RULE = "probe-failing"
 REFUSED_RULE = "credentials-refused"
-RESTORE_RULE = "restore-interrupted"  # reconciler.backup.restoring.RULE
+RESTORE_RULE = restoring.RULE
 
 
 class FixKind(StrEnum):
