@@ -19,7 +19,7 @@ from reconciler.engines.base import BackupStats, RestoreStats
 from reconciler.engines.compress import DecompressingReader
 from reconciler.errors import ReconcileError, RestoreError, StorageError
 from reconciler.session import Session
-from reconciler.spec.models import Compression
+from reconciler.spec.models import Compression, Kind
 from reconciler.storage.prune import PRUNED
 
 Progress = Callable[[str], None]
@@ -286,7 +286,7 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
     stats = BackupStats.from_dict(entry["stats"])
     # the live container's data replaced in place (not apply's fresh candidate): recorded
     # until done, so one that stops halfway is known for what it is (``restoring``)
-    record = restoring.begin(session.state_dir(), service, backup_id) \
+    record = restoring.begin(session.state_dir(), service, backup_id, _running(session, target)) \
         if container is None and stats.kind in restoring.IN_PLACE else None
     with path.open("rb") as raw:
         reader = DecompressingReader(CountingReader(raw, task), Compression(entry["compression"]),
@@ -301,6 +301,17 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
     if result.verify is not None and not result.verify.ok:
         raise RestoreError(f"{service} restored but does not match the backup: {result.verify.summary()}",
                            ref="restore.verify", hint="the backup may be incomplete; try an older one")
-    if record is not None:
-        restoring.end(record)
+    if record is not None and restoring.end(record) and not _running(session, target):
+        from reconciler import dockerio  # an earlier attempt left it stopped on partial data
+
+        dockerio.start(session.client, target.container_id)
     return result
+
+
+def _running(session: Session, target) -> bool:
+    """Whether the service's container runs (a cache must, to be restored at all)."""
+    if target.kind is not Kind.GENERIC:
+        return True
+    from reconciler import dockerio
+
+    return bool(dockerio.inspect_container(session.client, target.container_id)["State"].get("Running"))

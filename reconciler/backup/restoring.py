@@ -25,19 +25,30 @@ IN_PLACE = frozenset({Kind.REDIS, Kind.GENERIC})
 RULE = "restore-interrupted"
 
 
-def begin(state_dir: Path, service: str, backup_id: str) -> Path:
+def begin(state_dir: Path, service: str, backup_id: str, running: bool) -> Path:
+    """Record the restore about to replace ``service``'s data, and whether it was ``running``:
+    a restore that fails or is cut off leaves a generic service stopped, and the one that
+    finally succeeds starts it again if it ran before the first attempt."""
     folder = state_dir / FOLDER
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"{service}.json"
+    earlier = interrupted(state_dir, service) or {}
     record = {"owner": owner(), "backup_id": backup_id,
-              "started": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+              "started": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+              "was_running": bool(earlier.get("was_running")) or running}
     with atomic_write(path) as handle:  # whole or absent: a torn record would read as none
         handle.write(json.dumps(record).encode())
     return path
 
 
-def end(path: Path) -> None:
+def end(path: Path) -> bool:
+    """The restore succeeded: forget it. True when the service ran before the first attempt."""
+    try:
+        was_running = bool(json.loads(path.read_text(encoding="utf-8")).get("was_running"))
+    except (OSError, ValueError, AttributeError):
+        was_running = False
     path.unlink(missing_ok=True)
+    return was_running
 
 
 def interrupted(state_dir: Path, service: str) -> dict | None:

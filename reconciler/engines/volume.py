@@ -9,7 +9,8 @@ paths, modes and owners exactly.
 
 ``backup.stop_service`` stops the service for the moment of the copy (a consistent copy of
 files an application writes) and ALWAYS starts it again, also when archiving fails. A
-restore always stops a running service while its folders are wiped and refilled.
+restore always stops a running service while its folders are wiped and refilled, and starts
+it again only once the folders match the backup.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from reconciler.engines.tarscan import (
 from reconciler.errors import BackupError, EngineError, RestoreError
 from reconciler.spec.models import Kind
 
+# A restore that fails or is interrupted leaves the service stopped: started, it would work on
+# (and write to) a partial copy of its data; ``restoring`` keeps it from being started.
+_LEFT = "left stopped until a restore of it succeeds"
 ROOT = "0:0"  # root in the helper can read every file and open our 0600 pipe
 _WIPE = 'for d in "$@"; do rm -rf "$d"/* "$d"/.[!.]* "$d"/..?*; done'
 
@@ -100,8 +104,26 @@ class VolumeEngine(DockerBacked):
     def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
         started = time.monotonic()
         paths = list(stats.paths) or writable_paths(target)
-        with self._stopped(target, True):
-            result = self._unpack(target, paths, stream)
+        running = _state(self.client, target.container_id).get("Running", False)
+        if running:
+            dockerio.stop(self.client, target.container_id, target.service.deploy.stop_grace)
+        try:
+            report = self._refill(target, paths, stream, stats)
+        except KeyboardInterrupt as stop:
+            stop.add_note(f"{target.service_name}'s volumes were being replaced in place: they hold "
+                          f"part of the backup, and the service is {_LEFT}")
+            raise
+        except RestoreError as exc:
+            left = f"the service is {_LEFT}"
+            raise RestoreError(exc.message, ref=exc.ref, hint=f"{exc.hint}; {left}" if exc.hint else left) from None
+        if running:
+            dockerio.start(self.client, target.container_id)
+        return RestoreStats(Kind.GENERIC, raw_bytes=stats.raw_bytes,
+                            seconds=round(time.monotonic() - started, 3), verify=report)
+
+    def _refill(self, target: Target, paths: list[str], stream: BinaryIO, stats: BackupStats) -> VerifyReport:
+        """Wipe and unpack, then compare with the backup before the service can change a file."""
+        result = self._unpack(target, paths, stream)
         if result.exit_code != 0:
             raise RestoreError(f"restoring the volumes of {target.service_name} failed "
                                f"(exit {result.exit_code}): "
@@ -111,8 +133,7 @@ class VolumeEngine(DockerBacked):
         if not report.ok:
             raise RestoreError(f"the restored volumes do not match the backup: {report.summary()}",
                                ref="restore.verify", hint="restore again, or from another backup")
-        return RestoreStats(Kind.GENERIC, raw_bytes=stats.raw_bytes,
-                            seconds=round(time.monotonic() - started, 3), verify=report)
+        return report
 
     def _unpack(self, target: Target, paths: list[str], stream: BinaryIO) -> dockerio.ExecResult:
         source = _chunks(stream)
