@@ -122,3 +122,18 @@ class CriticalError(ApplyError):
 
     ref = "critical"
     exit_code = 3
+
+
+class Interrupted(ReconcileError):
+    """Ctrl-C or SIGTERM stopped a command (the CLI turns the ``KeyboardInterrupt`` into this).
+    What the stages noted on the interrupt on its way out (PEP 678 notes) says what they left,
+    so an exit 130 is never silent: "no backup was kept", "the live database is unchanged"."""
+
+    ref = "interrupted"
+    exit_code = 130
+
+    @classmethod
+    def from_stop(cls, stop: BaseException) -> Interrupted:
+        cause = "stopped by SIGTERM" if stop.args == ("SIGTERM",) else "interrupted"
+        notes = [note for note in getattr(stop, "__notes__", ()) if note]
+        return cls(f"{cause}: {'; '.join(notes)}" if notes else cause)

@@ -21,7 +21,7 @@ def stop_on_sigterm() -> None:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt("SIGTERM")  # named, so the message can say what stopped the command
 
 
 @contextmanager

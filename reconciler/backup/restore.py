@@ -255,22 +255,29 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     picks = pick_backups(session, wanted, services, source)
     run = RestoreRun(newest_id(picks))
     files = []
-    for pick in picks:
-        progress(f"checking {pick.service}'s file of backup {pick.backup_id}")
-        path, origin = fetch(session, pick, source, run.notes, meter)
-        run.sources[pick.service] = origin
-        run.backups[pick.service] = pick.backup_id
-        files.append((pick, path))
+    try:
+        for pick in picks:
+            progress(f"checking {pick.service}'s file of backup {pick.backup_id}")
+            path, origin = fetch(session, pick, source, run.notes, meter)
+            run.sources[pick.service] = origin
+            run.backups[pick.service] = pick.backup_id
+            files.append((pick, path))
+    except KeyboardInterrupt as stop:
+        stop.add_note("no live data was changed (the restore was still fetching and checking its files)")
+        raise
     for pick, path in files:
         progress(f"restoring {pick.service} from {run.sources[pick.service]} copy of {pick.entry['key']}")
         try:
             with meter.task(f"restoring {pick.service}", path.stat().st_size) as task:
                 run.results[pick.service] = _restore_one(session, pick.service, pick.entry, path,
                                                          containers.get(pick.service), task, pick.backup_id)
-        except ReconcileError as exc:
+        except (ReconcileError, KeyboardInterrupt) as exc:
             if not run.results:
                 raise
             done = ", ".join(f"{name} (from {run.backups[name]})" for name in run.results)
+            if isinstance(exc, KeyboardInterrupt):
+                exc.add_note(f"already restored: {done}")
+                raise
             raise RestoreError(f"{exc.message}; already restored before this failure: {done}",
                                ref=exc.ref, hint=exc.hint) from None
     return run

@@ -76,9 +76,11 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
                 progress(f"backing up {service}")
                 with meter.task(f"backing up {service}", expected[service]) as task:
                     entries.append(_backup_one(session, service, target, taken_at, serial, task))
-        except BaseException:
+        except BaseException as exc:
             for entry in entries:  # files of a failed run would have no metadata: never kept
                 local.delete(entry.key)
+            if isinstance(exc, KeyboardInterrupt):
+                exc.add_note("no backup was kept (the files it had begun are removed)")
             raise
         s3 = "pending" if session.spec.backup.s3.enabled else "disabled"
         doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", s3)
@@ -151,8 +153,10 @@ def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], p
                               ref="backup.s3-required", hint=exc.hint or "check the S3 settings") from None
         run.warnings.append(f"S3 copy failed (local backup {run.backup_id} is fine): {exc.message}"
                             + (f"; hint: {exc.hint}" if exc.hint else ""))
-    except KeyboardInterrupt:  # the local backup is whole: say so in its record, not "pending"
+    except KeyboardInterrupt as stop:  # the local backup is whole: say so in its record, not "pending"
         _record(session, run, entries, "failed", "interrupted during the S3 copy")
+        stop.add_note(f"backup {run.backup_id} is whole in the local folder; its S3 copy did not finish "
+                      "(recorded as failed)")
         raise
 
 

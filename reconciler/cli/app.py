@@ -22,10 +22,22 @@ typer.core.HAS_RICH = False
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from reconciler import __version__  # noqa: E402
-from reconciler.errors import ReconcileError  # noqa: E402
+from reconciler.errors import Interrupted, ReconcileError  # noqa: E402
+
+
+class _Group(typer.core.TyperGroup):
+    """Ctrl-C or SIGTERM inside a command is reported like an error, exit 130, with what the
+    command's stages noted it left (typer would exit 130 without a word)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            raise Interrupted.from_stop(stop) from None
+
 
 app = typer.Typer(
-    name="reconcile", no_args_is_help=True, add_completion=False,
+    name="reconcile", cls=_Group, no_args_is_help=True, add_completion=False,
     pretty_exceptions_enable=False, rich_markup_mode=None,
     help="Converge a Docker stack that holds data: plan, back up, apply, restore, verify.",
 )
@@ -167,6 +179,8 @@ def main(command: str | None = None) -> None:
             sys.exit(130)
         sys.stderr.write("Aborted!\n")
         sys.exit(1)
+    if code == 130:  # typer's answer to a Ctrl-C outside a command (while it parsed the line)
+        sys.stderr.write("interrupted\n")
     if isinstance(code, int) and code:
         sys.exit(code)
 

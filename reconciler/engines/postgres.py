@@ -178,6 +178,7 @@ class PostgresEngine(DockerBacked):
         reader = pgformat.SectionReader(stream)
         progress = _Progress()
         loaded: list[str] = []
+        swapped: list[str] = []
         try:
             for name, chunks in reader.parts():
                 db = name or names[0]
@@ -188,13 +189,15 @@ class PostgresEngine(DockerBacked):
                 self._load(target, db, encoding, chunks, progress)
                 loaded.append(db)
             report = self._verify_staged(target, stats, loaded)
-            self._swap_all(target, loaded)
+            self._swap_all(target, loaded, swapped)
         except pgformat.DumpFormatError as exc:
             self._drop_staging(target, names)
             raise RestoreError(f"the backup stream is malformed: {exc}", ref="restore.truncated",
                                hint="restore another backup; the current database is unchanged") from None
-        except BaseException:
+        except BaseException as exc:
             self._drop_staging(target, names)
+            if isinstance(exc, KeyboardInterrupt):
+                exc.add_note(_swap_state(target.service_name, names, swapped))
             raise
         return RestoreStats(Kind.POSTGRES, raw_bytes=progress.count,
                             tables_restored=stats.table_count, rows_restored=stats.row_count,
@@ -272,7 +275,7 @@ class PostgresEngine(DockerBacked):
                                "was; check the backup with `reconcile backups verify`")
         return report
 
-    def _swap_all(self, target: Target, loaded: list[str]) -> None:
+    def _swap_all(self, target: Target, loaded: list[str], swapped: list[str]) -> None:
         for db in loaded:
             with _restore_errors(target, f"replacing database {db}"), _admin(target, db) as admin:
                 try:
@@ -281,6 +284,7 @@ class PostgresEngine(DockerBacked):
                     raise RestoreError(f"{exc}: the restore failed while renaming the new copy into place",
                                        ref="restore.swap", hint="run the restore again (it puts "
                                        f"{exc.retired} back first), or rename it by hand") from None
+            swapped.append(db)
 
     def _drop_staging(self, target: Target, names: list[str]) -> None:
         """Best effort: a failed restore should not leave a staging copy filling the disk."""
@@ -448,6 +452,19 @@ class _BackupDriverErrors(_DriverErrors):
 def _backup_errors(target: Target, what: str) -> _DriverErrors:
     return _BackupDriverErrors(BackupError, "backup.postgres", target, what,
                                "is the server up and the password in the spec right? (reconcile health)")
+
+
+def _swap_state(service: str, names: list[str], swapped: list[str]) -> str:
+    """What an interrupted restore left: the live databases are replaced only by the swaps."""
+    if not swapped:
+        return f"{service}'s live databases are unchanged (the backup was loading into a staging copy)"
+    rest = [db for db in names if db not in swapped]
+    return (f"{service}: {_databases(swapped)} replaced"
+            + (f", {_databases(rest)} not: restore again to bring them to one backup" if rest else ""))
+
+
+def _databases(names: list[str]) -> str:
+    return ("database " if len(names) == 1 else "databases ") + ", ".join(names)
 
 
 def _restore_errors(target: Target, what: str) -> _DriverErrors:

@@ -115,6 +115,10 @@ class RedisEngine:
             cacheload.flush(conn, int(_info(conn, "memory").get("maxmemory", 0)))
             try:
                 restored, expiring, skipped = cacheload.restore_records(conn, stream)
+            except KeyboardInterrupt as stop:  # still an interrupt: it must stop every caller
+                stop.add_note(f"{target.service_name}: {_PARTLY}; run the restore again: it empties the "
+                              "cache and loads every key of the backup")
+                raise
             except BaseException as exc:  # noqa: BLE001 - re-raised, saying what state the cache is in
                 raise _partly_restored(exc, target) from None
             report = _check_counts(conn, restored, expiring)
@@ -352,13 +356,14 @@ def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
+_PARTLY = "the cache was emptied for the restore and is only partly refilled"
+
+
 def _partly_restored(exc: BaseException, target: Target) -> RestoreError:
     """After the flush the cache holds only what was loaded so far: the error says so."""
-    state = "the cache was emptied for the restore and is only partly refilled"
     if isinstance(exc, RestoreError):  # the backup itself is at fault: its hint says what to do
-        return RestoreError(f"{state}: {exc.message}", ref=exc.ref, hint=exc.hint)
-    cause = "interrupted" if isinstance(exc, KeyboardInterrupt) else _describe(exc, target)
-    return RestoreError(f"{state}: {cause}", ref="restore.cache-partial",
+        return RestoreError(f"{_PARTLY}: {exc.message}", ref=exc.ref, hint=exc.hint)
+    return RestoreError(f"{_PARTLY}: {_describe(exc, target)}", ref="restore.cache-partial",
                         hint="run the restore again: it empties the cache and loads every key of the backup")
 
 

@@ -293,9 +293,11 @@ def test_an_interrupted_s3_copy_is_recorded_as_failed_not_pending(stack, monkeyp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(S3Store, "put", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as caught:
         backup_run.backup_services(session, ["postgres"])
     [key] = [o.key for o in session.local.list("metadata/")]
     doc = json.loads(session.local.read_bytes(key))
     assert doc["storage"] == {"local": "ok", "s3": "failed"} and doc["verified"] is True
+    assert caught.value.__notes__ == [f"backup {doc['backup_id']} is whole in the local folder; its S3 copy "
+                                      "did not finish (recorded as failed)"]
     assert doc["s3_error"] == "interrupted during the S3 copy"

@@ -1,4 +1,5 @@
-"""SIGTERM is Ctrl-C for apply; a rollback finishes whatever arrives meanwhile."""
+"""SIGTERM is Ctrl-C for apply; a rollback finishes whatever arrives meanwhile; an interrupt
+is reported with what the stages it crossed noted."""
 
 from __future__ import annotations
 
@@ -8,17 +9,30 @@ import signal
 import pytest
 
 from reconciler.apply.signals import finishing, stop_on_sigterm
+from reconciler.errors import Interrupted
 
 
 def test_sigterm_interrupts_like_ctrl_c():
     previous = signal.getsignal(signal.SIGTERM)
     try:
         stop_on_sigterm()
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as caught:
             os.kill(os.getpid(), signal.SIGTERM)
             signal.sigtimedwait([], 0.5)  # let the handler run
     finally:
         signal.signal(signal.SIGTERM, previous)
+    caught.value.add_note("no backup was kept")
+    said = Interrupted.from_stop(caught.value)
+    assert (said.message, said.exit_code, said.ref) == ("stopped by SIGTERM: no backup was kept", 130, "interrupted")
+
+
+def test_an_interrupt_says_what_each_stage_left():
+    stop = KeyboardInterrupt()
+    assert Interrupted.from_stop(stop).message == "interrupted"
+    stop.add_note("no live data was changed")
+    stop.add_note("already restored: cache (from 2026-11-29-101010)")
+    assert Interrupted.from_stop(stop).message == \
+        "interrupted: no live data was changed; already restored: cache (from 2026-11-29-101010)"
 
 
 def test_a_rollback_is_not_cut_short_by_ctrl_c_or_sigterm(capsys):

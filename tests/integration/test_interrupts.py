@@ -1,0 +1,139 @@
+"""Ctrl-C and SIGTERM during a data command: exit 130 with what was left, never in silence,
+and what is said is true (no files kept, the live database untouched).
+
+The command is held at a chosen point by a wrapper script (it writes a marker, then waits),
+so the signal arrives there every time, not at whatever moment a sleep would hit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import materialise
+
+pytestmark = pytest.mark.engine
+
+SPEC = """\
+version: 1
+project: {project}
+state_dir: ./state
+volumes: { data: {}, pgdata: {} }
+services:
+  files:
+    kind: generic
+    image: reconcile-lab/nginx:latest
+    volumes: ["data:/srv/data"]
+    stateful: true
+  postgres:
+    kind: postgres
+    image: reconcile-lab/postgres:15
+    env: { POSTGRES_PASSWORD: "interrupt-pw", POSTGRES_DB: shop }
+    volumes: ["pgdata:/var/lib/postgresql/data"]
+    stateful: true
+    backup: { databases: [shop] }
+backup:
+  local: { path: ./backups }
+"""
+# Runs the CLI with one method replaced by: do a little of the work, write the marker, wait.
+HELD = """
+import sys, time
+from pathlib import Path
+import {module} as held
+original = held.{cls}.{method}
+def waiting(self, *args, **kwargs):
+    {before}
+    Path({marker!r}).write_text("here")
+    time.sleep(120)
+    return original(self, *args, **kwargs)
+held.{cls}.{method} = waiting
+from reconciler.cli.launch import main
+sys.argv[0] = "reconcile"
+main()
+"""
+
+
+def held_at(loaded, tmp_path, where: str, args: list[str], before: str = "pass") -> subprocess.Popen:
+    module, cls, method = where.rsplit(".", 2)
+    marker = tmp_path / "held"
+    script = HELD.format(module=module, cls=cls, method=method, marker=str(marker), before=before)
+    process = subprocess.Popen([sys.executable, "-c", script, "-f", str(loaded.file), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"never reached {where}: {process.communicate()}")
+        time.sleep(0.1)
+    return process
+
+
+def stopped(process: subprocess.Popen, sig: signal.Signals) -> tuple[int, str, str]:
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def cli(loaded, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), *args],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_an_interrupted_backup_keeps_nothing_and_says_so(client, write_spec, tmp_path):
+    loaded = write_spec(SPEC)
+    materialise(client, loaded, ["files"])
+    # part of the archive is written when the signal comes
+    process = held_at(loaded, tmp_path, "reconciler.engines.volume.VolumeEngine.backup", ["backup", "files"],
+                      before="args[1].write(b'x' * 70000)")
+    code, _, err = stopped(process, signal.SIGINT)
+    assert code == 130, err
+    assert "interrupted: no backup was kept" in err, err
+    backups = loaded.file.parent / "backups"
+    assert not [p for p in backups.rglob("*") if p.is_file()], list(backups.rglob("*"))
+
+    (tmp_path / "held").unlink()
+    process = held_at(loaded, tmp_path, "reconciler.engines.volume.VolumeEngine.backup",
+                      ["backup", "files", "--json"], before="args[1].write(b'x' * 70000)")
+    code, out, _ = stopped(process, signal.SIGTERM)  # systemd stop, a cancelled CI job
+    assert code == 130
+    report = json.loads(out)
+    assert report["error"] == "interrupted"
+    assert report["message"].startswith("stopped by SIGTERM: no backup was kept"), report
+    assert not [p for p in backups.rglob("*") if p.is_file()]
+
+
+def test_an_interrupted_postgres_restore_says_the_live_database_is_unchanged(client, write_spec, tmp_path):
+    loaded = write_spec(SPEC)
+    container = materialise(client, loaded, ["postgres"])["postgres"]
+
+    def psql(sql: str, db: str = "shop") -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            exec_id = client.api.exec_create(container, ["psql", "-U", "postgres", "-d", db, "-qAt", "-c", sql])["Id"]
+            output = client.api.exec_start(exec_id).decode().strip()
+            if client.api.exec_inspect(exec_id)["ExitCode"] == 0:
+                return output
+            if time.monotonic() > deadline:
+                pytest.fail(output)
+            time.sleep(1)
+
+    psql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
+    backup = cli(loaded, "backup", "postgres")
+    assert backup.returncode == 0, backup.stderr
+    psql("INSERT INTO t SELECT g FROM generate_series(1001, 1500) g")  # newer than the backup
+
+    # loaded and checked in the staging copy, not yet swapped in
+    process = held_at(loaded, tmp_path, "reconciler.engines.postgres.PostgresEngine._swap_all",
+                      ["restore", "latest", "postgres", "--yes"])
+    code, _, err = stopped(process, signal.SIGINT)
+    assert code == 130, err
+    assert "interrupted: postgres's live databases are unchanged" in err, err
+    assert psql("SELECT count(*) FROM t") == "1500"
+    assert psql("SELECT datname FROM pg_database ORDER BY 1", db="postgres").split() == \
+        ["postgres", "shop", "template0", "template1"]  # the staging copy is dropped
