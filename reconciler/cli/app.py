@@ -139,14 +139,24 @@ def save_plan(snap, out: Path) -> None:
     data = snap.plan.to_dict()
     data["meta"] = {"spec_file": str(snap.loaded.file), "created_at": datetime.now(UTC).isoformat(),
                     "reconcile_version": __version__}
-    try:
-        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as file:
-            file.write(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        from reconciler.errors import PlanError
+    write_output(out, (json.dumps(data, indent=2) + "\n").encode(), "the plan", ref="plan.write")
 
-        raise PlanError(f"cannot write the plan to {out}: {exc.strerror or exc}", ref="plan.write",
-                        hint="choose a path in a folder that exists and you can write to") from None
+
+def write_output(path: Path, data: bytes, what: str, ref: str) -> None:
+    """A file the user asked for (a saved plan, diagnose's facts): whole or not at all, 0600
+    also over an existing file; a path that cannot be written is an error, not a traceback."""
+    from reconciler.storage.files import atomic_write
+
+    if path.is_dir():
+        raise ReconcileError(f"cannot write {what} to {path}: it is a folder", ref=ref,
+                             hint="give a file name, e.g. " + str(path / "out.json"))
+    try:
+        with atomic_write(path) as handle:
+            handle.write(data)
+    except (OSError, ReconcileError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "message", None) or str(exc)
+        raise ReconcileError(f"cannot write {what} to {path}: {reason}", ref=ref,
+                             hint="choose a path in a folder that exists and you can write to") from None
 
 
 # Commands defined in this module; any other (or none, for --help) needs cli.commands.

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli.app import STATE, JsonOpt, ProfileOpt, app
+from reconciler.cli.app import STATE, JsonOpt, ProfileOpt, app, write_output
+from reconciler.errors import ReconcileError
 
 ServicesArg = Annotated[list[str] | None, typer.Argument(help="Services (default: all).")]
 
@@ -37,7 +38,8 @@ def diagnose(
     session = Session(load_spec(STATE.file))
     result = diag.run(session, services, deep=True)
     if save_facts is not None:
-        save_facts.write_text(json.dumps(result.facts.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_output(save_facts, (json.dumps(result.facts.to_dict(), indent=2) + "\n").encode(),
+                     "the facts", ref="diagnose.save-facts")
     report = result.report()
     _notify_critical(session, result, partial=bool(services))
     _show(report, as_json, "print_diagnosis")
@@ -156,7 +158,15 @@ def _write_metrics(session, path: Path, scope: list[str], drifted, warnings: lis
     series = metrics.stack_metrics(session.spec.project, flags, health,
                                    gather.last_backups(session, warnings),
                                    gather.last_apply(session.loaded.state_dir()))
-    return metrics.write_atomic(path, metrics.render(series))
+    if path.is_dir():
+        raise ReconcileError(f"cannot write the metrics to {path}: it is a folder", ref="drift.metrics-file",
+                             hint=f"give a file name, e.g. {path / 'reconcile.prom'}")
+    try:
+        return metrics.write_atomic(path, metrics.render(series))
+    except OSError as exc:
+        raise ReconcileError(f"cannot write the metrics to {path}: {exc.strerror or exc}",
+                             ref="drift.metrics-file", hint="choose a file in a folder you can write to "
+                             "(node_exporter's textfile folder)") from None
 
 
 def _notify_drift(session, drifted, partial: bool) -> None:

@@ -13,7 +13,6 @@ run can tell a count that is *rising* (a loop in progress) from an old, stable o
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from reconciler.operate.collect import collect
 from reconciler.operate.facts import Facts
 from reconciler.operate.issues import ENGINE, HOST, Issue, Severity, exit_code, sort_issues
 from reconciler.session import Session
+from reconciler.storage.files import atomic_write
 
 MEMORY = Path("diagnose") / "last.json"
 REPORT_LOG_LINES = 20
@@ -146,6 +146,5 @@ def save_memory(state_dir: Path, facts: Facts) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     previous = load_memory(state_dir).get("services") or {}
     data["services"] = {**previous, **data["services"]}  # a run on some services keeps the rest
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    with atomic_write(path) as handle:  # 0600, like every file under the state folder
+        handle.write((json.dumps(data, indent=2) + "\n").encode())

@@ -78,7 +78,7 @@ def write_atomic(path: Path, text: str) -> Path:
     """Replace ``path`` with ``text`` in one rename; on any error the old file stays and the
     temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)  # not the umask's 0777
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -30,6 +30,8 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reconciler.storage.files import atomic_write
+
 TIMEOUT_S = 5.0
 RETRY_DELAY_S = 0.5
 REPEAT_AFTER_S = 24 * 3600
@@ -173,5 +175,6 @@ def send_if_new(state_dir: Path, key: str, note: Notification | None, **options)
     delivered = send(note, **options)
     if delivered:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(json.dumps({"digest": note.digest(), "sent": time.time()}), encoding="utf-8")
+        with atomic_write(path) as handle:
+            handle.write(json.dumps({"digest": note.digest(), "sent": time.time()}).encode())
     return delivered

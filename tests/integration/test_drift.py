@@ -66,6 +66,18 @@ def test_matching_stack_has_no_drift_and_metrics_say_so(client, write_spec):
     assert metric(text, "reconcile_service_health", "cache") == 0
 
 
+def test_a_metrics_file_that_cannot_be_written_is_an_error_not_a_traceback(client, write_spec):
+    loaded = write_spec(SPEC)
+    materialise(client, loaded)
+    folder = loaded.file.parent / "textfile" / "reconcile.prom"
+    folder.mkdir(parents=True)  # a folder where the file should be
+    result = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(loaded.file), "drift",
+                             "--metrics-file", str(folder)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot write the metrics to" in result.stderr and "it is a folder" in result.stderr
+
+
 def test_docker_update_restart_is_drift_of_that_service(client, write_spec, project):
     loaded = write_spec(SPEC)
     materialise(client, loaded)
