@@ -21,12 +21,11 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from reconciler.engines.compress import ZstdTuning
 from reconciler.engines.tarscan import TreeDigest
-from reconciler.operate.redact import url_passwords
+from reconciler.operate.redact import SECRET_NAME, url_passwords
 from reconciler.spec.models import Kind, Service
 
 DEFAULT_PORT = {Kind.POSTGRES: 5432, Kind.REDIS: 6379}
 _REDIS_PASSWORD_ENV = ("REDIS_PASSWORD", "DFLY_requirepass", "DFLY_REQUIREPASS")
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 
 
 class ProbeStatus(StrEnum):
@@ -62,7 +61,7 @@ class Target:
         nor is the path a ``*_FILE`` variable names (its content is the password)."""
         env = {k: v.get_secret_value() for k, v in self.service.env.items()}
         values = {self.password, *(v for k, v in env.items()
-                                   if _SECRET_NAME.search(k) and not k.endswith("_FILE")),
+                                   if SECRET_NAME.search(k) and not k.endswith("_FILE")),
                   *(p for v in env.values() for p in url_passwords(v))}
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 

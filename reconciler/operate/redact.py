@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # engines import url_passwords: the YAML loader is not needed
     from reconciler.spec.load import LoadedSpec
 
 MASK = "***"
+# An env variable or a command-line flag named like this holds a credential.
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+_FLAG = re.compile(r"--?[A-Za-z][A-Za-z0-9_.-]*")
+_WHERE = re.compile(r"(file|path|dir)$", re.IGNORECASE)  # --token-file /run/token: where it is
 MIN_LENGTH = 4
 ENCODED_MIN_LENGTH = 6
 # Interpolated, these are not secrets: every container, volume and network is named after
@@ -65,17 +69,54 @@ class Redactor:
 
     @classmethod
     def for_spec(cls, loaded: LoadedSpec) -> Redactor:
-        """Every env value of every service and every interpolated part of the spec, but the
-        project's name and folders."""
+        """Every env value of every service, every value of a secret flag on a command line
+        (``--requirepass X``) and every interpolated part of the spec, but the project's name
+        and folders."""
         env = [v.get_secret_value() for s in loaded.spec.services.values() for v in s.env.values()]
-        return cls(_not_public(loaded, [*env, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
+        flags = [v for name in loaded.spec.services for v in command_secrets(loaded, name)]
+        return cls(_not_public(loaded, [*env, *flags, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
 
     @classmethod
     def for_service(cls, loaded: LoadedSpec, service: str) -> Redactor:
-        """One service's env values, plus every interpolated part of the spec. Not for a
-        container's logs: a service can print another's secret (a URL it was given)."""
+        """One service's env values and secret flags, plus every interpolated part of the spec.
+        Not for a container's logs: a service can print another's secret (a URL it was given)."""
         env = [v.get_secret_value() for v in loaded.spec.services[service].env.values()]
-        return cls(_not_public(loaded, [*env, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
+        flags = command_secrets(loaded, service)
+        return cls(_not_public(loaded, [*env, *flags, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
+
+
+def command_secrets(loaded: LoadedSpec, service: str) -> list[str]:
+    """The values of secret flags on the service's entrypoint and command lines."""
+    spec = loaded.spec.services[service]
+    return [*flag_secrets(spec.entrypoint or ()), *flag_secrets(spec.command or ())]
+
+
+def secret_flag_values(args: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """Index → (prefix, value) of each element of a command line that holds the value of a flag
+    named like a secret: ``--requirepass X`` (X's index, no prefix), ``--db-password=X`` (that
+    element's index, prefix ``--db-password=``)."""
+    found: dict[int, tuple[str, str]] = {}
+    for index, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if not _FLAG.fullmatch(name) or not SECRET_NAME.search(name) or _WHERE.search(name):
+            continue
+        if eq and value:
+            found[index] = (name + eq, value)
+        elif not eq and index + 1 < len(args) and args[index + 1] and not args[index + 1].startswith("-"):
+            found[index + 1] = ("", args[index + 1])
+    return found
+
+
+def flag_secrets(args: Sequence[str]) -> list[str]:
+    return [value for _, value in secret_flag_values(args).values()]
+
+
+def mask_flag_values(args: Sequence[str], mask: str) -> list[str]:
+    """``args`` with each secret flag's value replaced by ``mask`` (``--requirepass=<mask>``)."""
+    out = list(args)
+    for index, (prefix, _) in secret_flag_values(args).items():
+        out[index] = prefix + mask
+    return out
 
 
 def _not_public(loaded: LoadedSpec, values: list[str]) -> list[str]:

@@ -22,6 +22,14 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from difflib import SequenceMatcher
 
+from reconciler.operate.redact import (
+    MIN_LENGTH,
+    SECRET_NAME,
+    command_secrets,
+    mask_flag_values,
+    secret_flag_values,
+    url_passwords,
+)
 from reconciler.plan.actions import Change
 from reconciler.spec.interpolate import interpolated_values
 from reconciler.spec.load import LoadedSpec
@@ -97,7 +105,7 @@ class Views:
         if name.startswith("env."):
             return NONE if value is _MISSING else SENSITIVE
         hidden = self._hidden(name)
-        return _join(name, [hidden.get(e, e) for e in _elements(name, value)])
+        return _join(name, _masked(name, [hidden.get(e, e) for e in _elements(name, value)]))
 
     def before_text(self, name: str, value: object) -> str:
         """The old side of a field, from the container's label (see the module docstring)."""
@@ -123,13 +131,17 @@ class Views:
                 shown.append(element)
             else:
                 shown.append(SENSITIVE)
+        if name in _LISTS:  # the value of a secret flag, whatever the rules above made of it
+            for index, (prefix, _) in secret_flag_values(old).items():
+                shown[index] = prefix + SENSITIVE
         return _join(name, shown)
 
     def _holds_secret(self, element: str) -> bool:
-        """Whether an old element contains a part the current spec interpolates, in any field of
-        any service (a secret often moves: from a command flag to an env var)."""
+        """Whether an old element contains a secret of the current spec, in any field of any
+        service (a secret often moves: from a command flag to an env var): a part it
+        interpolates, a secret flag's value, an env value named like a secret, a URL's password."""
         if self._secrets is None:
-            self._secrets = interpolated_values(self.loaded)  # literal env values are not among them
+            self._secrets = [v for v in _spec_secrets(self.loaded) if len(v) >= MIN_LENGTH]
         return any(secret in element for secret in self._secrets)
 
     def _hidden(self, name: str) -> dict[str, str]:
@@ -223,6 +235,22 @@ def _elements(name: str, value: object) -> list[str]:
             return [f"{k}={SENSITIVE}" for k in sorted(value)]
         return [f"{k}={_scalar(v)}" for k, v in sorted(value.items())]
     return [_scalar(value)]
+
+
+def _masked(name: str, elements: list[str]) -> list[str]:
+    """A command line as shown, with each secret flag's value hidden even when written literally
+    (``--requirepass=hunter22`` → ``--requirepass=(sensitive)``)."""
+    return mask_flag_values(elements, SENSITIVE) if name in _LISTS else elements
+
+
+def _spec_secrets(loaded: LoadedSpec) -> list[str]:
+    values = list(interpolated_values(loaded))
+    for name, service in loaded.spec.services.items():
+        values += command_secrets(loaded, name)
+        for key, secret in service.env.items():
+            value = secret.get_secret_value()
+            values += [*url_passwords(value), *([value] if SECRET_NAME.search(key) else [])]
+    return values
 
 
 def _scalar(value: object) -> str:

@@ -87,3 +87,15 @@ def test_an_engine_target_masks_the_password_of_its_url_env_only(loaded):
     target = make_target("api", loaded.spec.services["api"], "c", "h")
     text = "error: postgresql://app:L1teralDbUrlPw-GHI@db:5432/x unreachable"
     assert target.redact(text) == "error: postgresql://app:***@db:5432/x unreachable"
+
+
+def test_a_secret_written_literally_on_a_command_line_is_masked(tmp_path):
+    path = tmp_path / "reconcile.yaml"
+    path.write_text(SPEC + '    command: ["api", "--db-password=Cmd1ineSecret-A", "--api-key", "Cmd1ineKey-B",\n'
+                           '              "--token-file", "/run/secrets/token", "--verbose"]\n')
+    loaded = load_spec(path, {})
+    redact = Redactor.for_spec(loaded)
+    text = redact("started api --db-password=Cmd1ineSecret-A --api-key Cmd1ineKey-B from /run/secrets/token")
+    assert "Cmd1ineSecret-A" not in text and "Cmd1ineKey-B" not in text
+    assert "/run/secrets/token" in text  # where a secret is kept is not the secret
+    assert Redactor.for_service(loaded, "api")("key Cmd1ineKey-B") == f"key {MASK}"
