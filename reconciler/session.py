@@ -97,7 +97,7 @@ class Session:
             raise ReconcileError(f"service {service}'s container {name} is not running",
                                  ref="service.stopped", hint=f"start it: docker start {name}")
         return make_target(service, self.spec.services[service], doc["Id"], container_ip(doc),
-                           read_file=lambda path: self._read_file(doc["Id"], path))
+                           read_file=lambda path: self._read_file(doc["Id"], path), config=doc.get("Config"))
 
     def _read_file(self, container: str, path: str) -> str:
         from reconciler import dockerio

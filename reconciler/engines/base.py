@@ -48,6 +48,7 @@ class Target:
     user: str = ""
     password: str = field(default="", repr=False)
     database: str = ""  # PostgreSQL: the one the image creates (POSTGRES_DB, else the user)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the container's, as it runs
 
     def redact(self, text: str) -> str:
         """``text`` with every secret of the service replaced by ``***``."""
@@ -58,11 +59,12 @@ class Target:
     def secrets(self) -> list[str]:
         """The password, env values named like a secret, and the password part of any URL in
         the env (``DATABASE_URL``, ``*_DSN``): the rest of a URL is a host name, not a secret;
-        nor is the path a ``*_FILE`` variable names (its content is the password)."""
-        env = {k: v.get_secret_value() for k, v in self.service.env.items()}
-        values = {self.password, *(v for k, v in env.items()
-                                   if SECRET_NAME.search(k) and not k.endswith("_FILE")),
-                  *(p for v in env.values() for p in url_passwords(v))}
+        nor is the path a ``*_FILE`` variable names (its content is the password). The env of
+        the running container and the spec's: after a rotation they hold different secrets."""
+        values = {self.password}
+        for env in (self.env, {k: v.get_secret_value() for k, v in self.service.env.items()}):
+            values |= {v for k, v in env.items() if SECRET_NAME.search(k) and not k.endswith("_FILE")}
+            values |= {p for v in env.values() for p in url_passwords(v)}
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
     @property
@@ -81,31 +83,47 @@ def container_ip(doc: dict) -> str:
 
 
 def make_target(service_name: str, service: Service, container_id: str, host: str,
-                read_file: Callable[[str], str] | None = None) -> Target:
-    """A ``Target`` with credentials and port derived from the spec, as the server in the
-    container starts: its command line first (it overrides the environment), then its env.
+                read_file: Callable[[str], str] | None = None, config: Mapping | None = None) -> Target:
+    """A ``Target`` with credentials and port as the server in the container starts: its
+    command line first (it overrides the environment), then its env. ``config`` is the
+    container's own (inspect ``Config``): a server runs with the command line and env its
+    container was made with, which the spec may since have changed (a cache password rotated
+    in the spec is the server's only once apply has recreated it). Without one, the spec's.
     ``read_file`` reads a file inside the container, for ``*_FILE`` variables (Docker secrets)."""
     env = {k: v.get_secret_value() for k, v in service.env.items()}
     args = [*(service.entrypoint or ()), *(service.command or ())]
+    if config is not None:
+        running_env = _env_of(config.get("Env"))
+        running_args = [*(config.get("Entrypoint") or ()), *(config.get("Cmd") or ())]
+    else:
+        running_env, running_args = env, args
     if service.kind is Kind.POSTGRES:
-        port = _port(_last_option(args, ("-p", "--port"), setting="port") or env.get("PGPORT"),
+        # the port is the running server's; user, password and database are the data's, set
+        # once by initdb: the spec is the operator's word on them (a password changed with
+        # ALTER ROLE is put in the spec, not in a container that still holds the old one)
+        port = _port(_last_option(running_args, ("-p", "--port"), setting="port") or running_env.get("PGPORT"),
                      service.kind)
         user = _env_or_file(env, "POSTGRES_USER", read_file) or "postgres"
         return Target(service_name, service, container_id, host, port, user=user,
                       password=_env_or_file(env, "POSTGRES_PASSWORD", read_file) or "",
-                      database=_env_or_file(env, "POSTGRES_DB", read_file) or user)
+                      database=_env_or_file(env, "POSTGRES_DB", read_file) or user, env=running_env)
     if service.kind is Kind.REDIS:
         # The official redis image takes a password only as --requirepass; images that read
         # REDIS_PASSWORD turn it into one; dragonfly also reads its flags from DFLY_<flag>.
-        password = _last_option(args, ("--requirepass",))
+        password = _last_option(running_args, ("--requirepass",))
         if password is None:
             password = next((value for name in _REDIS_PASSWORD_ENV
-                             if (value := _env_or_file(env, name, read_file))), "")
-        port = _port(_last_option(args, ("--port",)) or env.get("DFLY_port"), service.kind)
-        return Target(service_name, service, container_id, host, port, password=password)
+                             if (value := _env_or_file(running_env, name, read_file))), "")
+        port = _port(_last_option(running_args, ("--port",)) or running_env.get("DFLY_port"), service.kind)
+        return Target(service_name, service, container_id, host, port, password=password, env=running_env)
     if service.kind is Kind.HTTP and service.health.http is not None:
-        return Target(service_name, service, container_id, host, service.health.http.port)
-    return Target(service_name, service, container_id, host, DEFAULT_PORT.get(service.kind, 0))
+        return Target(service_name, service, container_id, host, service.health.http.port, env=running_env)
+    return Target(service_name, service, container_id, host, DEFAULT_PORT.get(service.kind, 0), env=running_env)
+
+
+def _env_of(pairs: object) -> dict[str, str]:
+    """An inspect document's ``Env`` (``["NAME=value", …]``) as a mapping."""
+    return dict(item.split("=", 1) for item in pairs or () if isinstance(item, str) and "=" in item)
 
 
 def _env_or_file(env: dict[str, str], name: str, read_file: Callable[[str], str] | None) -> str | None:

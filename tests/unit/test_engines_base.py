@@ -94,6 +94,24 @@ def test_port_is_the_one_the_server_listens_on(fields, expected):
     assert make_target("s", service(**fields), "c", "h").port == expected
 
 
+def test_a_running_server_is_reached_as_its_container_was_started():
+    """The spec rotated the cache password and moved both ports; the containers still run
+    with the old command lines: those are what the servers listen and answer on."""
+    cache = make_target("cache", service(kind="redis", command=["redis-server", "--requirepass", "new-pw-2222",
+                                                               "--port", "6400"]), "c", "h",
+                        config={"Entrypoint": ["docker-entrypoint.sh"],
+                                "Cmd": ["redis-server", "--requirepass", "old-pw-1111"],
+                                "Env": ["PATH=/usr/bin", "REDIS_VERSION=7"]})
+    assert (cache.password, cache.port) == ("old-pw-1111", 6379)
+    pg = make_target("db", service(kind="postgres", env={"POSTGRES_PASSWORD": "altered-pw-3333"},
+                                   command=["postgres", "-p", "5499"]), "c", "h",
+                     config={"Cmd": ["postgres"], "Env": ["POSTGRES_PASSWORD=initdb-pw-4444", "PGPORT=5433"]})
+    # the port is the server's; the password is the data's, which the operator keeps in the spec
+    assert (pg.port, pg.password) == (5433, "altered-pw-3333")
+    assert {"altered-pw-3333", "initdb-pw-4444"} <= set(pg.secrets())  # both masked in errors
+    assert "initdb-pw-4444" not in pg.redact("FATAL: password initdb-pw-4444 rejected")
+
+
 def test_secret_files_are_read_inside_the_container():
     files = {"/run/secrets/pg": f"{SECRET}\n\n", "/run/secrets/user": "app\n", "/run/secrets/r": SECRET,
              "/run/secrets/db": "shop\n"}
