@@ -23,6 +23,16 @@ def engine_address() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def shown_address() -> str:
+    """``engine_address`` fit to print: a password in a ``tcp://user:pw@host`` reads ``***``."""
+    from reconciler.operate.redact import MASK, url_passwords
+
+    address = engine_address()
+    for password in url_passwords(address):
+        address = address.replace(password, MASK)
+    return address
+
+
 def connect(timeout: float = 30.0) -> docker.DockerClient:
     """A client that has answered a ping, or an ``EngineError`` saying how to get one."""
     try:
@@ -31,7 +41,7 @@ def connect(timeout: float = 30.0) -> docker.DockerClient:
         return client
     except DockerException as exc:
         raise EngineError(
-            f"cannot reach the Docker engine at {engine_address()}",
+            f"cannot reach the Docker engine at {shown_address()}",
             ref="engine.unreachable",
             hint="start it (sudo systemctl start docker, or bash lab/engine.sh), or set DOCKER_HOST; "
                  f"underlying error: {type(exc).__name__}",

@@ -68,7 +68,7 @@ def _engine_facts(session: Session, client, names: list[str], previous: dict,
     live = {n: docs[c.id] for n in names if (c := leftovers.live(observed, n)) is not None}
     volumes = {v["Name"]: v for v in dockerio.project_volumes(client, spec.project)}
     images = dockerio.inspect_images(client, sorted({spec.services[n].image for n in names}))
-    redact = Redactor.for_spec(session.loaded)
+    redact = Redactor.for_spec(session.loaded, running=docs.values())
     with ThreadPoolExecutor(max_workers=8) as pool:
         logs = dict(zip(live, pool.map(lambda n: _logs(client, live[n]["Id"], redact), live)))
         probes = dict(zip(live, pool.map(lambda n: _probe_mounts(session, client, n, live[n]), live)))

@@ -68,13 +68,16 @@ class Redactor:
         return data
 
     @classmethod
-    def for_spec(cls, loaded: LoadedSpec) -> Redactor:
+    def for_spec(cls, loaded: LoadedSpec, running: Iterable[dict] = ()) -> Redactor:
         """Every env value of every service, every value of a secret flag on a command line
         (``--requirepass X``) and every interpolated part of the spec, but the project's name
-        and folders."""
+        and folders; and the secrets the ``running`` containers (inspect documents) were
+        started with, which a spec that rotated them no longer holds but their logs may."""
         env = [v.get_secret_value() for s in loaded.spec.services.values() for v in s.env.values()]
         flags = [v for name in loaded.spec.services for v in command_secrets(loaded, name)]
-        return cls(_not_public(loaded, [*env, *flags, *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
+        started = [v for doc in running for v in container_secrets(doc)]
+        return cls(_not_public(loaded, [*env, *flags, *started,
+                                        *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
 
     @classmethod
     def for_service(cls, loaded: LoadedSpec, service: str) -> Redactor:
@@ -89,6 +92,17 @@ def command_secrets(loaded: LoadedSpec, service: str) -> list[str]:
     """The values of secret flags on the service's entrypoint and command lines."""
     spec = loaded.spec.services[service]
     return [*flag_secrets(spec.entrypoint or ()), *flag_secrets(spec.command or ())]
+
+
+def container_secrets(doc: dict) -> list[str]:
+    """What a container was started with that is secret: env values named like a secret (not
+    ``*_FILE`` paths), URL passwords, secret flags' values. Not every env value, as for the
+    spec: an image's own (``PATH``, ``REDIS_VERSION``) would garble every log line."""
+    config = doc.get("Config") or {}
+    env = [item.split("=", 1) for item in config.get("Env") or () if isinstance(item, str) and "=" in item]
+    args = [str(a) for a in (*(config.get("Entrypoint") or ()), *(config.get("Cmd") or ()))]
+    return [*(value for key, value in env if SECRET_NAME.search(key) and not key.endswith("_FILE")),
+            *(password for _, value in env for password in url_passwords(value)), *flag_secrets(args)]
 
 
 def secret_flag_values(args: Sequence[str]) -> dict[int, tuple[str, str]]:

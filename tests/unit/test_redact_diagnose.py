@@ -75,3 +75,18 @@ def test_logs_probe_output_and_engine_error_are_redacted_in_the_facts(session):
     assert api.container.health_log[0].output == (
         f"curl: could not reach postgresql://app:{MASK}@db:5432/x (auth {MASK})")
     assert api.container.error == f"exec failed: invalid environment variable: ={MASK}"
+
+
+def test_secrets_a_container_was_started_with_are_masked_after_the_spec_rotated_them(session, monkeypatch):
+    """The spec no longer holds the old secrets; the running container does, and logs them."""
+    doc = api_doc()
+    doc["Config"] |= {"Env": ["PATH=/usr/local/bin:/usr/bin", "API_TOKEN=0ldT0ken-Rotated",
+                              "DATABASE_URL=postgresql://app:0ldUrlPw-Rotated@db/x"],
+                      "Cmd": ["api", "--signing-key", "0ldSigningKey-Rotated"]}
+    monkeypatch.setattr(collect.dockerio, "project_containers", lambda client, project: [doc])
+    monkeypatch.setattr(collect.dockerio, "logs", lambda client, container, lines: (
+        "token 0ldT0ken-Rotated url postgresql://app:0ldUrlPw-Rotated@db/x key 0ldSigningKey-Rotated "
+        "in /usr/local/bin\n"))
+    facts, _ = collect.collect(session, ["api"])
+    [line] = next(s for s in facts.services if s.name == "api").logs
+    assert line == f"token {MASK} url postgresql://app:{MASK}@db/x key {MASK} in /usr/local/bin"

@@ -99,3 +99,14 @@ def test_a_secret_written_literally_on_a_command_line_is_masked(tmp_path):
     assert "Cmd1ineSecret-A" not in text and "Cmd1ineKey-B" not in text
     assert "/run/secrets/token" in text  # where a secret is kept is not the secret
     assert Redactor.for_service(loaded, "api")("key Cmd1ineKey-B") == f"key {MASK}"
+
+
+def test_a_password_in_docker_host_is_not_printed(monkeypatch):
+    from reconciler import dockerio
+    from reconciler.errors import EngineError
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://ops:D0ckerH0stPw-Q@127.0.0.1:1")
+    with pytest.raises(EngineError) as caught:
+        dockerio.connect(timeout=1)
+    assert "D0ckerH0stPw-Q" not in str(caught.value)
+    assert f"tcp://ops:{MASK}@127.0.0.1:1" in caught.value.message
