@@ -117,6 +117,9 @@ def checked(doc: object) -> dict:
             raise Unusable(f"service {name} has no sha256 checksum")
         if not isinstance(entry.setdefault("key", f"{name}/{PurePosixPath(entry['file']).name}"), str):
             raise Unusable(f"service {name} has a key that is not a string")
+        size = entry.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise Unusable(f"service {name} has a size that is not a number of bytes")
     doc["services"] = services
     return doc
 

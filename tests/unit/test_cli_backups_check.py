@@ -122,6 +122,8 @@ def test_list_shows_every_service_a_backup_holds_in_any_store(spec):  # noqa: F8
     ({"backup_id": "a", "timestamp": "2026-11-05T00:00:00Z", "services": {"c": "x"}}, "service c names no file"),
     ({"backup_id": "a", "timestamp": "2026-11-05T00:00:00Z",
       "services": {"c": {"file": "c-1.bin", "checksum": "sha256:1", "key": 3}}}, "key that is not a string"),
+    ({"backup_id": "a", "timestamp": "2026-11-05T00:00:00Z",
+      "services": {"c": {"file": "c-1.bin", "checksum": "sha256:1", "size": "big"}}}, "size that is not"),
 ])
 def test_checked_says_what_is_wrong(doc, reason):
     with pytest.raises(metadata.Unusable, match=reason):
