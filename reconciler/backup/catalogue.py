@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.backup import metadata
+from reconciler.backup import metadata, sharing
 from reconciler.errors import ReconcileError, StorageError
 from reconciler.session import Session
 
@@ -23,11 +23,21 @@ class StoreProblem:
     def __str__(self) -> str:
         if self.key:
             return f"{self.key} in the {self.store} store is skipped: {self.message}"
+        if self.ref == SHARED:
+            return f"the {self.store} store {self.message}"
         return f"backups in the {self.store} store were not listed: {self.message}"
 
     def as_dict(self) -> dict:
         return {"store": self.store, "error": self.ref, "message": self.message, "hint": self.hint,
                 "key": self.key}
+
+
+SHARED = "backup.shared"
+
+
+def shared_problems(store: str, others: list[dict]) -> list[StoreProblem]:
+    """A warning when the store also holds other projects' backups (``sharing``)."""
+    return [StoreProblem(store, SHARED, sharing.described(others), hint=sharing.HINT)] if others else []
 
 
 def unreadable_problems(store: str, unreadable: list[tuple[str, str]]) -> list[StoreProblem]:
@@ -63,14 +73,15 @@ def catalogue(session: Session) -> Catalogue:
     problems, stores = [], {}
     for name in _store_names(session):
         unreadable: list[tuple[str, str]] = []
+        others: list[dict] = []
         try:
-            docs = metadata.load_all(_open(session, name), unreadable)
+            docs = metadata.load_all(_open(session, name), unreadable, project=session.spec.project, others=others)
         except ReconcileError as exc:
             problems.append(StoreProblem(name, exc.ref, exc.message, exc.hint))
             stores[name] = "failed"
             continue
         stores[name] = "ok"
-        problems += unreadable_problems(name, unreadable)
+        problems += unreadable_problems(name, unreadable) + shared_problems(name, others)
         for doc in docs:
             row = rows.setdefault(doc["backup_id"], {
                 "backup_id": doc["backup_id"], "timestamp": doc["timestamp"],
@@ -99,12 +110,15 @@ class FileCheck:
 def check_files(session: Session) -> FileCheck:
     """Re-hash every file that metadata names, in every store; report what does not match.
     A store that cannot be read does not stop the others from being checked."""
-    problems, checked, failed, listed = [], 0, [], []
+    problems, checked, failed, listed, foreign = [], 0, [], [], []
     for name in _store_names(session):
         unreadable: list[tuple[str, str]] = []
+        others: list[dict] = []
         try:
             store = _open(session, name)  # building the S3 one can fail (credentials missing)
-            docs = metadata.load_all(store, unreadable)
+            docs = metadata.load_all(store, unreadable, project=session.spec.project, others=others)
+            failed += shared_problems(name, others)  # not checked: the check is incomplete
+            foreign += others
             for doc in docs:
                 for entry in doc["services"].values():
                     checked += 1
@@ -116,10 +130,11 @@ def check_files(session: Session) -> FileCheck:
             failed.append(StoreProblem(name, exc.ref, exc.message, exc.hint))
         problems += [{"store": name, "backup_id": None, "key": key, "error": f"unusable metadata: {reason}"}
                      for key, reason in unreadable]
-    return FileCheck(checked, problems, failed, _unrecorded(session, listed))
+    return FileCheck(checked, problems, failed, _unrecorded(session, listed, foreign))
 
 
-def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]]) -> list[dict]:
+def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]],
+                foreign: list[dict] = ()) -> list[dict]:
     """Data files no metadata names. A local file named by S3's metadata is found through it
     (a restore looks for the local copy first); an S3 object only by S3's, or by a local record
     of a copy still under way (``s3: pending``): one whose copy failed midway is in no
@@ -129,7 +144,8 @@ def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]]) 
     by_store = {name: docs for name, _, docs in listed}
     every = [doc for docs in by_store.values() for doc in docs]
     uploading = [doc for doc in by_store.get("local", []) if (doc.get("storage") or {}).get("s3") == "pending"]
-    named = {"local": _keys(every), "s3": _keys(by_store.get("s3", []) + uploading)}
+    theirs = _keys(list(foreign))  # another project's files are not unrecorded, only not ours
+    named = {"local": _keys(every) | theirs, "s3": _keys(by_store.get("s3", []) + uploading) | theirs}
     running = claimed_ids(session.local.root)
     found = []
     for name, store, _ in listed:

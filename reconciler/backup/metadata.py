@@ -71,9 +71,13 @@ def key_for(backup_id: str) -> str:
     return metadata_key(backup_id)
 
 
-def load_all(store, unreadable: list[tuple[str, str]] | None = None) -> list[dict]:
+def load_all(store, unreadable: list[tuple[str, str]] | None = None, *, project: str | None = None,
+             others: list[dict] | None = None) -> list[dict]:
     """Every usable metadata document in a store, oldest first (``checked``). One that is
-    not is left out, and added to ``unreadable`` as (key, reason) when the caller asks."""
+    not is left out, and added to ``unreadable`` as (key, reason) when the caller asks.
+    With ``project``, backups of another project (a folder or bucket prefix two projects
+    share) are left out too, and added to ``others``: never restored, pruned or counted as
+    this project's. The seed's documents name no project: they count as this one's."""
     docs = []
     for obj in store.list("metadata/"):
         if not obj.key.endswith(".json"):
@@ -82,11 +86,23 @@ def load_all(store, unreadable: list[tuple[str, str]] | None = None) -> list[dic
         if raw is None:
             continue
         try:
-            docs.append(checked(json.loads(raw)))
+            doc = checked(json.loads(raw))
         except (ValueError, TypeError) as exc:
             if unreadable is not None:
                 unreadable.append((obj.key, str(exc) if isinstance(exc, Unusable) else f"not valid JSON: {exc}"))
+            continue
+        if project is not None and owner(doc) not in (None, project):
+            if others is not None:
+                others.append(doc)
+            continue
+        docs.append(doc)
     return sorted(docs, key=lambda d: (parse_timestamp(d["timestamp"]), d["backup_id"]))
+
+
+def owner(doc: dict) -> str | None:
+    """The project that took the backup; None for the seed's documents, which name none."""
+    project = doc.get("project")
+    return project if isinstance(project, str) and project else None
 
 
 class Unusable(ValueError):

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from reconciler.backup import metadata, restoring
+from reconciler.backup import metadata, restoring, sharing
 from reconciler.backup.meter import NO_METER, CountingReader, Meter, Task
 from reconciler.engines.base import BackupStats, RestoreStats
 from reconciler.engines.compress import DecompressingReader
 from reconciler.errors import ReconcileError, RestoreError, StorageError
 from reconciler.session import Session
 from reconciler.spec.models import Compression, Kind
-from reconciler.storage.prune import PRUNED
+from reconciler.storage.prune import PRUNED, parse_timestamp
 
 Progress = Callable[[str], None]
 
@@ -71,22 +71,28 @@ class RestoreRun:
 
 
 class _Catalogue:
-    """Metadata documents, local first; S3's read only when local has no answer, or when the
-    local document is a partial copy (see ``_record_local_copy``) and S3 may know more."""
+    """Metadata documents, local first. S3's are read when local has no answer, when the local
+    document is a partial copy (see ``_record_local_copy``) and S3 may know more, and for
+    ``latest``, whose newest backup may be on S3 only (its local copy lost or pruned); an S3
+    that cannot be read then leaves the local answer, with a note saying so."""
 
     def __init__(self, session: Session, source: Source) -> None:
         self.session = session
         self.source = source
         self._local: list[dict] | None = None
         self._s3: list[dict] | None = None
+        self._others: list[dict] = []  # other projects' backups in a store they share
+        self.notes: list[str] = []
 
     def choose(self, wanted: str, services: list[str]) -> dict:
         """``metadata.choose``, and a named backup must hold every one of ``services``."""
         if self.source is not Source.S3:
             if self._local is None:
-                self._local = metadata.load_all(self.session.local)
+                self._local = self._load(self.session.local, "local")
             try:
                 doc = _holding(metadata.choose(self._local, wanted, services), services)
+                if wanted == "latest" and self.source is Source.AUTO:
+                    return self._newer_on_s3(doc, services)
                 if not (doc.get("partial") and self._s3_allowed()):
                     return doc
                 try:
@@ -108,13 +114,45 @@ class _Catalogue:
     def _s3_allowed(self) -> bool:
         return self.source is not Source.LOCAL and self.session.s3 is not None
 
+    def _newer_on_s3(self, doc: dict, services: list[str]) -> dict:
+        """S3's newest backup of ``services`` when it is newer than the local ``doc`` (or the
+        same, and the local copy is partial); ``doc`` when S3 is off or has none newer."""
+        if not self.session.spec.backup.s3.enabled:
+            return doc
+        try:
+            remote = self._from_s3("latest", services)
+        except ReconcileError as exc:
+            if exc.ref not in ("restore.none", "restore.not-in-backup"):
+                self.notes.append(f"S3 could not be read ({exc.message}): the newest local backup of "
+                                  f"{', '.join(services)} is used, and a newer one may exist there")
+            return doc
+        newer = (parse_timestamp(remote["timestamp"]), remote["backup_id"]) > \
+            (parse_timestamp(doc["timestamp"]), doc["backup_id"])
+        same_but_whole = remote["backup_id"] == doc["backup_id"] and doc.get("partial")
+        return remote if newer or same_but_whole else doc
+
     def _from_s3(self, wanted: str, services: list[str]) -> dict:
         if self.session.s3 is None:
             raise RestoreError("S3 is not enabled", ref="restore.no-s3",
                                hint="enable backup.s3 in the spec or restore with --source local")
         if self._s3 is None:
-            self._s3 = metadata.load_all(self.session.s3)
+            self._s3 = self._load(self.session.s3, "S3")
         return _holding(metadata.choose(self._s3, wanted, services), services)
+
+    def _load(self, store, where: str) -> list[dict]:
+        unreadable: list[tuple[str, str]] = []
+        docs = metadata.load_all(store, unreadable, project=self.session.spec.project, others=self._others)
+        self.notes += [f"{key} in the {where} store was skipped ({reason}): the backup it records was not "
+                       "considered" for key, reason in unreadable]
+        return docs
+
+    def foreign(self, wanted: str) -> RestoreError | None:
+        """The error for an id that is another project's backup (a store the two share)."""
+        owners = sharing.projects_of([doc for doc in self._others if doc["backup_id"] == wanted])
+        if not owners:
+            return None
+        return RestoreError(f"backup {wanted} is one of project {', '.join(owners)}, not of "
+                            f"{self.session.spec.project}", ref="restore.other-project", hint=sharing.HINT)
 
 
 def _holding(doc: dict, services: list[str]) -> dict:
@@ -134,7 +172,8 @@ def find_backup(session: Session, wanted: str, services: list[str], source: Sour
     return _Catalogue(session, source).choose(wanted, services)
 
 
-def pick_backups(session: Session, wanted: str, services: list[str] | None, source: Source) -> list[Pick]:
+def pick_backups(session: Session, wanted: str, services: list[str] | None, source: Source,
+                 notes: list[str] | None = None) -> list[Pick]:
     """Which backup each service comes from.
 
     ``latest``: each service from its own newest verified backup, so a later backup of one
@@ -143,12 +182,21 @@ def pick_backups(session: Session, wanted: str, services: list[str] | None, sour
     silent skip. A backup id: that backup, for the services named or every one it holds.
     """
     found = _Catalogue(session, source)
-    if wanted == "latest":
-        names = services or _backupable(session)
-        return [_usable(Pick(name, found.choose("latest", [name]))) for name in names]
-    doc = found.choose(wanted, services or [])
-    names = services or [name for name in doc["services"] if name in session.spec.services]
-    return [_usable(Pick(name, doc)) for name in names]
+    try:
+        if wanted == "latest":
+            names = services or _backupable(session)
+            return [_usable(Pick(name, found.choose("latest", [name]))) for name in names]
+        try:
+            doc = found.choose(wanted, services or [])
+        except RestoreError as exc:
+            if exc.ref == "restore.unknown-id" and (other := found.foreign(wanted)) is not None:
+                raise other from None
+            raise
+        names = services or [name for name in doc["services"] if name in session.spec.services]
+        return [_usable(Pick(name, doc)) for name in names]
+    finally:
+        if notes is not None:
+            notes.extend(dict.fromkeys(found.notes))  # once each, whichever service met it
 
 
 def _usable(pick: Pick) -> Pick:
@@ -252,8 +300,10 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     """Fetch and check EVERY file first, then restore one service after another: a missing
     or corrupt file stops the restore before any live data is touched."""
     containers = containers or {}
-    picks = pick_backups(session, wanted, services, source)
+    notes: list[str] = []
+    picks = pick_backups(session, wanted, services, source, notes)
     run = RestoreRun(newest_id(picks))
+    run.notes += notes
     files = []
     try:
         for pick in picks:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.backup import metadata
+from reconciler.backup import metadata, sharing
 from reconciler.backup.metadata import ServiceEntry
 from reconciler.backup.meter import NO_METER, CountingWriter, Meter, Task
 from reconciler.engines.compress import CompressingWriter, compressed_name
@@ -109,7 +109,7 @@ def _expected_sizes(session: Session, estimates: dict[str, int]) -> dict[str, in
     """How many bytes each dump will stream, for the progress bar: the last backup's, which
     is close, else the engine's estimate (the live size, which a dump seldom matches)."""
     expected = dict(estimates)
-    for doc in metadata.load_all(session.local):  # oldest first: the newest wins
+    for doc in metadata.load_all(session.local, project=session.spec.project):  # oldest first: the newest wins
         for service, entry in (doc.get("services") or {}).items():
             raw = (entry.get("stats") or {}).get("raw_bytes")
             if service in expected and raw:
@@ -138,6 +138,10 @@ def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], p
         return
     try:
         store = session.s3
+        if shared := sharing.others_in(store, session.spec.project):
+            raise StorageError(f"{store.describe()} holds backups of project {', '.join(shared)}: not copied "
+                               "there, where the two projects' files would overwrite each other",
+                               ref="storage.shared", hint=sharing.HINT)
         _abort_stale_uploads(store, progress)
         for entry in entries:
             progress(f"copying {entry.key} to S3")

@@ -274,17 +274,18 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
     from reconciler.storage.prune import PrunePartlyDone, prune_store
 
     entry = {"name": name, "store": name, "dry_run": dry_run, "deleted": [],
-             "deleted_metadata": [], "kept": [], "unreadable": [], "error": None}
+             "deleted_metadata": [], "kept": [], "unreadable": [], "others": {}, "error": None}
     report = None
     try:
         store = session.local if name == "local" else session.s3  # opening S3 can fail too
         entry["store"] = store.describe()
-        report = prune_store(store, session.spec.backup.retention, dry_run=dry_run)
+        report = prune_store(store, session.spec.backup.retention, dry_run=dry_run, project=session.spec.project)
     except ReconcileError as exc:
         entry["error"] = {"error": exc.ref, "message": exc.message, "hint": exc.hint}
         report = exc.report if isinstance(exc, PrunePartlyDone) else None
     if report is not None:
         entry.update(store=report.store, deleted=report.deleted,
                      deleted_metadata=report.deleted_metadata, kept=report.kept,
-                     unreadable=[{"key": u.key, "reason": u.reason} for u in report.unreadable])
+                     unreadable=[{"key": u.key, "reason": u.reason} for u in report.unreadable],
+                     others=report.others)
     return entry

@@ -293,6 +293,14 @@ def print_prune(reports: list[dict], dry_run: bool) -> None:
                                        f"{item['key']} in the {report['name']} store is skipped: {item['reason']}"))
             errors.print(Text.assemble(("  hint: ", "cyan"), "fix or remove that file: the files of the backup "
                                        "it records are not pruned until then"))
+        if others := report.get("others"):
+            from reconciler.backup.sharing import HINT
+
+            held = ", ".join(f"{count} of project {project or '(unnamed)'}" for project, count in sorted(others.items()))
+            errors.print(Text.assemble(("warning", "bold yellow"), "[backup.shared] ",
+                                       f"the {report['name']} store also holds backups of other projects "
+                                       f"({held}): left alone"))
+            errors.print(Text.assemble(("  hint: ", "cyan"), HINT))
         if failure is not None:
             errors.print(Text.assemble(("warning", "bold yellow"), f"[{failure['error']}] ",
                                        f"pruning the {report['name']} store failed: {failure['message']}"))

@@ -57,10 +57,11 @@ def last_backups(session: Session, warnings: list[str]) -> list[BackupFact]:
     """The newest backup of each service in each location (``local``, ``s3``)."""
     from reconciler.backup import metadata
 
-    local_docs = _docs(lambda: metadata.load_all(session.local), "local", warnings)
+    project = session.spec.project
+    local_docs = _docs(lambda: metadata.load_all(session.local, project=project), "local", warnings)
     found = _newest(local_docs, "local")
     if session.spec.backup.s3.enabled:
-        s3_docs = _docs(lambda: metadata.load_all(session.s3), "S3", warnings)
+        s3_docs = _docs(lambda: metadata.load_all(session.s3, project=project), "S3", warnings)
         if s3_docs is None:  # S3 unreachable: what the local metadata says was copied
             s3_docs = [d for d in local_docs or [] if (d.get("storage") or {}).get("s3") == "ok"]
         found += _newest(s3_docs, "s3")

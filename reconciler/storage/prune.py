@@ -18,8 +18,8 @@ skipped, not reported.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from pathlib import PurePosixPath
@@ -42,6 +42,7 @@ class BackupRecord:
     files: Mapping[str, str]
     verified: bool = False
     pruned: Mapping[str, str] = field(default_factory=dict)  # service: key retention removes
+    project: str | None = None  # None: the seed's metadata, which names no project
 
     @property
     def metadata_key(self) -> str:
@@ -63,8 +64,10 @@ class BackupRecord:
             entries = {name: value for name, value in doc.items()
                        if isinstance(value, Mapping) and "file" in value}
         pruned = doc.get(PRUNED)
+        project = doc.get("project")
         return cls(backup_id, parse_timestamp(doc.get("timestamp")), _keys(entries),
-                   doc.get("verified") is True, _keys(pruned if isinstance(pruned, Mapping) else {}))
+                   doc.get("verified") is True, _keys(pruned if isinstance(pruned, Mapping) else {}),
+                   project if isinstance(project, str) and project else None)
 
 
 PRUNED = "pruned"  # metadata field: entries of services whose files retention deleted
@@ -101,6 +104,7 @@ class PruneReport:
     updated_metadata: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     unreadable: list[Unreadable] = field(default_factory=list)
+    others: dict[str, int] = field(default_factory=dict)  # other projects' backups here, left alone
 
 
 def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
@@ -170,9 +174,11 @@ class PrunePlan:
     emptied: list[str]
 
 
-def plan_prune(records: Sequence[BackupRecord], present: set[str], retention: Retention) -> PrunePlan:
+def plan_prune(records: Sequence[BackupRecord], present: set[str], retention: Retention,
+               protected: Collection[str] = frozenset()) -> PrunePlan:
     """Pure part of prune. A key some decision keeps is never deleted, whichever service
-    removes it; a key an interrupted prune marked is deleted unless a backup names it again."""
+    removes it; a key an interrupted prune marked is deleted unless a backup names it again;
+    a ``protected`` key (another project's, in a shared store) never is."""
     by_id = {record.backup_id: record for record in records}
     decisions = {service: decide(snaps, retention)
                  for service, snaps in sorted(snapshots_by_service(records, present).items())}
@@ -185,6 +191,7 @@ def plan_prune(records: Sequence[BackupRecord], present: set[str], retention: Re
     named = {key for record in records for key in record.files.values()}
     doomed |= {key for record in records for key in record.pruned.values()
                if key in present and key not in named}
+    doomed -= set(protected)
     marks = {record.backup_id: sorted(s for s, key in record.files.items() if key in doomed)
              for record in records}
     emptied = [record.metadata_key for record in records
@@ -196,15 +203,19 @@ def plan_prune(records: Sequence[BackupRecord], present: set[str], retention: Re
 
 
 def prune(store: Store, records: Sequence[BackupRecord], retention: Retention,
-          dry_run: bool = False, unreadable: Sequence[Unreadable] = ()) -> PruneReport:
+          dry_run: bool = False, unreadable: Sequence[Unreadable] = (),
+          others: Sequence[BackupRecord] = ()) -> PruneReport:
     """Apply ``retention`` to ``store``. With ``dry_run`` nothing is deleted.
 
-    ``records`` should be this store's own metadata (``load_records(store)``).
+    ``records`` should be this store's own metadata (``load_records(store)``); ``others``,
+    other projects' backups in it, whose files are never deleted.
     """
     present = {item.key for item in store.list()}
-    plan = plan_prune(records, present, retention)
+    theirs = {key for record in others for key in (*record.files.values(), *record.pruned.values())}
+    plan = plan_prune(records, present, retention, protected=theirs)
     report = PruneReport(store.describe(), dry_run, plan.decisions, [], [], [],
-                         _kept_keys(records, plan.decisions), list(unreadable))
+                         _kept_keys(records, plan.decisions), list(unreadable),
+                         dict(Counter(record.project or "" for record in others)))
     if dry_run:
         report.deleted.extend(plan.doomed)
         report.deleted_metadata.extend(plan.emptied)
@@ -259,7 +270,11 @@ def _kept_keys(records: Sequence[BackupRecord], decisions: Mapping[str, Decision
                    for i in decision.keep})
 
 
-def prune_store(store: Store, retention: Retention, dry_run: bool = False) -> PruneReport:
-    """Load the store's metadata and prune it: the one call the CLI needs per store."""
+def prune_store(store: Store, retention: Retention, dry_run: bool = False,
+                project: str | None = None) -> PruneReport:
+    """Load the store's metadata and prune it: the one call the CLI needs per store. With
+    ``project``, only that project's backups (and the seed's, which name none) are pruned."""
     records, unreadable = load_records(store)
-    return prune(store, records, retention, dry_run, unreadable)
+    ours = [r for r in records if project is None or r.project in (None, project)]
+    others = [r for r in records if project is not None and r.project not in (None, project)]
+    return prune(store, ours, retention, dry_run, unreadable, others)

@@ -193,3 +193,27 @@ def test_restore_from_s3_keeps_the_other_local_files_of_the_backup(stack):
     assert cli(loaded, "restore", backup_id, "postgres", "--source", "s3", "--yes").returncode == 0
     local_doc = json.loads(session.local.read_bytes(key))
     assert list(local_doc["services"]) == ["postgres"] and local_doc["partial"] is True
+
+
+def test_latest_is_the_newest_backup_of_either_store(stack):
+    """The newest backup's local copy is gone (a disk swapped, a folder cleaned): `latest` is
+    still the newest, fetched from S3, not an older local one. Unreadable local metadata is
+    named in the result instead of being passed over in silence."""
+    loaded, session = stack
+    older = backup(loaded, "cache")
+    kv(session).set("version", "two")
+    newest = backup(loaded, "cache")
+    local = loaded.file.parent / "backups"
+    (local / "metadata" / f"backup-{newest}.json").unlink()
+    for path in (local / "cache").glob(f"cache-{newest}*"):
+        path.unlink()
+    (local / "metadata" / "backup-2026-01-01-000000.json").write_text("{ torn")
+    kv(session).set("version", "three")
+
+    result = cli(loaded, "restore", "latest", "cache", "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert done["cache"]["backup_id"] == newest != older and done["cache"]["source"] == "s3"
+    assert kv(session).get("version") == b"two"
+    assert any("backup-2026-01-01-000000.json in the local store was skipped" in note
+               for note in done["notes"]), done

@@ -91,7 +91,7 @@ def test_a_backup_being_taken_is_not_called_unrecorded(spec):  # noqa: F811
     store = LocalStore(spec.parent / "backups")
     claim = store.reserve("metadata/backup-2026-11-09-020000.json")
     store.write_bytes("postgres/postgres-2026-11-09-020000.sql.zst", b"being written")
-    session = SimpleNamespace(local=store, spec=SimpleNamespace(backup=SimpleNamespace(
+    session = SimpleNamespace(local=store, spec=SimpleNamespace(project="shop", backup=SimpleNamespace(
         s3=SimpleNamespace(enabled=False))))
     assert catalogue.check_files(session).unrecorded == []
     store.release(claim)
@@ -110,7 +110,7 @@ def test_list_shows_every_service_a_backup_holds_in_any_store(spec):  # noqa: F8
     doc["services"]["dragonfly"] = {"file": "dragonfly-2026-11-03-020000.bin", "size": 7,
                                     "checksum": "sha256:" + "0" * 64}
     remote.write_bytes(key, json.dumps(doc).encode())
-    session = SimpleNamespace(local=local, s3=remote, spec=SimpleNamespace(backup=SimpleNamespace(
+    session = SimpleNamespace(local=local, s3=remote, spec=SimpleNamespace(project="shop", backup=SimpleNamespace(
         s3=SimpleNamespace(enabled=True))))
     row = catalogue.catalogue(session).rows[0]
     assert row["backup_id"] == "2026-11-03-020000" and row["stores"] == ["local", "s3"]
@@ -143,7 +143,7 @@ def test_a_file_retention_marked_for_deletion_is_not_called_unrecorded(spec):  #
     doc["pruned"] = {"postgres": doc.pop("services")["postgres"]}  # as a prune cut short leaves it
     doc["services"] = {}
     store.write_bytes(key, json.dumps(doc).encode())
-    session = SimpleNamespace(local=store, spec=SimpleNamespace(backup=SimpleNamespace(
+    session = SimpleNamespace(local=store, spec=SimpleNamespace(project="shop", backup=SimpleNamespace(
         s3=SimpleNamespace(enabled=False))))
     assert catalogue.check_files(session).unrecorded == []
 
@@ -157,7 +157,7 @@ def test_an_s3_object_whose_copy_failed_midway_is_called_unrecorded_there(spec):
     remote.write_bytes(key, local.read_bytes(key))
     record = "metadata/backup-2026-11-03-020000.json"
     doc = json.loads(local.read_bytes(record))
-    session = SimpleNamespace(local=local, s3=remote, spec=SimpleNamespace(backup=SimpleNamespace(
+    session = SimpleNamespace(local=local, s3=remote, spec=SimpleNamespace(project="shop", backup=SimpleNamespace(
         s3=SimpleNamespace(enabled=True))))
     for state, expected in (("failed", [{"store": "s3", "key": key}]), ("pending", [])):
         local.write_bytes(record, json.dumps({**doc, "storage": {"local": "ok", "s3": state}}).encode())

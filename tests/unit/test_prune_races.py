@@ -103,3 +103,22 @@ def test_a_prune_that_fails_halfway_says_what_it_deleted_before(tmp_path):
     assert caught.value.report.deleted == ["postgres/postgres-2026-11-01-020000.sql.zst"]
     assert "after deleting 1 of 4 files" in caught.value.message
     assert "check the network" in caught.value.hint and "prune" in caught.value.hint
+
+
+def test_another_project_s_backups_in_a_shared_store_are_never_pruned(tmp_path):
+    """Keys name no project: in a folder two projects share, each prunes only its own backups
+    (and the seed's, which name none), and never a file another project's metadata names."""
+    store = LocalStore(tmp_path)
+    ids = [write_backup(store, day) for day in range(4)]
+    for backup_id, project in zip(ids, ("shop", "other", "other", None), strict=True):
+        doc = json.loads(store.read_bytes(metadata_key(backup_id)))
+        if project:
+            doc["project"] = project
+        store.write_bytes(metadata_key(backup_id), json.dumps(doc).encode())
+
+    report = prune_store(store, DAILY_1, dry_run=True, project="shop")
+    assert report.others == {"other": 2}
+    assert report.deleted_metadata == [metadata_key(ids[0])]  # shop's older one; the seed's is newest
+    assert all(ids[i] not in key for key in report.deleted for i in (1, 2))
+    theirs = prune_store(store, DAILY_1, dry_run=True, project="other")
+    assert theirs.others == {"shop": 1} and ids[0] not in " ".join(theirs.deleted + theirs.deleted_metadata)
