@@ -81,13 +81,19 @@ def _port_clashes(spec: Spec, locate: Locate) -> list[SpecError]:
             ip = port.host_ip or "0.0.0.0"
             other = taken.get(key)
             if other and (other[1] == ip or "0.0.0.0" in (ip, other[1])):
-                errors.append(SpecError(
-                    f"services {other[0]} and {name} both publish host port {port.host}/{port.protocol}",
-                    ref="spec.port-clash", location=locate(("services", name, "ports", index)),
-                    hint="give one of them another host port"))
+                errors.append(_port_clash(other[0], name, f"{port.host}/{port.protocol}",
+                                          locate(("services", name, "ports", index))))
             else:
                 taken[key] = (name, ip, index)
     return errors
+
+
+def _port_clash(first: str, second: str, port: str, where: Location) -> SpecError:
+    if first == second:
+        return SpecError(f"service {second} publishes host port {port} twice", ref="spec.port-clash",
+                         location=where, hint="remove one of the two entries, or give it another host port")
+    return SpecError(f"services {first} and {second} both publish host port {port}", ref="spec.port-clash",
+                     location=where, hint="give one of them another host port")
 
 
 def _undeclared_references(spec: Spec, locate: Locate) -> list[SpecError]:

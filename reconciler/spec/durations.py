@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -9,21 +10,31 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_SECONDS = 365 * 24 * 3600  # sleeps and deadlines overflow long before .inf; no wait needs a year
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from a number (seconds) or a string such as ``2m30s``."""
+    """Seconds from a number (seconds) or a string such as ``2m30s``, at most a year."""
     if isinstance(value, bool):
         raise ValueError("a duration such as 30s, 5m or 1h")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _bounded(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         if text and _PART.sub("", text) == "":
-            return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+            return _bounded(sum(float(n) * _UNIT[u] for n, u in _PART.findall(text)))
     raise ValueError("a duration such as 30s, 5m or 1h")
+
+
+def _bounded(seconds: float) -> float:
+    """Compared before ``float()``: an int of 400 digits does not fit in a float."""
+    if isinstance(seconds, float) and math.isnan(seconds):
+        raise ValueError("a duration must be a number of seconds, not .nan")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_SECONDS:
+        raise ValueError("a duration cannot be longer than a year (8760h)")
+    return float(seconds)
 
 
 def format_duration(seconds: float) -> str:

@@ -8,9 +8,12 @@ never shown: the file may hold a secret.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+MAX_SOURCE_BYTES = 1 << 20  # an env_file or ${file:…} holds a few values, not a megabyte of them
 
 
 class NotUtf8Error(ValueError):
@@ -36,6 +39,42 @@ class NotUtf8Error(ValueError):
         return (f"save it as UTF-8 (UTF-8 in your editor's \"Save as\"), or convert it, e.g. "
                 f"`iconv -f {source} -t UTF-8 {self.path.name} > {self.path.name}.new` "
                 f"(if it was {'UTF-16' if self.utf16 else 'Latin-1'}) and put that in its place")
+
+
+class UnfitFileError(ValueError):
+    """A file a spec takes values from (``env_file``, ``${file:…}``) that cannot be one: a device
+    such as ``/dev/zero`` would fill the memory, a FIFO would wait for a writer forever."""
+
+    def __init__(self, problem: str, hint: str) -> None:
+        super().__init__(problem)
+        self.hint = hint
+
+    def describe(self, what: str) -> str:
+        return f"{what} {self}"
+
+
+def read_source(path: Path, limit: int = MAX_SOURCE_BYTES) -> str:
+    """The text of a regular file of at most ``limit`` bytes, else ``UnfitFileError``
+    (``NotUtf8Error`` and ``OSError`` as ``read_utf8``). Opened without blocking, so a FIFO is
+    refused rather than waited on, and its type is checked on the open file, not before."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnfitFileError("is not a regular file (it is a folder, a device or a pipe)",
+                                 "point it at a file that holds the value(s)")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise UnfitFileError(f"is larger than {_size(limit)}",
+                             "it should hold a value or a few KEY=value lines: check the path")
+    return decode_utf8(data, path)
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
 
 
 def read_utf8(path: Path) -> str:

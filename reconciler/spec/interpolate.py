@@ -1,7 +1,13 @@
 """``${env:NAME}``, ``${env:NAME:-default}`` and ``${file:PATH}`` in spec strings.
 
 Every substituted value counts as a secret for display: the caller gets the resolved text and
-a display text in which each substitution reads ``(sensitive)``. ``$${`` escapes a literal ``${``.
+a display text in which each substitution reads ``(sensitive)``. ``$${`` escapes a literal ``${``;
+a ``$`` not followed by ``{`` is itself.
+
+``${env:NAME:-default}`` takes the default when NAME is unset or empty, as the shell and
+Compose do (``${env:NAME}`` of an empty NAME is empty). References do not nest
+(``${env:A:-${env:B}}``) and must be closed: either is an error, never literal text.
+``${file:PATH}`` reads a regular file of at most 1 MiB (not a device or a pipe).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.spec.encoding import NotUtf8Error, read_utf8
+from reconciler.spec.encoding import NotUtf8Error, UnfitFileError, read_source
 
 if TYPE_CHECKING:  # load imports this module
     from collections.abc import Iterable
@@ -20,7 +26,7 @@ if TYPE_CHECKING:  # load imports this module
     from reconciler.spec.load import LoadedSpec
 
 SENSITIVE = "(sensitive)"
-_REF = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}")
+_OPEN = re.compile(r"\$\$\{|\$\{")
 _ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$", re.S)
 _FILE = re.compile(r"^file:(?P<path>.+)$", re.S)
 
@@ -44,7 +50,7 @@ def interpolate(text: str, environ: Mapping[str, str], base_dir: Path) -> Resolv
     shown: list[str] = []
     found = False
     pos = 0
-    for match in _REF.finditer(text):
+    while match := _OPEN.search(text, pos):
         parts.append(text[pos:match.start()])
         shown.append(text[pos:match.start()])
         pos = match.end()
@@ -52,7 +58,8 @@ def interpolate(text: str, environ: Mapping[str, str], base_dir: Path) -> Resolv
             parts.append("${")
             shown.append("${")
             continue
-        parts.append(_resolve(match["body"], environ, base_dir))
+        body, pos = _body(text, match.start(), pos)
+        parts.append(_resolve(body, environ, base_dir))
         shown.append(SENSITIVE)
         found = True
     parts.append(text[pos:])
@@ -60,10 +67,26 @@ def interpolate(text: str, environ: Mapping[str, str], base_dir: Path) -> Resolv
     return Resolved("".join(parts), "".join(shown), found)
 
 
+def _body(text: str, start: int, after: int) -> tuple[str, int]:
+    """The body of the reference that opens at ``start``, and where the text goes on after it."""
+    close = text.find("}", after)
+    if close == -1:
+        raise InterpolationError(
+            f"unclosed reference: the ${{ at character {start + 1} of the value has no closing }}",
+            "close it (${env:NAME}), or write $${ for a literal ${")
+    body = text[after:close]
+    if "${" in body:
+        raise InterpolationError(
+            f"nested reference: the ${{…}} at character {start + 1} of the value holds another ${{",
+            "references do not nest: write a literal default (${env:A:-text}), or give A "
+            "its value in the environment")
+    return body, close + 1
+
+
 def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
     if env := _ENV.match(body):
         name, default = env["name"], env["default"]
-        if name in environ:
+        if environ.get(name) or (name in environ and default is None):
             return environ[name]
         if default is not None:
             return default
@@ -73,8 +96,8 @@ def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
     if file := _FILE.match(body):
         path = (base_dir / file["path"].strip()).resolve()
         try:
-            return read_utf8(path).rstrip("\n")
-        except NotUtf8Error as exc:
+            return read_source(path).rstrip("\n")
+        except (NotUtf8Error, UnfitFileError) as exc:
             raise InterpolationError(exc.describe(f"the ${{file:…}} source {path}"), exc.hint) from None
         except OSError as exc:
             raise InterpolationError(
@@ -89,9 +112,10 @@ def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
 def read_env_file(path: Path) -> dict[str, str]:
     """A Compose-style env file: ``KEY=value`` lines, ``#`` comments, optional quotes.
 
-    Raises ``OSError`` when it cannot be read and ``NotUtf8Error`` when it is not UTF-8."""
+    Raises ``OSError`` when it cannot be read, ``NotUtf8Error`` when it is not UTF-8 and
+    ``UnfitFileError`` when it is not a regular file of at most 1 MiB."""
     values: dict[str, str] = {}
-    for raw in read_utf8(path).splitlines():
+    for raw in read_source(path).splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLFutureWarning, YAMLWarning
 from ruamel.yaml.reader import ReaderError
 
 from reconciler.errors import Location, SpecError, SpecErrors
-from reconciler.spec.encoding import NotUtf8Error, read_utf8
+from reconciler.spec.encoding import NotUtf8Error, UnfitFileError, read_utf8
 from reconciler.spec.interpolate import InterpolationError, interpolate, read_env_file
 from reconciler.spec.models import Spec
+from reconciler.spec.yamlread import ShapeError, Written, check_shape, yaml_reader
 
 PathKey = tuple[str | int, ...]
 _DUPLICATE_KEY = re.compile(r'found duplicate key "(?P<key>.*?)" with value', re.DOTALL)
@@ -62,10 +62,14 @@ class _Positions:
         self.value_at: dict[PathKey, tuple[int, int]] = {}
 
     def record(self, node: CommentedMap, key: object, path: PathKey) -> None:
-        line, col = node.lc.key(key)
-        self.at[path] = (line + 1, col + 1)
-        line, col = node.lc.value(key)
-        self.value_at[path] = (line + 1, col + 1)
+        """The key's place and its value's; a key merged in by ``<<`` has none of its own, and
+        a null value's place is that of whatever follows it, so only its key's is kept."""
+        place = _place(node.lc.key, key)
+        if place is not None:
+            self.at[path] = place
+        value = _place(node.lc.value, key)
+        if value is not None and node.get(key) is not None:
+            self.value_at[path] = value
 
     def location(self, path: PathKey, *, value: bool = False) -> Location:
         """The key's place, or with ``value`` the scalar value's place when known."""
@@ -79,9 +83,19 @@ class _Positions:
         return Location(str(self.file), path=_dotted(path))
 
 
+def _place(lookup: typing.Callable[[object], object], key: object) -> tuple[int, int] | None:
+    try:
+        line, col = lookup(key)  # type: ignore[misc]
+    except (KeyError, TypeError):
+        return None
+    return line + 1, col + 1
+
+
 def _dotted(path: PathKey) -> str:
     text = ""
     for part in path:
+        if isinstance(part, str) and not part.isprintable():  # a key with a NUL or a newline
+            part = part.encode("unicode_escape").decode("ascii")
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
@@ -96,6 +110,7 @@ def load_spec(file: Path | str, environ: Mapping[str, str] | None = None) -> Loa
     path = Path(file)
     environ = os.environ if environ is None else environ
     text = _read_text(path)
+    _check_shape(path, text)
     try:
         return _load(path, _parse(path, text, fast=True), environ)
     except SpecErrors:
@@ -142,13 +157,24 @@ def _read_text(path: Path) -> str:
                         hint="check the file's permissions") from None
 
 
+def _check_shape(path: Path, text: str) -> None:
+    try:
+        check_shape(text)
+    except ShapeError as exc:
+        raise SpecError(str(exc), hint=exc.hint, ref="spec.yaml",
+                        location=Location(str(path), exc.line, exc.col, _dotted(exc.path))) from None
+
+
 def _parse(path: Path, text: str, fast: bool) -> object:
     """Plain data from the C parser (fast), or ruamel nodes that carry their positions."""
     try:
         with warnings.catch_warnings():  # ruamel's warnings quote the document's lines
             warnings.simplefilter("ignore", YAMLWarning)
             warnings.simplefilter("ignore", YAMLFutureWarning)
-            return YAML(typ="safe", pure=False).load(text) if fast else YAML(typ="rt").load(text)
+            return yaml_reader(fast).load(text)
+    except RecursionError:  # check_shape bounds the nesting; this is the last line of defence
+        raise SpecError("invalid YAML: lists and mappings nest too deeply", location=Location(str(path)),
+                        ref="spec.yaml", hint="a spec needs a few levels; check for unbalanced [ or {") from None
     except ReaderError as exc:  # a control character, such as the NULs of a UTF-16 file without a BOM
         raise _unreadable_character(path, text, exc) from None
     except MarkedYAMLError as exc:
@@ -191,25 +217,34 @@ def _yaml_problem(exc: MarkedYAMLError) -> tuple[str, str]:
 
 def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[str, str],
            base: Path, display: dict[PathKey, str], errors: list[SpecError]) -> object:
-    """Plain Python data with references resolved; ruamel nodes also give their positions."""
+    """Plain Python data with references resolved; ruamel nodes also give their positions.
+
+    A key is the text it was written as; so is an ``env`` value that YAML reads as a number,
+    boolean or date (``PIN: 0123456`` stays ``0123456``): the container gets what the file says."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
+            name = key.text if isinstance(key, Written) else str(key)
             if isinstance(node, CommentedMap):
-                positions.record(node, key, (*path, str(key)))
-            out[str(key)] = _plain(value, (*path, str(key)), positions, environ, base, display, errors)
+                positions.record(node, key, (*path, name))
+            out[name] = _plain(value, (*path, name), positions, environ, base, display, errors)
         return out
     if isinstance(node, list):
         out_list = []
         for index, value in enumerate(node):
-            if isinstance(node, CommentedSeq):
-                line, col = node.lc.item(index)
-                positions.at[(*path, index)] = (line + 1, col + 1)
+            if isinstance(node, CommentedSeq) and (place := _place(node.lc.item, index)):
+                positions.at[(*path, index)] = place
             out_list.append(_plain(value, (*path, index), positions, environ, base, display, errors))
         return out_list
     if isinstance(node, str):
         return _resolve(node, path, positions, environ, base, display, errors)
+    if isinstance(node, Written):
+        return node.text if _is_env_value(path) else node.value
     return node
+
+
+def _is_env_value(path: PathKey) -> bool:
+    return len(path) == 4 and path[0] == "services" and path[2] == "env"
 
 
 def _resolve(text: str, path: PathKey, positions: _Positions, environ: Mapping[str, str],
@@ -241,6 +276,10 @@ def _merge_env_files(data: dict, base: Path, positions: _Positions,
             errors.append(SpecError(exc.describe(f"env_file {env_path}"), ref="spec.encoding", hint=exc.hint,
                                     location=positions.location(("services", name, "env_file"), value=True)))
             continue
+        except UnfitFileError as exc:
+            errors.append(SpecError(exc.describe(f"env_file {env_path}"), ref="spec.env-file", hint=exc.hint,
+                                    location=positions.location(("services", name, "env_file"), value=True)))
+            continue
         except OSError as exc:
             errors.append(SpecError(
                 f"cannot read env_file {env_path}: {exc.strerror}", ref="spec.env-file",
@@ -265,8 +304,8 @@ def _from_validation(exc: ValidationError, positions: _Positions) -> list[SpecEr
         else:
             message = err["msg"].removeprefix("Value error, ")
             errors.append(SpecError(f"invalid value: {message}", ref="spec.invalid",
-                                    location=positions.location(loc, value=True),
-                                    hint=_type_hint(loc)))
+                                    location=positions.location(loc, value=err["loc"][-1] != "[key]"),
+                                    hint=err.get("ctx", {}).get("hint") or _type_hint(loc)))
     return errors
 
 

@@ -6,12 +6,14 @@ Values in ``env`` are ``SecretStr`` so a stray repr or log line cannot print the
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,10 +23,19 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from reconciler.spec.durations import Duration
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+MAX_MEMORY = 2 ** 63 - 1  # Docker keeps a memory limit in bytes, as an int64
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def invalid(message: str, hint: str) -> PydanticCustomError:
+    """A validation error that carries its own hint (the loader shows it instead of the
+    generic one). ``message`` must not hold ``{``: pydantic fills such fields from the context."""
+    return PydanticCustomError("spec_invalid", message, {"hint": hint})
 
 
 class Frozen(BaseModel):
@@ -137,8 +148,23 @@ def _parse_port(value: object) -> object:
     match = _PORT.match(value.strip())
     if not match:
         raise ValueError("a port such as '8080:3000', '127.0.0.1:5432:5432' or '53/udp'")
+    if match["ip"]:
+        _check_host_ip(match["ip"])
     return {"container": int(match["ctr"]), "host": int(match["host"]) if match["host"] else None,
             "host_ip": (match["ip"] or "").strip("[]"), "protocol": match["proto"] or "tcp"}
+
+
+def _check_host_ip(text: str) -> None:
+    """Docker binds every interface (0.0.0.0 and ::) when the host IP is not an address: a typo
+    meant to keep a database on this host only would publish it to the world. The value is
+    not repeated (it may be interpolated)."""
+    v6 = text.startswith("[")
+    try:
+        (ipaddress.IPv6Address if v6 else ipaddress.IPv4Address)(text.strip("[]"))
+    except ValueError:
+        raise invalid(f"the host IP is not a valid IPv{6 if v6 else 4} address",
+                      "write the address to publish on, such as 127.0.0.1 (this host only) or [::1]; "
+                      "each IPv4 part is a number from 0 to 255") from None
 
 
 PortField = Annotated[Port, BeforeValidator(_parse_port), WithJsonSchema({
@@ -193,13 +219,24 @@ class ServiceBackup(Frozen):
     stop_service: bool = Field(False, description="Stop a generic service while its volume is archived.")
 
 
+def _env_name(name: str) -> str:
+    """A name Docker can pass: ``A=B: v`` would reach the container as ``A=B=v``."""
+    if not name or "=" in name or "\0" in name:
+        raise invalid("an environment variable name must not be empty or hold '=' or a NUL character",
+                      "use a name such as DATABASE_URL (letters, digits and _)")
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
 class Service(Frozen):
     profile: str = Field("app", pattern=NAME)
     kind: Kind = Kind.GENERIC
     image: str = Field(min_length=1)
     command: list[str] | None = None
     entrypoint: list[str] | None = None
-    env: dict[str, SecretStr] = Field(default_factory=dict)
+    env: dict[EnvName, SecretStr] = Field(default_factory=dict)
     env_file: str | None = None
     volumes: list[MountField] = Field(default_factory=list)
     networks: list[str] = Field(default_factory=list)
@@ -220,6 +257,17 @@ class Service(Frozen):
     def proxied(self) -> bool:
         """Blue-green behind a proxy: the proxy, not the app container, publishes the ports."""
         return self.deploy.strategy is Strategy.BLUE_GREEN and self.health.http is not None
+
+    @field_validator("mem_limit")
+    @classmethod
+    def _memory_docker_takes(cls, value: str | None) -> str | None:
+        """The value is not repeated: it may be interpolated."""
+        if value is not None:
+            digits = value.rstrip("bkmg")
+            if int(digits) * _MEMORY_UNITS[value[len(digits):]] > MAX_MEMORY:
+                raise invalid("mem_limit is larger than Docker can take (8 EiB, an int64 of bytes)",
+                              "write a size such as 512m or 4g")
+        return value
 
     @field_validator("env", mode="before")
     @classmethod
@@ -319,6 +367,14 @@ class Spec(Frozen):
     changes: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Path globs per class (infra, app) for `reconcile changes`.")
+
+    @field_validator("volumes", "networks", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: object) -> object:
+        """``data:`` with nothing after it is ``data: {}``, as in Compose."""
+        if isinstance(value, dict):
+            return {name: {} if entry is None else entry for name, entry in value.items()}
+        return value
 
     @field_validator("services", "volumes", "networks")
     @classmethod
