@@ -114,10 +114,14 @@ def _proxy_upstream(doc: dict) -> str | None:
 
 
 def _role(name: str, labels: dict) -> Role:
-    """From the container's NAME (renames are how apply swaps roles); the label is a fallback
-    for containers whose name does not follow the rule (made by hand or by older versions)."""
+    """From the container's NAME (renames are how apply swaps roles). One whose name follows no
+    rule is a stray, whatever its labels say: a container started by hand with the project's
+    labels (or a clone of one) must never be taken for the service, backed up in its place,
+    replaced or removed. A service label alone (no name rule) keeps its orphan meaning."""
+    if not labels.get(LABEL_SERVICE):
+        return _enum(Role, labels.get(LABEL_ROLE), Role.CURRENT)
     by_name = role_from_name(name, labels.get(LABEL_PROJECT, ""), labels.get(LABEL_SERVICE))
-    return _enum(Role, by_name or labels.get(LABEL_ROLE), Role.CURRENT)
+    return Role(by_name) if by_name else Role.STRAY
 
 
 def _enum(enum, value, default):

@@ -37,6 +37,10 @@ class Role(StrEnum):
     CANDIDATE = "candidate"
     KEPT = "kept"
     PROXY = "proxy"
+    # labelled as one of the project's services, but not named as any container reconcile makes
+    # (started by hand, a clone with copied labels): never the service, never backed up,
+    # stopped, replaced or removed; the plan warns about it
+    STRAY = "stray"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.deploy import planning
+from reconciler.errors import PlanError
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
 from reconciler.plan import inplace, leftovers, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
@@ -89,6 +90,7 @@ def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] 
         if group:
             actions.extend(group)
             last_of[name] = group[-1].id
+    _strays(ctx, actions, warnings)
     plan = Plan(project=spec.project, actions=tuple(actions), fingerprint=observed.fingerprint(),
                 profiles=tuple(sorted(selected)), warnings=tuple(warnings),
                 spec_hash=_plan_spec_hash(ctx))
@@ -147,6 +149,35 @@ def _volume_actions(ctx: _Context) -> list[Action]:
     return actions
 
 
+# -- strays -------------------------------------------------------------------------------
+
+_STARTS = frozenset({ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START})
+
+
+def _strays(ctx: _Context, actions: list[Action], warnings: list[str]) -> None:
+    """Containers labelled as one of the project's services that reconcile did not make: never
+    taken for the service (``Role.STRAY``), only warned about. A running one on a volume that a
+    container this plan creates or starts would mount stops the plan: two servers on one data
+    folder corrupt it."""
+    spec = ctx.spec
+    starting = {a.resource for a in actions if a.kind in _STARTS and a.resource in spec.services}
+    for stray in sorted((c for c in ctx.observed.containers
+                         if c.role is Role.STRAY and c.project == spec.project), key=lambda c: c.name):
+        warnings.append(f"container {stray.name} carries this project's labels for service {stray.service} "
+                        "but was not made by reconcile: left alone (remove it, or its labels)")
+        if stray.state is not State.RUNNING:
+            continue
+        used = {volume_of(m.source, spec.project) or m.source for m in stray.mounts if m.type == "volume"}
+        for name in sorted(starting):
+            shared = sorted(used & {m.source for m in spec.services[name].volumes if m.source in spec.volumes})
+            if shared:
+                raise PlanError(f"container {stray.name} (labelled as service {stray.service}, not made by "
+                                f"reconcile) runs on volume {', '.join(shared)}, which the container this plan "
+                                f"starts for {name} would mount too", ref="plan.stray-container",
+                                hint=f"stop or remove {stray.name} first (two servers on one data folder "
+                                     "corrupt it); nothing was changed")
+
+
 # -- orphans ------------------------------------------------------------------------------
 
 def _orphan_actions(ctx: _Context) -> list[Action]:
@@ -155,6 +186,8 @@ def _orphan_actions(ctx: _Context) -> list[Action]:
     taken: set[str] = set()
     for container in sorted(ctx.observed.containers, key=lambda c: (c.service or "", c.name)):
         if container.service in ctx.spec.services or container.project != ctx.spec.project:
+            continue
+        if container.role is Role.STRAY:  # not reconcile's to remove (``_strays`` warns)
             continue
         if ctx.selected and container.profile not in ctx.selected:
             continue
