@@ -7,13 +7,18 @@
     promote   rename old → ``-old-<t>``, new → ``<p>-<s>``. Names say which container is
               which at every point, so an apply killed here converges on the next run
               (``reconciler.plan.leftovers``; the proxy's recorded upstream covers the rest).
-    switch    behind a proxy: point it at the new container's alias (``proxy.point``).
+    switch    behind a proxy: point it at the new container's alias (``proxy.point``). The
+              rollout counts as switched from the moment the proxy is touched, not when
+              ``point`` returns: nginx may already serve the new container when a signal or
+              a confirm timeout stops it there.
     retire    drain (``deploy.drain``, proxy only) → stop the old one with SIGTERM and
               ``deploy.stop_grace`` → restart policy ``no`` → rename it ``-kept-<t>``.
 
 Any failure before the old container is retired is undone (``undo``): the proxy is pointed
-back, the names are swapped back, the new container is removed (a kept one is stopped
-again). Failures while tidying the retired container only warn: traffic already moved.
+back at the old container and confirmed to serve it (``proxy.point_back``) before anything
+is stopped or removed, the names are swapped back, the new container is removed (a kept one
+is stopped again). Failures while tidying the retired container only warn: traffic already
+moved.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ class Rollout:
     new_restart: str = ""
     reused: bool = False
     promoted: bool = False
-    switched: bool = False
+    switched: bool = False  # the proxy may serve the new container (set before it is touched)
     old_stopped: bool = False
     finished: bool = False
 
@@ -191,9 +196,8 @@ def switch(run: ApplyRun, action_id: str, rollout: Rollout) -> dict:
     target = dockerio.inspect_container(run.session.client, rollout.new_id)
     free = (lambda: stop_old(run, action_id, rollout, " to free its host ports for the proxy")) \
         if rollout.old_ports else None
-    details = proxy.point(run, action_id, rollout.service, target, before_start=free)
-    rollout.switched = True
-    return details
+    rollout.switched = True  # from here on nginx may serve the new one: an undo points it back
+    return proxy.point(run, action_id, rollout.service, target, before_start=free)
 
 
 def stop_old(run: ApplyRun, action_id: str, rollout: Rollout, why: str = "") -> None:
@@ -235,10 +239,9 @@ def undo(run: ApplyRun, rollout: Rollout, action_id: str, error: BaseException) 
     reason = "interrupted" if isinstance(error, KeyboardInterrupt) else \
         getattr(error, "message", None) or f"{type(error).__name__}: {error}"
     run.record("rollback-begin", service=rollout.service, reason=reason, rollout=rollout.as_dict())
-    moved = rollout.switched
     try:
         with finishing("the rollback"):
-            _undo(run, rollout, action_id)
+            traffic = _undo(run, rollout, action_id)
     except (ReconcileError, OSError) as exc:
         detail = getattr(exc, "message", None) or str(exc)
         run.record("rollback-end", service=rollout.service, status="failed", error=detail)
@@ -246,17 +249,22 @@ def undo(run: ApplyRun, rollout: Rollout, action_id: str, error: BaseException) 
                              hint=manual_steps(rollout))
     rollout.finished = True
     run.record("rollback-end", service=rollout.service, status="ok")
-    traffic = "traffic was switched back to it" if moved else "traffic never moved"
-    return ApplyError(f"{reason}; rolled back: {rollout.canonical} still serves ({traffic})",
+    serves = "still serves" if rollout.old_running else "is as it was (it was not running)"
+    return ApplyError(f"{reason}; rolled back: {rollout.canonical} {serves} ({traffic})",
                       ref="apply.rolled-back",
                       hint="nothing was lost; run apply again" if reason == "interrupted"
                       else "nothing was lost; fix the cause shown above and try again")
 
 
-def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> None:
+def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> str:
+    """Undo in an order that never leaves the proxy sending to a stopped or removed
+    container; returns what became of the traffic, in words, for the message."""
     client, service = run.session.client, rollout.service
+    traffic = "traffic never moved"
     if rollout.old_ports:
         proxy.remove(run, action_id, service)  # a first deploy's proxy holds the old one's ports
+        if rollout.switched:
+            traffic = "the proxy was removed: it publishes its own host ports again"
     old = dockerio.inspect_container(client, rollout.old_id)
     if rollout.old_running and not (old.get("State") or {}).get("Running"):
         run.step(action_id, f"undo: start {rollout.old_name}", container=rollout.old_id)
@@ -264,9 +272,10 @@ def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> None:
         dockerio.start(client, rollout.old_id)
         gate.wait_ready(run.session, service, rollout.old_id, gate.timeout_for(run.session, service))
         rollout.old_stopped = False
-    if rollout.switched and rollout.old_running and not rollout.old_ports:
-        proxy.point(run, action_id, service, old)
+    if rollout.switched and not rollout.old_ports:
+        proxy.point_back(run, action_id, service, old)  # confirmed, before anything stops
         rollout.switched = False
+        traffic = "the proxy was pointed back at it, confirmed"
     if rollout.promoted:
         run.step(action_id, f"undo: rename {rollout.canonical} → {rollout.new_name}", container=rollout.new_id)
         dockerio.rename(client, rollout.new_id, rollout.new_name)
@@ -276,6 +285,7 @@ def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> None:
             dockerio.rename(client, rollout.old_id, rollout.old_name)
         rollout.promoted = False
     _drop_new(run, rollout, action_id)
+    return traffic
 
 
 def _drop_new(run: ApplyRun, rollout: Rollout, action_id: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.apply import builders
-from reconciler.deploy import nginx, rules
+from reconciler.deploy import nginx, proxy, rules
 from reconciler.errors import SpecErrors
 from reconciler.observe.models import Observed, ObservedContainer, Role, State
 from reconciler.spec.load import LoadedSpec, load_spec
@@ -165,3 +165,32 @@ def test_spec_accepts_blue_green_over_http(tmp_path):
     path = tmp_path / "reconcile.yaml"
     path.write_text(BASE)
     assert load_spec(path, {}).spec.services["web"].proxied
+
+
+def bound(*bindings: tuple[str, str, str]) -> dict:
+    """An inspect document whose HostConfig publishes ``(container port/proto, ip, host port)``."""
+    ports: dict[str, list] = {}
+    for key, ip, host in bindings:
+        ports.setdefault(key, []).append({"HostIp": ip, "HostPort": host})
+    return {"HostConfig": {"PortBindings": ports}}
+
+
+@pytest.mark.parametrize(("old", "ports", "shared"), [
+    (bound(("8000/tcp", "127.0.0.1", "8080")), ["127.0.0.1:8081:8000"], False),   # moves: beside
+    (bound(("8000/tcp", "127.0.0.1", "8080")), ["127.0.0.1:8080:8000"], True),    # same port
+    (bound(("8000/tcp", "", "8080")), ["127.0.0.1:8080:8000"], True),             # 0.0.0.0 holds it
+    (bound(("8000/tcp", "127.0.0.1", "8080")), ["127.0.0.1:8080:9000"], True),    # other container port
+    (bound(("8000/udp", "", "8080")), ["8080:8000"], False),                      # other protocol
+    (bound(("8000/tcp", "", "")), ["8000"], False),                               # engine-chosen ports
+    (bound(("8000/tcp", "", "8080"), ("9000/tcp", "", "9090")), ["8081:8000", "9090:9000"], True),
+    ({"HostConfig": {"PortBindings": None}}, ["8080:8000"], False),
+])
+def test_a_new_proxy_starts_beside_the_old_one_unless_they_share_a_host_port(old, ports, shared):
+    declared = Spec.model_validate({"project": "p", "services": {"api": {"image": "a", "ports": ports}}})
+    assert proxy.shared_host_ports(old, declared.services["api"].ports) is shared
+
+
+def test_what_a_running_proxy_publishes_is_read_from_its_bindings():
+    doc = bound(("9000/tcp", "", ""), ("8000/tcp", "127.0.0.1", "8080"), ("53/udp", "", "5353"))
+    assert proxy.published_ports(doc) == [8000, 9000]
+    assert proxy.bound_host_ports(doc) == ["127.0.0.1:8080", "0.0.0.0:5353"]
