@@ -113,7 +113,8 @@ def _proxy_parts(loaded: LoadedSpec, name: str, proxy: ObservedContainer | None,
         want = rules.proxy_config(loaded, name)
         changed = sorted(k for k in want if (proxy.config or {}).get(k) != want[k])
         what = ", ".join(changed) if proxy.config else "its config"
-        return [f"recreate proxy {pname}: {what} changed (a short gap while it restarts)"]
+        return [f"recreate proxy {pname}: {what} changed (the old one serves until the new one does; "
+                "a short gap only on a host port they share)"]
     if not proxy.running:
         return [f"start proxy {pname} ({proxy.state.value})"]
     return []

@@ -123,7 +123,8 @@ def test_killed_before_the_candidate_took_the_name_keeps_the_old_one_serving():
     (None, "create proxy p-api-proxy (nginx:stable) publishing 127.0.0.1:8080:8000/tcp; serving p-api"),
     (proxy("id-p-api", state=State.EXITED), "start proxy p-api-proxy (exited); serving p-api"),
     (proxy("id-p-api", spec=loaded(ports=["127.0.0.1:9090:8000"])),
-     "recreate proxy p-api-proxy: ports changed (a short gap while it restarts); serving p-api"),
+     "recreate proxy p-api-proxy: ports changed (the old one serves until the new one does; a short gap "
+     "only on a host port they share); serving p-api"),
     (proxy(None), "p-api-proxy serves an unknown container, not p-api: point it at p-api"),
     (proxy("id-gone"), "p-api-proxy serves a container that is gone (id-gone), not p-api"),
 ])
