@@ -341,6 +341,9 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
                  task: Task, backup_id: str = "") -> RestoreStats:
     target = session.target(service, container)
     stats = BackupStats.from_dict(entry["stats"])
+    engine = session.engine(service)
+    if (precheck := getattr(engine, "restore_precheck", None)) is not None:
+        precheck(target, stats)  # refusals that come before any live data is touched
     # the live container's data replaced in place (not apply's fresh candidate): recorded
     # until done, so one that stops halfway is known for what it is (``restoring``)
     record = restoring.begin(session.state_dir(), service, backup_id, _running(session, target)) \
@@ -349,7 +352,7 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
         reader = DecompressingReader(CountingReader(raw, task), Compression(entry["compression"]),
                                      entry["checksum"])
         try:
-            result = session.engine(service).restore(target, reader, stats)
+            result = engine.restore(target, reader, stats)
         except ReconcileError:
             raise
         except OSError as exc:

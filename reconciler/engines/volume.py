@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import BinaryIO
 
 from reconciler import dockerio
@@ -38,12 +39,14 @@ from reconciler.engines.base import (
 from reconciler.engines.compress import ZSTD_DEFAULT
 from reconciler.engines.tarscan import (
     ASPECTS,
+    TarMember,
     TarScanner,
     TreeDigest,
     TreeDigestBuilder,
 )
 from reconciler.errors import BackupError, EngineError, RestoreError
 from reconciler.spec.models import Kind
+from reconciler.spec.normalise import LABEL_PROJECT, volume_of
 
 # A restore that fails or is interrupted leaves the service stopped: started, it would work on
 # (and write to) a partial copy of its data; ``restoring`` keeps it from being started.
@@ -62,7 +65,7 @@ class VolumeEngine(DockerBacked):
     def estimate_size(self, target: Target) -> int:
         """``du`` of the mounts, read by a helper (one quick pass over the file tree)."""
         chunks: list[bytes] = []
-        result = self._helper_exec(target, ["du", "-sk", *writable_paths(target)], chunks.append,
+        result = self._helper_exec(target, ["du", "-sk", *self._paths(target)], chunks.append,
                                    read_only=True)
         if result.exit_code != 0:
             return 0
@@ -70,7 +73,7 @@ class VolumeEngine(DockerBacked):
                    if line.strip())
 
     def backup(self, target: Target, out: BinaryIO) -> BackupStats:
-        paths = writable_paths(target)
+        paths = self._paths(target)
         if not paths:
             raise BackupError(f"service {target.service_name} has no writable volume to archive",
                               ref="backup.no-data", hint="list its data volumes under volumes:")
@@ -100,6 +103,17 @@ class VolumeEngine(DockerBacked):
             raise BackupError(f"archiving the volumes of {target.service_name} aborted: "
                               f"{cause_text(exc, target)}", ref="backup.stream",
                               hint="check free space and the backup destination") from None
+
+    def restore_precheck(self, target: Target, stats: BackupStats) -> None:
+        """Refuse, before anything is stopped or wiped, a backup of folders the container does
+        not mount (the spec moved a volume since): its files would land in the helper only."""
+        doc = dockerio.inspect_container(self.client, target.container_id)
+        if missing := unmounted(list(stats.paths) or writable_paths(target, doc), doc):
+            mounted = ", ".join(writable_paths(target, doc)) or "none"
+            raise RestoreError(f"the backup holds {', '.join(missing)}, which {target.service_name}'s container "
+                               f"does not mount (it mounts {mounted})", ref="restore.paths",
+                               hint="mount the volume at that path again to restore this backup, or restore "
+                                    "its archive by hand; nothing was stopped or changed")
 
     def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
         started = time.monotonic()
@@ -159,12 +173,13 @@ class VolumeEngine(DockerBacked):
         what a same-size edit or a chown changes and the counts cannot see)."""
         if not expected.paths:
             return VerifyReport()
-        relative = [p.lstrip("/") for p in expected.paths]
-        tree = TreeDigestBuilder(relative)
-        scanner = TarScanner(tree.add)
+        recorded = [p.lstrip("/") for p in expected.paths]
+        live = [p.lstrip("/") for p in _moved(list(expected.paths), self._paths(target))]
+        tree = TreeDigestBuilder(recorded)
+        scanner = TarScanner(_as_recorded(tree.add, dict(zip(live, recorded, strict=True))))
         try:
             result = self._stream_out(target, lambda path: ["tar", "--numeric-owner", "-C", "/",
-                                                            "-cf", path, *relative], scanner.feed)
+                                                            "-cf", path, *live], scanner.feed)
         except dockerio.StreamAborted:
             result = dockerio.ExecResult(-1, b"")
         where = ", ".join(expected.paths)
@@ -199,6 +214,9 @@ class VolumeEngine(DockerBacked):
     def _image(self, target: Target) -> str:
         return str(dockerio.inspect_container(self.client, target.container_id)["Image"])
 
+    def _paths(self, target: Target) -> list[str]:
+        return writable_paths(target, dockerio.inspect_container(self.client, target.container_id))
+
     @contextmanager
     def _stopped(self, target: Target, stop: bool) -> Iterator[None]:
         """Stop the service if asked and running; start it again whatever happens inside."""
@@ -213,9 +231,62 @@ class VolumeEngine(DockerBacked):
             dockerio.start(self.client, target.container_id)
 
 
-def writable_paths(target: Target) -> list[str]:
-    """Container paths of the service's writable mounts, in spec order."""
-    return [m.target for m in target.service.volumes if not m.read_only]
+def writable_paths(target: Target, doc: dict | None = None) -> list[str]:
+    """Container paths of the service's writable mounts, in spec order. With the container's
+    inspect ``doc``: where IT mounts each of them, since the spec may have moved one since the
+    container was made (``data:/srv/data`` → ``data:/srv/data2``: the old container still
+    has the data at /srv/data); one it does not mount (new in the spec) holds nothing yet."""
+    wanted = [m for m in target.service.volumes if not m.read_only]
+    if doc is None:
+        return [m.target for m in wanted]
+    project = ((doc.get("Config") or {}).get("Labels") or {}).get(LABEL_PROJECT, "")
+    mounts = [m for m in doc.get("Mounts") or () if m.get("RW", True)]
+    paths: list[str] = []
+    for mount in wanted:
+        same = [m["Destination"] for m in mounts if _holds(m, mount.source, project)]
+        found = same[0] if same else next((m["Destination"] for m in mounts if m.get("Destination") == mount.target),
+                                          None)
+        if found is not None and found not in paths:
+            paths.append(found)
+    return paths
+
+
+def _holds(mount: dict, source: str, project: str) -> bool:
+    """Whether a container mount is the spec's ``source``: a declared volume (any generation of
+    it) or a host folder."""
+    if source.startswith("/"):
+        return mount.get("Type") == "bind" and mount.get("Source") == source
+    return mount.get("Type") == "volume" and volume_of(mount.get("Name") or "", project) == source
+
+
+def _moved(recorded: list[str], mounted: list[str]) -> list[str]:
+    """Where the container has the folders a backup recorded: each where it was, or, when the
+    spec moved volumes (as many as before, in spec order), where the same volume is now."""
+    if all(path in mounted for path in recorded) or len(recorded) != len(mounted):
+        return recorded
+    return [path if path in mounted else mounted[index] for index, path in enumerate(recorded)]
+
+
+def _as_recorded(add: Callable[[TarMember], None], names: dict[str, str]) -> Callable[[TarMember], None]:
+    """``add``, with members of a moved folder named as the backup recorded them."""
+    moved = {live: old for live, old in names.items() if live != old}
+    if not moved:
+        return add
+
+    def renamed(member: TarMember) -> None:
+        path = member.path.rstrip("/")
+        for live, old in moved.items():
+            if path == live or path.startswith(live + "/"):
+                member = replace(member, path=old + path[len(live):])
+                break
+        add(member)
+    return renamed
+
+
+def unmounted(paths: list[str], doc: dict) -> list[str]:
+    """The ``paths`` a backup holds that the container does not mount writable."""
+    mounted = {m.get("Destination") for m in doc.get("Mounts") or () if m.get("RW", True)}
+    return [path for path in paths if path not in mounted]
 
 
 def container_probe(client, target: Target) -> ProbeResult:
