@@ -146,6 +146,26 @@ class _Catalogue:
                        "considered" for key, reason in unreadable]
         return docs
 
+    def elsewhere(self, wanted: str) -> RestoreError | None:
+        """The error for an id the chosen source lacks: it is in the local folder while
+        ``--source s3`` was asked, or S3 was not looked at since the spec disables it."""
+        if self.source is Source.S3 and any(d["backup_id"] == wanted for d in self._local_docs()):
+            return RestoreError(f"backup {wanted} is not on S3: its metadata is in the local folder only",
+                                ref="restore.unknown-id", hint="restore it with --source local (or auto)")
+        if self.source is not Source.S3 and not self.session.spec.backup.s3.enabled:
+            return RestoreError(f"no backup with id {wanted} in the local folder (S3 is disabled in the spec, "
+                                "so it was not looked for there)", ref="restore.unknown-id",
+                                hint="list them with: reconcile backups list")
+        return None
+
+    def _local_docs(self) -> list[dict]:
+        if self._local is None:
+            try:
+                self._local = self._load(self.session.local, "local")
+            except ReconcileError:
+                return []
+        return self._local
+
     def foreign(self, wanted: str) -> RestoreError | None:
         """The error for an id that is another project's backup (a store the two share)."""
         owners = sharing.projects_of([doc for doc in self._others if doc["backup_id"] == wanted])
@@ -189,7 +209,7 @@ def pick_backups(session: Session, wanted: str, services: list[str] | None, sour
         try:
             doc = found.choose(wanted, services or [])
         except RestoreError as exc:
-            if exc.ref == "restore.unknown-id" and (other := found.foreign(wanted)) is not None:
+            if exc.ref == "restore.unknown-id" and (other := found.foreign(wanted) or found.elsewhere(wanted)):
                 raise other from None
             raise
         names = services or [name for name in doc["services"] if name in session.spec.services]

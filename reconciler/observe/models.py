@@ -143,7 +143,7 @@ class Observed:
         """What a saved plan was made from; any change in these facts makes the plan stale."""
         facts = {
             "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value,
-                                  c.restart_policy or "", c.memory_limit or 0)
+                                  c.restart_policy or "", c.memory_limit or 0, sorted(c.networks))
                                  + ((c.upstream,) if c.upstream else ()) for c in self.containers),
             "networks": sorted(n.id for n in self.networks),
             "volumes": sorted(v.name for v in self.volumes),

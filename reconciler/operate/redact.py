@@ -33,10 +33,13 @@ _WHERE = re.compile(r"(file|path|dir)$", re.IGNORECASE)  # --token-file /run/tok
 MIN_LENGTH = 4
 ENCODED_MIN_LENGTH = 6
 # Interpolated, these are not secrets: every container, volume and network is named after
-# the project, and the journal, lock and backup files live under these folders. Masking them
-# would only garble the steps an operator must follow (``docker start ***-postgres``);
+# the project, the journal, lock and backup files live under these folders, and the S3
+# endpoint, bucket and prefix say where backups go (the credentials come from the
+# environment; a password in the endpoint's URL is still masked). Masking them would only
+# garble the steps an operator must follow (``docker start ***-postgres``, a backup's path);
 # ``docker ps`` and ``reconcile plan`` show them anyway.
-NAMES_AND_PLACES = (("project",), ("state_dir",), ("backup", "local", "path"))
+NAMES_AND_PLACES = (("project",), ("state_dir",), ("backup", "local", "path"), ("backup", "s3", "endpoint"),
+                    ("backup", "s3", "bucket"), ("backup", "s3", "prefix"))
 
 
 class Redactor:
@@ -76,7 +79,8 @@ class Redactor:
         env = [v.get_secret_value() for s in loaded.spec.services.values() for v in s.env.values()]
         flags = [v for name in loaded.spec.services for v in command_secrets(loaded, name)]
         started = [v for doc in running for v in container_secrets(doc)]
-        return cls(_not_public(loaded, [*env, *flags, *started,
+        endpoint = url_passwords(value_at(loaded.spec, ("backup", "s3", "endpoint")) or "")
+        return cls(_not_public(loaded, [*env, *flags, *started, *endpoint,
                                         *interpolated_values(loaded, skip=NAMES_AND_PLACES)]))
 
     @classmethod

@@ -102,3 +102,9 @@ def test_a_service_that_keeps_no_data_is_named_as_such(spec, command):
     assert f"error[{command}.no-data] nothing to {command} for web: no data is kept (web is kind http)" \
         in result.stderr
     assert "no verified backup" not in result.stderr
+
+
+def test_an_unknown_id_says_s3_was_not_looked_at_when_the_spec_disables_it(spec):
+    result = run("-f", str(spec), "restore", "2026-01-01-000000", "postgres", "--yes")
+    assert result.returncode == 1
+    assert "no backup with id 2026-01-01-000000 in the local folder (S3 is disabled in the spec" in result.stderr
