@@ -312,6 +312,12 @@ _ASPECT_NAMES = {"entries": "paths, types and link targets", "content": "file co
 _LISTED = 5
 
 
+def _printable(name: str) -> str:
+    """A file name fit for one line of a report: a newline or other control character in it
+    (legal in a name) is shown escaped, as ``\\n``, not printed."""
+    return name if name.isprintable() else name.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 def tree_checks(expected: TreeDigest, actual: TreeDigest, where: str) -> tuple[VerifyCheck, ...]:
     """One check per aspect of the tree digest, and, when both sides have them, which entries
     directly under the folders differ (so a report names ``/srv/data/a.txt``, not only "content")."""
@@ -322,7 +328,7 @@ def tree_checks(expected: TreeDigest, actual: TreeDigest, where: str) -> tuple[V
     groups = expected.differing_groups(actual)
     if groups is None:
         return checks
-    listed = ", ".join(f"/{group}" for group in groups[:_LISTED])
+    listed = ", ".join(_printable(f"/{group}") for group in groups[:_LISTED])
     if len(groups) > _LISTED:
         listed += f" (and {len(groups) - _LISTED} more)"
     return checks + (VerifyCheck(f"changed entries in {where}", "none", listed or "none", not groups),)

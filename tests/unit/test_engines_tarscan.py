@@ -128,3 +128,12 @@ def test_too_many_top_level_entries_keep_the_aspects_but_drop_the_groups():
     digest = scan(tree_archive(many))[1]
     assert digest.groups is None and digest.differing_groups(digest) is None
     assert set(digest.aspects) == set(ASPECTS)
+
+
+def test_a_changed_entry_whose_name_holds_a_newline_is_reported_on_one_line():
+    from reconciler.engines.volume import tree_checks
+
+    base = scan(tree_archive(FILES))[1]
+    odd = scan(tree_archive(FILES | {"d/new\nline": (b"x", 0o644, 0, 0, 1000)}))[1]
+    [listed] = [c for c in tree_checks(base, odd, "/d") if c.name.startswith("changed entries")]
+    assert listed.actual == "/d/new\\nline" and "\n" not in str(listed.actual)
