@@ -29,6 +29,7 @@ from reconciler.spec.normalise import (
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     LABEL_STATEFUL,
+    env_digest,
     role_from_name,
 )
 
@@ -62,6 +63,7 @@ def container_from(doc: dict) -> ObservedContainer:
     health = (state.get("Health") or {}).get("Status") or "none"
     role = _role(doc.get("Name", "").lstrip("/"), labels)
     host_config = doc.get("HostConfig") or {}
+    made = _config(labels.get(LABEL_CONFIG))
     return ObservedContainer(
         id=doc["Id"],
         name=doc.get("Name", "").lstrip("/"),
@@ -70,7 +72,7 @@ def container_from(doc: dict) -> ObservedContainer:
         profile=labels.get(LABEL_PROFILE),
         role=role,
         spec_hash=labels.get(LABEL_SPEC_HASH),
-        config=_config(labels.get(LABEL_CONFIG)),
+        config=made,
         sensitive=sensitive_map(labels.get(LABEL_SENSITIVE)),
         image_ref=config.get("Image", ""),
         image_id=doc.get("Image", ""),
@@ -89,9 +91,22 @@ def container_from(doc: dict) -> ObservedContainer:
         created_at=doc.get("Created"),
         finished_at=state.get("FinishedAt"),
         upstream=_proxy_upstream(doc) if role is Role.PROXY else None,
+        env_seen=_env_seen(config, labels, made),
         restart_policy=(host_config.get("RestartPolicy") or {}).get("Name") or "no",
         memory_limit=int(host_config.get("Memory") or 0) or None,
     )
+
+
+def _env_seen(config: dict, labels: dict, made: dict | None) -> dict[str, str] | None:
+    """Digests of the env values the container runs with, for the keys its config label
+    (``made``) names (the image adds others): a container re-run by hand with another value
+    shows here."""
+    made = (made or {}).get("env")
+    if not isinstance(made, dict) or not made:
+        return None
+    running = dict(item.split("=", 1) for item in config.get("Env") or () if isinstance(item, str) and "=" in item)
+    project, service = labels.get(LABEL_PROJECT, ""), labels.get(LABEL_SERVICE) or ""
+    return {key: env_digest(project, service, key, running[key]) if key in running else "" for key in made}
 
 
 def _proxy_upstream(doc: dict) -> str | None:

@@ -84,6 +84,9 @@ class ObservedContainer:
     """The live memory limit in bytes; None when unlimited."""
     sensitive: dict[str, list[int]] | None = None
     """Which elements of ``config`` were interpolated (``plan.display.sensitive_elements``)."""
+    env_seen: dict[str, str] | None = None
+    """For each env key of ``config``: the digest of the value the container RUNS with ('' when
+    it lacks the key); differs from the label's when the container was re-run by hand."""
 
     @property
     def running(self) -> bool:
@@ -143,7 +146,8 @@ class Observed:
         """What a saved plan was made from; any change in these facts makes the plan stale."""
         facts = {
             "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value,
-                                  c.restart_policy or "", c.memory_limit or 0, sorted(c.networks))
+                                  c.restart_policy or "", c.memory_limit or 0, sorted(c.networks),
+                                  sorted((c.env_seen or {}).items()))
                                  + ((c.upstream,) if c.upstream else ()) for c in self.containers),
             "networks": sorted(n.id for n in self.networks),
             "volumes": sorted(v.name for v in self.volumes),

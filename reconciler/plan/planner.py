@@ -21,7 +21,7 @@ from reconciler.observe.models import Health, Observed, ObservedContainer, Role,
 from reconciler.plan import inplace, leftovers, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
 from reconciler.plan.carryover import fresh_cause
-from reconciler.plan.display import Views, changed_fields, short_id
+from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
 from reconciler.spec.normalise import (
@@ -323,6 +323,11 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
                                [n.name for n in ctx.observed.networks])
     if settings.blocked and name not in ctx.unhealthy:
         return _Decision(ActionKind.RECREATE, settings.cause, settings.changes)
+    if hand_set := _env_set_by_hand(ctx.configs[name], current):
+        keys = ", ".join(hand_set)
+        return _Decision(ActionKind.RECREATE, f"env {keys} of the live container is not what the spec sets "
+                         "(the container was re-run by hand)",
+                         tuple(Change(f"env.{key}", SENSITIVE, SENSITIVE) for key in hand_set))
     if current.role is not Role.CURRENT:
         return _Decision(ActionKind.START, leftovers.adopt_cause(current), updates=settings.changes)
     if name in ctx.unhealthy:
@@ -334,6 +339,12 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
     if settings.changes:
         return _Decision(ActionKind.UPDATE, settings.cause, settings.changes)
     return None
+
+
+def _env_set_by_hand(config: dict, current: ObservedContainer) -> list[str]:
+    """Env keys whose value in the running container differs from the spec's (both digests)."""
+    wanted = config.get("env") or {}
+    return sorted(key for key, seen in (current.env_seen or {}).items() if key in wanted and seen != wanted[key])
 
 
 def _unhealthy_recreate(ctx: _Context, name: str, current: ObservedContainer) -> _Decision:

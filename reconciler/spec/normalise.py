@@ -108,7 +108,12 @@ def volume_of(engine_name: str, project: str) -> str | None:
 
 
 def _env_digest(spec: Spec, service: str, key: str, value: str) -> str:
-    salted = f"{spec.project}/{service}/{key}={value}".encode()
+    return env_digest(spec.project, service, key, value)
+
+
+def env_digest(project: str, service: str, key: str, value: str) -> str:
+    """What a container's config label keeps of an env value: a salted digest, never the value."""
+    salted = f"{project}/{service}/{key}={value}".encode()
     return "sha256:" + hashlib.sha256(salted).hexdigest()[:16]
 
 
