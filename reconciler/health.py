@@ -16,6 +16,7 @@ from reconciler.backup import restoring
 from reconciler.errors import EngineError, ReconcileError
 from reconciler.session import Session
 from reconciler.spec.models import Kind
+from reconciler.spec.normalise import network_name, proxy_name
 
 
 class Level(IntEnum):
@@ -29,6 +30,9 @@ class Level(IntEnum):
 # spec's credentials down (heal reports it, and never restarts or recreates for it).
 _PROBE_LEVEL = {"healthy": Level.HEALTHY, "degraded": Level.MINOR, "unhealthy": Level.CRITICAL,
                 "unreachable": Level.CRITICAL, "refused": Level.CRITICAL}
+
+
+PAUSED = "paused"
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,50 @@ def check_service(session: Session, name: str, container: str | None = None,
         facts |= {"exit_code": state.get("ExitCode"), "oom_killed": state.get("OOMKilled", False)}
         return ServiceHealth(name, "stopped" if not state.get("Restarting") else "restarting",
                              Level.CRITICAL, facts)
+    if state.get("Paused"):  # "running" to the engine, but its processes are frozen: it answers nothing
+        error = f"paused (docker pause): docker unpause {facts['container']}"
+        return ServiceHealth(name, PAUSED, Level.CRITICAL, {**facts, "error": error})
     docker_health = (state.get("Health") or {}).get("Status")
     if docker_health:
         facts["docker_health"] = docker_health
+    if streak := (state.get("Health") or {}).get("FailingStreak"):
+        facts["failing_streak"] = streak
     result = probe(session, name, doc["Id"], timeout)
     facts |= dict(result.details)
     facts["latency_ms"] = round(result.latency_ms, 1)
     level = _PROBE_LEVEL.get(result.status.value, Level.CRITICAL)
     if docker_health == "unhealthy" and level is Level.HEALTHY:
         level = Level.MINOR
-    return ServiceHealth(name, result.status.value, level, facts)
+    found = ServiceHealth(name, result.status.value, level, facts)
+    if container is None and session.spec.services[name].proxied:
+        return with_proxy(session, name, found)
+    return found
+
+
+def with_proxy(session: Session, name: str, found: ServiceHealth) -> ServiceHealth:
+    """A blue-green service is reached through its proxy, which publishes its host ports: a
+    proxy that is gone, stopped, paused or cut off the service's networks leaves the service
+    unreachable from outside however well its own container runs. The worse finding wins."""
+    proxy = proxy_name(session.spec.project, name)
+    doc = session.container_doc(name, proxy)
+    state = (doc or {}).get("State") or {}
+    joined = set(((doc or {}).get("NetworkSettings") or {}).get("Networks") or {})
+    lacks = [n for n in (network_name(session.spec, n) for n in session.spec.services[name].networks)
+             if n not in joined]
+    if doc is None:
+        status, level, error = "proxy-missing", Level.MISSING, f"no proxy container {proxy}"
+    elif not state.get("Running") or state.get("Restarting") or state.get("Paused"):
+        status, level = "proxy-stopped", Level.CRITICAL
+        error = f"its proxy {proxy} is {state.get('Status')}: nothing serves its host ports"
+    elif lacks:
+        status, level = "proxy-detached", Level.CRITICAL
+        error = f"its proxy {proxy} is not on {', '.join(lacks)}: it cannot reach {name}"
+    else:
+        return found
+    details = {**found.details, "proxy": proxy, "proxy_state": state.get("Status") or "missing"}
+    if level <= found.level:
+        return replace(found, details=details)
+    return ServiceHealth(name, status, level, {**details, "error": error})
 
 
 def probe(session: Session, name: str, container: str, timeout: float):
@@ -135,7 +173,10 @@ def exit_code(results: list[ServiceHealth]) -> int:
 
 def wait_healthy(session: Session, name: str, container: str, *, timeout: float | None = None,
                  interval: float | None = None) -> ServiceHealth:
-    """Poll until the service is healthy or ``timeout`` passes; returns the last result."""
+    """Poll until the service is healthy or ``timeout`` passes; returns the last result.
+
+    Returns at once, failing, when waiting longer cannot help: the container stopped, or
+    Docker's own health check gave up on it (``docker_gave_up``)."""
     health = session.spec.services[name].health
     timeout = health.timeout if timeout is None else timeout
     interval = health.interval if interval is None else interval
@@ -147,6 +188,16 @@ def wait_healthy(session: Session, name: str, container: str, *, timeout: float 
             result = ServiceHealth(name, "unreachable", Level.CRITICAL, {"error": type(exc).__name__})
         if result.level is Level.HEALTHY or time.monotonic() >= deadline:
             return result
-        if result.status == "stopped":
+        if result.status == "stopped" or docker_gave_up(result):
             return result
         time.sleep(interval)
+
+
+def docker_gave_up(result: ServiceHealth) -> bool:
+    """Docker's health check calls the container ``unhealthy`` after failing checks: its
+    retries failed in a row after the start period (while it says ``starting``, failures do
+    not count yet; a start or restart resets it to ``starting``). The failing streak tells it
+    from the ``unhealthy`` Docker sets on ``docker pause`` (streak 0), which the first check
+    after an unpause clears. The probe's details say why it fails."""
+    return (result.level is not Level.HEALTHY and result.details.get("docker_health") == "unhealthy"
+            and int(result.details.get("failing_streak") or 0) > 0)

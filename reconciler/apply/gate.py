@@ -2,9 +2,10 @@
 
 Timeouts: ``health.timeout`` (default 5 min) after a create or start; for a recreate,
 ``deploy.health_timeout`` when the spec sets it (the lab's api: 60 s), else ``health.timeout``.
-Polling every ``health.interval`` (default 2 s). A container that exits, or restarts again
-and again (a crash loop under ``restart: unless-stopped``), fails at once instead of after
-the whole timeout: waiting longer cannot help and the operator wants its logs now.
+Polling every ``health.interval`` (default 2 s). A container that exits, restarts again
+and again (a crash loop under ``restart: unless-stopped``), or that its image's own Docker
+health check calls ``unhealthy`` after its start period, fails at once instead of after the
+whole timeout: waiting longer cannot help and the operator wants its logs now.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def _lacks_only_databases(result: ServiceHealth) -> bool:
 
 
 def _hopeless(result: ServiceHealth) -> bool:
-    if result.level is Level.MISSING or result.status == "stopped":
+    """Nothing more to wait for: gone, stopped, crash-looping, or called unhealthy by its own
+    Docker health check past its start period (as Compose's ``service_healthy`` reads it)."""
+    if result.level is Level.MISSING or result.status == "stopped" or health.docker_gave_up(result):
         return True
     return result.status == "restarting" and int(result.details.get("restarts") or 0) >= CRASH_LOOP_RESTARTS
 

@@ -2,7 +2,8 @@
 ``reconcile heal``.
 
 ``diagnose`` is read-only: it probes the in-scope services whose spec is unchanged (running,
-restarting in a loop, or stopped with only a start planned). ``heal_unhealthy`` hands the critical ones to the shared
+paused, restarting in a loop, or stopped with only a start planned). ``heal_unhealthy`` unpauses
+the paused ones, then hands the critical ones left to the shared
 heal (``reconciler.operate.heal``): the same findings, the same fix per issue (restart once,
 start, reconnect to a recreated network…), the same retries, each attempt journaled. What it cannot
 fix in place goes back to the planner (``make_plan(..., unhealthy=…)``), which plans backup
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from reconciler import dockerio
 from reconciler.backup import restoring
-from reconciler.health import Level, ServiceHealth, check_service
+from reconciler.errors import ReconcileError
+from reconciler.health import PAUSED, Level, ServiceHealth, check_service
 from reconciler.observe.models import Observed, Role, State
 from reconciler.plan import leftovers
 from reconciler.plan.actions import ActionKind, Plan
 from reconciler.session import Session
+from reconciler.spec.normalise import container_name
 
 
 def candidates(session: Session, plan: Plan, observed: Observed) -> list[str]:
@@ -46,12 +50,15 @@ def candidates(session: Session, plan: Plan, observed: Observed) -> list[str]:
         if live is None or live.role is not Role.CURRENT:
             continue
         kinds = planned.get(name, [])
-        if (not kinds and live.state in (State.RUNNING, State.RESTARTING)) or kinds == [ActionKind.START]:
+        if (not kinds and live.state in _UP) or kinds == [ActionKind.START]:
             out.append(name)
     return out
 
 
 _BRINGS_UP = frozenset({ActionKind.CREATE, ActionKind.RECREATE, ActionKind.START})
+_UP = frozenset({State.RUNNING, State.RESTARTING, State.PAUSED})
+"""Live states the plan leaves alone, so heal must look: a paused container (``docker pause``)
+is "up" to the engine, but answers nothing until it is unpaused."""
 
 
 def _depends_on_any(spec, service: str, changing: set[str]) -> bool:
@@ -86,10 +93,13 @@ def heal_unhealthy(run, sick: dict[str, ServiceHealth]):
         if result.level is Level.MINOR:
             run.record("warning", message=f"{name} is degraded ({describe(result)}); not changed")
     critical = {n: r for n, r in sick.items() if r.level >= Level.CRITICAL}
+    unpaused = unpause(run, sorted(n for n, r in critical.items() if r.status == PAUSED))
+    critical = {n: r for n, r in critical.items() if n not in unpaused}
     if not critical:
-        return InPlace({}, [], False)
+        return InPlace({}, [], bool(unpaused))
     healed = heal_in_place(run.session, critical,
                            lambda service, message: run.record("heal", service=service, message=message))
+    healed = replace(healed, changed=healed.changed or bool(unpaused))
     starting = {a.resource for a in run.plan.actions if a.kind is ActionKind.START}
     # a service whose in-place restore stopped halfway is not started on what it left
     partial = {name for name in starting if restoring.interrupted(run.session.loaded.state_dir(), name)}
@@ -99,6 +109,28 @@ def heal_unhealthy(run, sick: dict[str, ServiceHealth]):
     for service, report in healed.reports:
         if service not in starting or service in partial:
             run.warn(report)
+    return healed
+
+
+def unpause(run, names: list[str]) -> set[str]:
+    """Unpause paused services (``docker pause``) and wait until they are healthy: the gentlest
+    fix, nothing restarts and what they hold in memory is kept. Returns the ones healed; one
+    that stays unhealthy goes on to the shared heal (restart once, then recreate)."""
+    from reconciler.apply import gate
+
+    session, healed = run.session, set()
+    for name in names:
+        container = container_name(session.spec, name)
+        run.record("heal", service=name, message=f"{name} is paused: unpausing {container}")
+        try:
+            with dockerio.engine_errors(f"unpausing container {container}"):
+                session.client.api.unpause(container)
+            gate.wait_ready(session, name, container, gate.timeout_for(session, name))
+        except ReconcileError as exc:
+            run.record("heal", service=name, message=f"{name}: unpausing did not help: {exc.message}")
+            continue
+        run.record("heal", service=name, message=f"{name} is healthy again: unpaused {container}")
+        healed.add(name)
     return healed
 
 

@@ -3,6 +3,12 @@
 One file per apply under ``<state_dir>/journal/``. Each line is flushed and fsync'd, so a
 killed apply leaves an exact record of what had started and what had finished; rollback
 reads it, and ``reconcile history`` summarises the files.
+
+The ``start`` line names the process that writes the journal (``reconciler.owner``, and when
+that process started): a journal without a ``finish`` line is an apply still ``running``
+while that process lives, and ``interrupted`` once it is gone (or cannot be asked: another
+host or pid namespace), so ``status``, ``history`` and the metrics never call an apply in
+progress interrupted or failed.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.owner import gone, owner
+
+RUNNING = "running"
+"""The result of an apply whose process still runs (no ``finish`` record yet)."""
 
 def new_apply_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -33,6 +43,8 @@ class Journal:
 
     def write(self, event: str, **fields: object) -> None:
         record = {"ts": _now(), "apply_id": self.apply_id, "event": event, **fields}
+        if event == "start":
+            record["owner"] = {**owner(), "since": process_start(os.getpid())}
         os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())
         os.fsync(self._fd)
 
@@ -74,16 +86,40 @@ def summarise(path: Path) -> ApplyRecord | None:
     if finish:
         duration = (datetime.fromisoformat(finish["ts"]) - datetime.fromisoformat(start["ts"])).total_seconds()
     done = sum(1 for r in records if r["event"] == "action-end" and r.get("status", "ok") == "ok")
+    if finish:
+        result = finish.get("result", "unknown")
+    else:
+        result = RUNNING if running(start) else _interrupted(last)
     return ApplyRecord(apply_id=start["apply_id"], started=start["ts"],
                        finished=finish["ts"] if finish else None, duration_s=duration, actions=done,
-                       result=finish.get("result", "unknown") if finish else _interrupted(last),
-                       exit_code=finish.get("exit_code") if finish else None)
+                       result=result, exit_code=finish.get("exit_code") if finish else None)
 
 
 def _interrupted(last: dict) -> str:
     """``interrupted during recreate:postgres``: where a killed apply stopped."""
     where = last.get("action")
     return f"interrupted during {where}" if where else f"interrupted after {last['event']}"
+
+
+def running(start: dict) -> bool:
+    """The process that wrote this ``start`` record still runs: the same pid, started at the
+    same moment (a pid the kernel gave to another process since is not the apply)."""
+    holder = start.get("owner")
+    if not isinstance(holder, dict) or gone(holder) is not False:
+        return False
+    since = holder.get("since")
+    return since is None or since == process_start(holder["pid"])
+
+
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started, in clock ticks after boot (/proc/PID/stat, field 22); None when
+    it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and parentheses
+    return fields[19] if len(fields) > 19 else None
 
 
 def history(state_dir: Path) -> list[ApplyRecord]:

@@ -113,12 +113,7 @@ class TextUI:
         self.total = len(plan.actions)
         print_plan_text(render_text(plan), self.console)
         for name, result in sorted(sick.items()):
-            if result.status == "refused":
-                self._line(f"  ! {name} turns down the spec's credentials or database: apply neither "
-                           "restarts nor recreates it for that", "yellow")
-                continue
-            self._line(f"  ! {name} is {result.status}: apply restarts it once, and recreates it "
-                       "(with a backup) if that does not help", "yellow")
+            self._line(f"  ! {sick_words(name, result)}", "yellow")
 
     def confirm(self, question: str) -> bool:
         self._stop_spinner()
@@ -182,6 +177,25 @@ class TextUI:
         from rich.text import Text
 
         self.console.print(Text(text, style=style or ""))
+
+
+def sick_words(name: str, result) -> str:
+    """What apply will do about a critical service whose spec is unchanged."""
+    from reconciler.backup import restoring
+
+    if result.status == "refused":
+        return (f"{name} turns down the spec's credentials or database: apply neither restarts nor "
+                "recreates it for that")
+    if result.status == restoring.RULE:
+        return (f"{name}: a restore of it stopped halfway, its data is partial: apply neither starts, "
+                f"restarts nor recreates it; {restoring.advice(name, result.details)}")
+    if result.status == "paused":
+        return f"{name} is paused: apply unpauses it (and restarts it if it stays unhealthy)"
+    if result.status in ("proxy-stopped", "proxy-detached"):
+        return (f"{name}: {result.details.get('error', result.status)}: apply reconnects and starts "
+                "its proxy")
+    return (f"{name} is {result.status}: apply restarts it once, and recreates it (with a backup) if "
+            "that does not help")
 
 
 def _event_text(event: dict) -> str:

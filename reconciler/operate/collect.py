@@ -32,7 +32,7 @@ from reconciler.operate.facts import (
 from reconciler.operate.redact import Redactor
 from reconciler.plan import leftovers
 from reconciler.session import Session
-from reconciler.spec.normalise import container_name, network_name, volume_name
+from reconciler.spec.normalise import container_name, network_name, proxy_name, volume_name
 
 LOG_LINES = 30
 HEALTH_PROBES = 3
@@ -75,7 +75,7 @@ def _engine_facts(session: Session, client, names: list[str], previous: dict,
     before = previous.get("services") or {}
     services = tuple(
         _service_facts(session, n, live.get(n), volumes, images.get(spec.services[n].image) is not None,
-                       logs.get(n, ()), probes.get(n, {}), before.get(n) or {}, redact)
+                       logs.get(n, ()), probes.get(n, {}), before.get(n) or {}, redact, docs)
         for n in names)
     host = HostFacts(
         disks=host_disks(session, client),
@@ -86,11 +86,14 @@ def _engine_facts(session: Session, client, names: list[str], previous: dict,
 
 
 def _service_facts(session: Session, name: str, doc: dict | None, volumes: dict, image_present: bool,
-                   logs: tuple[str, ...], probe: dict, previous: dict, redact: Redactor) -> ServiceFacts:
+                   logs: tuple[str, ...], probe: dict, previous: dict, redact: Redactor,
+                   docs: dict) -> ServiceFacts:
     spec = session.spec
     service = spec.services[name]
     container = container_facts(doc, redact) if doc is not None else None
     same = container is not None and previous.get("id") == container.id
+    proxy = proxy_name(spec.project, name) if service.proxied else ""
+    proxy_doc = next((d for d in docs.values() if proxy and d.get("Name", "").lstrip("/") == proxy), None)
     return ServiceFacts(
         name=name, kind=service.kind.value, container_name=container_name(spec, name),
         image=session.loaded.shown(("services", name, "image"), service.image),
@@ -100,7 +103,8 @@ def _service_facts(session: Session, name: str, doc: dict | None, volumes: dict,
         mem_limit=service.mem_limit, container=container,
         mounts=tuple(_mount_facts(session, name, doc, volumes, probe)),
         logs=logs, previous_restart_count=previous.get("restart_count") if same else None,
-        previous_at=previous.get("at") if same else None,
+        previous_at=previous.get("at") if same else None, proxy_name=proxy,
+        proxy=container_facts(proxy_doc, redact) if proxy_doc is not None else None,
     )
 
 
@@ -121,7 +125,15 @@ def container_facts(doc: dict, redact: Redactor) -> ContainerFacts:
         health_log=tuple(Probe(int(p.get("ExitCode", -1)), redact((p.get("Output") or "").strip()),
                                p.get("End", "")) for p in (health.get("Log") or [])[-HEALTH_PROBES:]),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
+        published=published_ports(doc),
     )
+
+
+def published_ports(doc: dict) -> tuple[int, ...]:
+    """The host ports the engine has bound for a container now (``NetworkSettings.Ports``)."""
+    bound = ((doc.get("NetworkSettings") or {}).get("Ports") or {}).values()
+    return tuple(sorted({int(b["HostPort"]) for bindings in bound for b in bindings or ()
+                         if str(b.get("HostPort") or "").isdigit()}))
 
 
 def _logs(client, container: str, redact: Redactor) -> tuple[str, ...]:
@@ -136,7 +148,7 @@ def _probe_mounts(session: Session, client, name: str, doc: dict) -> dict[str, t
     """``{target: (writable, size, free)}`` measured inside the running container."""
     state = doc.get("State") or {}
     targets = [m.target for m in session.spec.services[name].volumes]
-    if not targets or not state.get("Running") or state.get("Restarting"):
+    if not targets or not state.get("Running") or state.get("Restarting") or state.get("Paused"):
         return {}
     out = bytearray()
     try:
@@ -189,9 +201,9 @@ def _mount_facts(session: Session, name: str, doc: dict | None, volumes: dict,
 
 
 def _ports_to_check(services: tuple[ServiceFacts, ...]) -> list[int]:
-    """Host ports of services that are not up: a running container holds its own ports."""
+    """Host ports of services that are not up: a running (or paused) container holds its own."""
     return sorted({p for s in services for p in s.host_ports
-                   if s.container is None or not s.container.running or s.container.state == "restarting"})
+                   if s.container is None or not s.container.holds_ports})
 
 
 def host_disks(session: Session, client) -> tuple[DiskFacts, ...]:

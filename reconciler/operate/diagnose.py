@@ -13,7 +13,7 @@ run can tell a count that is *rising* (a loop in progress) from an old, stable o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler.backup import restoring
@@ -64,6 +64,7 @@ def run(session: Session, services: list[str] | None = None, *, with_usage: bool
         failing = probes if probes is not None else deep_health(session, facts)
         found = sort_issues(found + heal_rules.probe_issues(
             found, {n: _probe_words(r) for n, r in failing.items()}))
+    found = restore_first(found)
     measured = _usage(session, facts, live) if with_usage else {}
     if remember and facts.host.engine_reachable:
         save_memory(session.state_dir(), facts)
@@ -80,6 +81,21 @@ def interrupted_restores(state_dir: Path, services: list[str]) -> list[Issue]:
                                 f"the restore of backup {record.get('backup_id')} started {record.get('started')} "
                                 "did not finish: the data is partial", restoring.advice(name, record), restoring.RULE))
     return issues
+
+
+RESTARTING_FIXES = frozenset({"container-exited", "container-paused", "healthcheck", "restart-loop",
+                              "network-missing", "network-detached", "proxy-stopped", "proxy-detached",
+                              heal_rules.PROBE_RULE})
+"""Rules whose fix starts, restarts, unpauses, reconnects or recreates the service."""
+
+
+def restore_first(issues: list[Issue]) -> list[Issue]:
+    """A service whose restore stopped halfway is never started or recreated on the data it
+    left (heal and apply refuse to): the restore to run again is the only fix said for it,
+    also on its other issues (a stopped container: the restore left it stopped)."""
+    advice = {i.service: i.suggested_fix for i in issues if i.rule == restoring.RULE}
+    return [replace(i, suggested_fix=advice[i.service])
+            if i.service in advice and i.rule in RESTARTING_FIXES else i for i in issues]
 
 
 def deep_health(session: Session, facts: Facts) -> dict:

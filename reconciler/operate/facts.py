@@ -42,10 +42,17 @@ class ContainerFacts:
     failing_streak: int = 0
     health_log: tuple[Probe, ...] = ()
     networks: tuple[str, ...] = ()
+    published: tuple[int, ...] = ()
+    """Host ports the engine has bound for it now (none unless it runs)."""
 
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def holds_ports(self) -> bool:
+        """Running or paused: its published ports stay bound either way."""
+        return self.state in ("running", "paused")
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,10 @@ class ServiceFacts:
     logs: tuple[str, ...] = ()
     previous_restart_count: int | None = None
     previous_at: str | None = None
+    proxy_name: str = ""
+    """A blue-green service's proxy (``<project>-<service>-proxy``), which publishes its host
+    ports; empty for a service that publishes its own."""
+    proxy: ContainerFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -145,12 +156,15 @@ class Facts:
 
 
 def _service(data: dict) -> ServiceFacts:
-    container = data.get("container")
-    if container is not None:
-        container = _build(ContainerFacts, container,
-                           health_log=[_build(Probe, p) for p in container.get("health_log") or ()])
-    return _build(ServiceFacts, data, container=container,
+    return _build(ServiceFacts, data, container=_container(data.get("container")),
+                  proxy=_container(data.get("proxy")),
                   mounts=[_build(MountFacts, m) for m in data.get("mounts") or ()])
+
+
+def _container(data: dict | None) -> ContainerFacts | None:
+    if data is None:
+        return None
+    return _build(ContainerFacts, data, health_log=[_build(Probe, p) for p in data.get("health_log") or ()])
 
 
 def _build(cls, data: dict, **nested):

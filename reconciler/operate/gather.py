@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.apply.journal import ApplyRecord, history
+from reconciler.apply.journal import RUNNING, ApplyRecord, history
 from reconciler.errors import ReconcileError
 from reconciler.health import Level, ServiceHealth, check_service
 from reconciler.session import Session
@@ -31,7 +31,7 @@ class BackupFact:
 class ApplyFact:
     apply_id: str
     result: str
-    success: bool
+    success: bool | None  # None while it runs: neither succeeded nor failed yet
     started: str
     finished: str | None
     epoch: float | None
@@ -91,8 +91,11 @@ def _newest(docs: list[dict] | None, location: str) -> list[BackupFact]:
     return sorted(newest.values(), key=lambda f: f.service)
 
 
-def last_apply(state_dir: Path) -> ApplyFact | None:
-    records = history(state_dir)
+def last_apply(state_dir: Path, *, running: bool = False) -> ApplyFact | None:
+    """The newest apply that ended (the metrics' last apply: one in progress has no outcome
+    yet, and is not a failure); with ``running``, an apply in progress if there is one
+    (``status`` shows it as ``running``)."""
+    records = [r for r in history(state_dir) if running or r.result != RUNNING]
     return _apply_fact(records[-1]) if records else None
 
 
@@ -102,7 +105,8 @@ def _apply_fact(record: ApplyRecord) -> ApplyFact:
         epoch = parse_timestamp(when).timestamp()
     except (ValueError, TypeError):
         epoch = None
-    return ApplyFact(record.apply_id, record.result, record.result in ("ok", "warnings"),
+    success = None if record.result == RUNNING else record.result in ("ok", "warnings")
+    return ApplyFact(record.apply_id, record.result, success,
                      record.started, record.finished, epoch, record.duration_s)
 
 

@@ -53,6 +53,11 @@ FIX_OF_RULE: dict[str, FixKind] = {
     "restart-loop": FixKind.RECREATE,
     "network-missing": FixKind.RECREATE_NETWORK,
     "network-detached": FixKind.RECREATE_NETWORK,  # creates nothing: the network is there, it rejoins
+    # a paused container: a restart unpauses it (apply unpauses it first: ``apply.heal.unpause``)
+    "container-paused": FixKind.RESTART,
+    # a blue-green service's proxy: reconnecting the service rejoins its proxy too and starts it
+    "proxy-stopped": FixKind.RECREATE_NETWORK,
+    "proxy-detached": FixKind.RECREATE_NETWORK,
 }
 """Rules heal acts on; every other rule (and every non-critical issue) is reported."""
 

@@ -94,6 +94,17 @@ def container_exited(service: ServiceFacts, facts: Facts) -> list[Issue]:
                    _exit_fix(service, box), "container-exited")]
 
 
+def container_paused(service: ServiceFacts, facts: Facts) -> list[Issue]:
+    """``docker pause``: the engine calls it up, but its processes are frozen and answer nothing."""
+    box = service.container
+    if box is None or box.state != "paused":
+        return []
+    return [_issue(service.name, C, "container paused",
+                   f"{box.name} is paused (docker pause): its processes are frozen, it answers nothing",
+                   f"`reconcile apply` unpauses it (or: docker unpause {box.name}); `reconcile heal` "
+                   "restarts it", "container-paused")]
+
+
 def oom_killed(service: ServiceFacts, facts: Facts) -> list[Issue]:
     """The kernel killed it for memory: exited, or being restarted into the same fate."""
     box = service.container
@@ -163,11 +174,14 @@ def healthcheck_failing(service: ServiceFacts, facts: Facts) -> list[Issue]:
 # -- ports, mounts, images, networks --------------------------------------------------------
 
 def port_conflict(service: ServiceFacts, facts: Facts) -> list[Issue]:
+    """A host port of the service held by another process. A blue-green service's host ports
+    are published by its own proxy: the proxy holding them is how it should be."""
     box = service.container
-    if box is not None and box.running and box.state != "restarting":
+    if box is not None and box.holds_ports:
         return _bind_error_inside(service)
     found = logscan.bind_error([box.error] if box and box.error else [])
-    holders = [h for h in facts.host.port_holders if h.port in service.host_ports]
+    own = set(service.proxy.published) if service.proxy is not None and service.proxy.holds_ports else set()
+    holders = [h for h in facts.host.port_holders if h.port in service.host_ports and h.port not in own]
     if found is None and not holders:
         return []
     port = found[1] if found and found[1] else (holders[0].port if holders else None)
@@ -302,8 +316,37 @@ def network_detached(service: ServiceFacts, facts: Facts) -> list[Issue]:
                    f"`reconcile heal` reconnects it to {names} under its service name", "network-detached")]
 
 
+def proxy_down(service: ServiceFacts, facts: Facts) -> list[Issue]:
+    """A blue-green service's proxy publishes its host ports: gone, stopped, paused or cut off
+    the service's networks, the service cannot be reached from outside, however well its own
+    container runs."""
+    if not service.proxy_name:
+        return []
+    box, name = service.proxy, service.proxy_name
+    ports = ", ".join(str(p) for p in service.host_ports) or "its host ports"
+    if box is None:
+        return [_issue(service.name, C, "proxy missing", f"no container {name}: nothing serves host port "
+                       f"{ports}", f"`reconcile apply` creates {name}", "proxy-missing")]
+    if box.state == "paused":
+        return [_issue(service.name, C, "proxy paused", f"{name} is paused: host port {ports} answers "
+                       "nothing", f"docker unpause {name}", "proxy-paused")]
+    if box.state != "running":
+        return [_issue(service.name, C, f"proxy {box.state}",
+                       f"{name} is {box.state} (exit code {box.exit_code}): nothing serves host port {ports}",
+                       f"`reconcile heal` starts it (or `reconcile apply`; by hand: docker start {name})",
+                       "proxy-stopped")]
+    present = set(facts.host.networks_present)
+    detached = [n for n in service.networks if n in present and n not in box.networks]
+    if not detached:
+        return []
+    return [_issue(service.name, C, "proxy not on its network",
+                   f"{name} is not attached to {', '.join(detached)}: it cannot reach {service.name}, "
+                   f"host port {ports} fails", f"`reconcile heal` reconnects it to {', '.join(detached)}",
+                   "proxy-detached")]
+
+
 HOST_RULES: tuple[HostRule, ...] = (engine_unreachable, disk_space)
 SERVICE_RULES: tuple[ServiceRule, ...] = (
-    container_missing, container_exited, oom_killed, restart_loop, healthcheck_failing, port_conflict,
-    mounts, image_missing, network_missing, network_detached, config_error,
+    container_missing, container_exited, container_paused, oom_killed, restart_loop, healthcheck_failing,
+    port_conflict, mounts, image_missing, network_missing, network_detached, proxy_down, config_error,
 )

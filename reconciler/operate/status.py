@@ -69,4 +69,4 @@ def gather_status(session, now: datetime | None = None) -> dict:
     backups = gather.last_backups(session, warnings)
     state_dir = session.loaded.state_dir()
     table = rows(session.loaded, observed, health, backups, gather.applied_services(state_dir), now)
-    return document(session.loaded, table, gather.last_apply(state_dir), warnings, now)
+    return document(session.loaded, table, gather.last_apply(state_dir, running=True), warnings, now)

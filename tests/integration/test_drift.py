@@ -169,3 +169,54 @@ def test_status_shows_each_service_on_one_screen(client, write_spec):
                    "backup local", "backup S3", "last apply"):
         assert column in header
     assert len(text.splitlines()) <= 5
+
+
+RUNNING_SPEC = """\
+version: 1
+project: "${env:LAB_PROJECT}"
+state_dir: "${env:LAB_STATE_DIR}"
+services:
+  worker:
+    image: reconcile-lab/app:1
+    command: ["python3", "/app/worker.py"]
+    env: { WORKER_INTERVAL: "1", RELEASE: "${env:RELEASE:-a}" }
+    health: { interval: 500ms }
+"""
+
+
+def test_an_apply_in_progress_reads_as_running_not_interrupted_nor_failed(client, project, tmp_path):
+    """While an apply holds the lock (its process alive, no finish record yet), status and
+    history call it running, and the metrics keep the last apply that ended; once its
+    process is gone (killed), it is interrupted."""
+    from tests.integration.apply_support import (
+        apply,
+        cli,
+        journal_events,
+        lab_env,
+        show,
+        spawn_apply,
+        wait_for,
+    )
+
+    spec, env = tmp_path / "worker.yaml", lab_env(project, tmp_path)
+    spec.write_text(RUNNING_SPEC)
+    assert (first := apply(spec, env)).returncode == 0, show(first)
+    state = tmp_path / "state"
+    before = set((state / "journal").glob("*.jsonl"))
+    process = spawn_apply(spec, {**env, "RELEASE": "b"}, hold_after=0)  # held in recreate:worker
+    try:
+        wait_for(lambda: any(e["event"] == "action-begin" for e in journal_events(state, before)), timeout=60)
+        status = json.loads((found := cli(spec, env, "status", "--json")).stdout or "null")
+        assert status["last_apply"]["result"] == "running", show(found)
+        assert status["last_apply"]["success"] is None
+        history = json.loads(cli(spec, env, "history", "--json").stdout)
+        assert [r["result"] for r in history] == ["ok", "running"]
+        metrics = tmp_path / "reconcile.prom"
+        cli(spec, env, "drift", "--metrics-file", str(metrics))
+        text = metrics.read_text()  # the last apply that ended (the one before) succeeded
+        assert re.search(r'^reconcile_last_apply_success\{project="[^"]+"\} 1$', text, re.MULTILINE), text
+    finally:
+        process.kill()
+        process.wait()
+    history = json.loads(cli(spec, env, "history", "--json").stdout)
+    assert history[-1]["result"].startswith("interrupted during recreate:worker"), history

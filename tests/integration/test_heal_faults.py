@@ -336,3 +336,109 @@ def test_a_cache_that_refuses_the_password_is_critical_in_diagnose_as_in_health_
     assert healed["result"] == "reported" and healed["issue"] == refused["issue"], healed
     after = client.api.inspect_container(name)
     assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
+
+
+def test_a_paused_service_is_critical_apply_unpauses_it_and_heal_restarts_it(client, app_stack):
+    """``docker pause``: "running" to the engine, frozen inside. Its own published port is no
+    conflict; apply unpauses it (the same process, nothing restarted), heal restarts it."""
+    spec, env, name = app_stack
+    started = client.api.inspect_container(name)["State"]["StartedAt"]
+    client.api.pause(name)
+    health = cli(spec, env, "health", "--json")
+    assert health.returncode == 2, show(health)
+    assert json.loads(health.stdout)["services"]["web"]["status"] == "paused"
+    found = diagnose(spec, env)
+    assert set(found) == {"container-paused"}, found  # not a port conflict with its own docker-proxy
+    assert f"docker unpause {name}" in found["container-paused"]["suggested_fix"]
+    applied = apply(spec, env)
+    assert applied.returncode == 0 and f"unpaused {name}" in applied.stdout, show(applied)
+    state = client.api.inspect_container(name)["State"]
+    assert (state["Status"], state["StartedAt"]) == ("running", started)
+    client.api.pause(name)
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    fixed = by_rule(report)["container-paused"]
+    assert (fixed["action"], fixed["result"]) == ("restart", "fixed"), fixed
+    assert client.api.inspect_container(name)["State"]["Status"] == "running"
+    converges(spec, env)
+
+
+BLUE_GREEN_SPEC = """\
+version: 1
+project: "${env:LAB_PROJECT}"
+state_dir: "${env:LAB_STATE_DIR}"
+networks:
+  backend: {}
+services:
+  api:
+    image: reconcile-lab/app:1
+    networks: [backend]
+    ports: ["127.0.0.1:${env:LAB_API_PORT}:8000"]
+    health: { http: { port: 8000, path: /health }, timeout: 30s, interval: 500ms }
+    deploy:
+      strategy: blue-green
+      proxy_image: reconcile-lab/nginx:latest
+      drain: 1s
+      health_timeout: 20s
+"""
+
+
+@pytest.fixture()
+def bg_stack(project, tmp_path):
+    spec, env = tmp_path / "bg.yaml", lab_env(project, tmp_path, RECONCILE_HEAL_BACKOFF="0.1")
+    spec.write_text(BLUE_GREEN_SPEC)
+    assert (made := apply(spec, env)).returncode == 0, show(made)
+    return spec, env, f"{project}-api"
+
+
+def answers(env: dict) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{env['LAB_API_PORT']}/health", timeout=3) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def test_a_stopped_blue_green_service_is_started_its_proxy_on_the_port_is_no_conflict(client, bg_stack):
+    """The host port of a blue-green service is published by the project's own proxy: not a
+    port conflict that blocks the start."""
+    spec, env, name = bg_stack
+    client.api.stop(name, timeout=1)
+    found = diagnose(spec, env)
+    assert set(found) == {"container-exited"}, found
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    assert (by_rule(report)["container-exited"]["result"]) == "fixed", report
+    assert wait_for(lambda: answers(env), timeout=30)
+    converges(spec, env)
+
+
+def test_a_stopped_or_detached_proxy_is_critical_and_heal_brings_it_back(client, bg_stack):
+    """The app container runs and answers, but its proxy (which holds the host port) is
+    stopped, then cut off the network: health, status and diagnose say so, heal fixes it."""
+    spec, env, name = bg_stack
+    proxy, network = f"{name}-proxy", f"{env['LAB_PROJECT']}_backend"
+    client.api.stop(proxy, timeout=1)
+    health = cli(spec, env, "health", "--json")
+    assert health.returncode == 2, show(health)
+    assert json.loads(health.stdout)["services"]["api"]["status"] == "proxy-stopped"
+    rows = json.loads(cli(spec, env, "status", "--json").stdout)["services"]
+    assert rows[0]["health"] == "proxy-stopped"
+    found = diagnose(spec, env)
+    assert set(found) == {"proxy-stopped"} and proxy in found["proxy-stopped"]["details"], found
+    result, report = heal(spec, env)
+    assert result.returncode == 0 and by_rule(report)["proxy-stopped"]["result"] == "fixed", show(result)
+    assert client.api.inspect_container(proxy)["State"]["Running"]
+    assert wait_for(lambda: answers(env), timeout=30)
+    client.api.disconnect_container_from_network(proxy, network)
+    assert not answers(env)
+    found = diagnose(spec, env)
+    assert set(found) == {"proxy-detached"} and network in found["proxy-detached"]["details"], found
+    result, report = heal(spec, env)
+    assert result.returncode == 0, show(result)
+    assert f"reconnected {proxy} to {network}" in by_rule(report)["proxy-detached"]["details"], report
+    assert wait_for(lambda: answers(env), timeout=30)
+    assert cli(spec, env, "health").returncode == 0
+    converges(spec, env)

@@ -64,6 +64,11 @@ def issue(rule: str, severity: Severity = C, service: str = "db", title: str | N
     ("config-error", C, REPORT),
     ("mount-missing", C, REPORT),
     ("image-missing", C, REPORT),
+    ("container-paused", C, RESTART),
+    ("proxy-stopped", C, NETWORK),
+    ("proxy-detached", C, NETWORK),
+    ("proxy-missing", C, REPORT),  # apply creates it
+    ("proxy-paused", C, REPORT),
 ])
 def test_each_rule_has_one_fix(rule, severity, kind):
     assert fix_for(issue(rule, severity)) is kind
@@ -102,6 +107,11 @@ RECORDED = {
     "stopped": {"web": [START]},
     "volume-full": {"web": [REPORT]},
     "volume-low": {"postgres": [REPORT]},
+    "paused": {"worker": [RESTART]},  # apply unpauses first (apply.heal.unpause)
+    "blue-green-stopped": {"api": [START]},  # its own proxy holds the port: no conflict blocks it
+    "proxy-stopped": {"api": [NETWORK]},  # rejoins and starts the proxy
+    "proxy-detached": {"api": [NETWORK]},
+    "proxy-missing": {"api": [REPORT], "web": [REPORT]},
 }
 
 

@@ -53,3 +53,39 @@ def test_an_interrupted_restore_blocks_the_start_heal_would_make():
     fixes = heal_rules.plan_fixes([stopped, partial])
     assert {f.kind for f in fixes} == {heal_rules.FixKind.REPORT}
     assert any("never starts, restarts or recreates" in f.note for f in fixes)
+
+
+def test_the_only_fix_said_for_a_service_whose_restore_stopped_is_the_restore_again(tmp_path):
+    """diagnose must not tell to start it (`reconcile apply` starts it again / docker start),
+    which heal and apply rightly refuse; other services keep their own fixes."""
+    from reconciler.operate import diagnose, rules
+    from reconciler.operate.facts import ContainerFacts, Facts, ServiceFacts
+
+    path = restoring.begin(tmp_path, "files", "2026-11-29-101010", running=True)
+    _orphan(path)
+    box = ContainerFacts("c1", "shop-files", "exited", exit_code=0, finished_at="2026-01-05T09:59:00Z")
+    other = ContainerFacts("c2", "shop-web", "exited", exit_code=0, finished_at="2026-01-05T09:59:00Z")
+    facts = Facts("shop", "2026-01-05T10:00:00Z", services=(
+        ServiceFacts("files", "generic", "shop-files", "x", container=box),
+        ServiceFacts("web", "generic", "shop-web", "x", container=other)))
+    issues = rules.diagnose(facts) + diagnose.interrupted_restores(tmp_path, ["files", "web"])
+    found = diagnose.restore_first(issues)
+    files = [i for i in found if i.service == "files"]
+    assert {i.rule for i in files} == {"container-exited", restoring.RULE}
+    for issue in files:
+        assert "reconcile restore 2026-11-29-101010 files --yes" in issue.suggested_fix
+        assert "docker start" not in issue.suggested_fix and "reconcile apply" not in issue.suggested_fix
+    [web] = [i for i in found if i.service == "web"]
+    assert "docker start shop-web" in web.suggested_fix
+
+
+def test_apply_names_only_the_restore_for_a_service_whose_restore_stopped():
+    from reconciler.cli.apply_cmd import sick_words
+    from reconciler.health import Level, ServiceHealth
+
+    result = ServiceHealth("store", restoring.RULE, Level.CRITICAL, {"backup_id": "2026-11-29-101010"})
+    words = sick_words("store", result)
+    assert "reconcile restore 2026-11-29-101010 store --yes" in words
+    assert "apply neither starts, restarts nor recreates it" in words and "apply restarts it" not in words
+    paused = sick_words("worker", ServiceHealth("worker", "paused", Level.CRITICAL, {}))
+    assert "unpauses" in paused
