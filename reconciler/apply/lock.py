@@ -93,3 +93,26 @@ class ApplyLock:
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(holder.__dict__).encode())
         os.fsync(fd)
+
+
+def held_by(state_dir: Path) -> Holder | None:
+    """Who holds the apply lock right now (an apply in progress), without taking it; None
+    when no apply runs. For readers that must not judge a stack an apply is changing."""
+    path = state_dir / "apply.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.read(fd, 4096)
+            try:
+                return Holder(**json.loads(raw)) if raw.strip() else Holder("?", "?", 0, "?")
+            except (ValueError, TypeError):
+                return Holder("?", "?", 0, "?")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

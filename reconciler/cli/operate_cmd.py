@@ -130,6 +130,7 @@ def drift(
 ) -> None:
     """Compare the stack with the spec, changing nothing. Exit 0 no drift, 2 drift, 1 error."""
     from reconciler import dockerio
+    from reconciler.apply.lock import held_by
     from reconciler.operate.drift import drift_of
     from reconciler.pipeline import snapshot
     from reconciler.session import Session
@@ -138,14 +139,19 @@ def drift(
     client = dockerio.connect()
     snap = snapshot(STATE.file, profile or (), client=client)
     session = Session(snap.loaded, _client=client)
+    holder = held_by(snap.loaded.state_dir())  # an apply changing the stack: its new containers are no drift
     scope = [n for n, s in sorted(snap.loaded.spec.services.items())
              if not snap.plan.profiles or s.profile in snap.plan.profiles]
-    drifted = drift_of(snap.loaded, snap.plan)
+    drifted = [] if holder else drift_of(snap.loaded, snap.plan)
     data = {"project": snap.loaded.spec.project, "drift": bool(drifted), "profiles": list(snap.plan.profiles),
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}
+    if holder is not None:
+        data["apply_running"] = holder.apply_id or None
+        data["warnings"].append(f"an apply is running ({holder.describe()}): drift is judged once it ends")
     if metrics_file is not None:
         data["metrics_file"] = str(_write_metrics(session, metrics_file, scope, drifted, data["warnings"]))
-    _notify_drift(session, drifted, bool(snap.plan.profiles))
+    if holder is None:
+        _notify_drift(session, drifted, bool(snap.plan.profiles))
     _show(data, as_json, "print_drift")
     raise typer.Exit(2 if drifted else 0)
 

@@ -49,7 +49,9 @@ def _print_usage(console, usage: dict) -> None:
 
 def print_drift(data: dict) -> None:
     console = stdout_console()
-    if not data["drifted"]:
+    if "apply_running" in data:
+        console.print(Text("Not judged: an apply is changing the stack.", style="yellow"))
+    elif not data["drifted"]:
         console.print(Text("No drift: the stack matches the spec.", style="green"))
     for entry in data["drifted"]:
         console.print(Text.assemble(("drift  ", "yellow"), (entry["service"], "bold")))

@@ -212,7 +212,10 @@ def test_an_apply_in_progress_reads_as_running_not_interrupted_nor_failed(client
         history = json.loads(cli(spec, env, "history", "--json").stdout)
         assert [r["result"] for r in history] == ["ok", "running"]
         metrics = tmp_path / "reconcile.prom"
-        cli(spec, env, "drift", "--metrics-file", str(metrics))
+        drift = cli(spec, env, "drift", "--metrics-file", str(metrics), "--json")
+        assert drift.returncode == 0, show(drift)  # its candidate is no leftover of an interrupted apply
+        report = json.loads(drift.stdout)
+        assert report["drifted"] == [] and report["apply_running"] and "an apply is running" in report["warnings"][-1]
         text = metrics.read_text()  # the last apply that ended (the one before) succeeded
         assert re.search(r'^reconcile_last_apply_success\{project="[^"]+"\} 1$', text, re.MULTILINE), text
     finally:
