@@ -61,6 +61,7 @@ class ApplyRecord:
     actions: int
     result: str
     exit_code: int | None = None
+    command: str = "apply"  # or rollback: both change the stack under the lock, journalled alike
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -92,7 +93,8 @@ def summarise(path: Path) -> ApplyRecord | None:
         result = RUNNING if running(start) else _interrupted(last)
     return ApplyRecord(apply_id=start["apply_id"], started=start["ts"],
                        finished=finish["ts"] if finish else None, duration_s=duration, actions=done,
-                       result=result, exit_code=finish.get("exit_code") if finish else None)
+                       result=result, exit_code=finish.get("exit_code") if finish else None,
+                       command=str(start.get("command") or "apply"))
 
 
 def _interrupted(last: dict) -> str:

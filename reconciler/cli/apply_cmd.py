@@ -212,7 +212,7 @@ def _event_text(event: dict) -> str:
 
 @app.command()
 def history(as_json: JsonOpt = False) -> None:
-    """List past applies of this project: id, start, duration, actions, result."""
+    """List past applies and rollbacks of this project: id, command, start, duration, actions, result."""
     from reconciler.apply.journal import history as read_history
     from reconciler.cli import output
     from reconciler.spec.load import load_spec
@@ -225,7 +225,7 @@ def history(as_json: JsonOpt = False) -> None:
     if not records:
         typer.echo("No applies recorded yet.")
         return
-    typer.echo(f"{'APPLY':<24} {'STARTED':<29} {'DURATION':>9} {'ACTIONS':>7}  RESULT")
+    typer.echo(f"{'APPLY':<24} {'COMMAND':<8} {'STARTED':<29} {'DURATION':>9} {'ACTIONS':>7}  RESULT")
     for r in records:
         duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
-        typer.echo(f"{r.apply_id:<24} {r.started:<29} {duration:>9} {r.actions:>7}  {r.result}")
+        typer.echo(f"{r.apply_id:<24} {r.command:<8} {r.started:<29} {duration:>9} {r.actions:>7}  {r.result}")

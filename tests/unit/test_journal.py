@@ -109,3 +109,10 @@ def test_the_metrics_and_status_read_a_running_apply_as_neither_failed_nor_inter
     assert (ended.apply_id, ended.result, ended.success) == ("20260101T000000Z-111111", "ok", True)
     now = gather.last_apply(tmp_path, running=True)
     assert (now.apply_id, now.result, now.success) == ("20260102T000000Z-222222", "running", None)
+
+
+def test_a_rollback_is_listed_as_one(tmp_path):
+    write(tmp_path, "20260101T000000Z-aaaaaa", [("start", {"project": "p"}), ("finish", {"result": "ok"})])
+    write(tmp_path, "20260101T000100Z-bbbbbb", [("start", {"project": "p", "command": "rollback"}),
+                                                 ("finish", {"result": "ok"})])
+    assert [r.command for r in history(tmp_path)] == ["apply", "rollback"]
