@@ -8,7 +8,10 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_NUMBER_UNIT = r"[0-9]+(?:\.[0-9]+)? *(?:ms|s|m|h)"
+# ``1h30m``, ``1h 30m``, ``30 s``: spaces may stand around a unit, not inside a number (``1 0s``).
+DURATION_TEXT = rf"\s*{_NUMBER_UNIT}(?: *{_NUMBER_UNIT})*\s*"
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?) *(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_SECONDS = 365 * 24 * 3600  # sleeps and deadlines overflow long before .inf; no wait needs a year
 
@@ -19,10 +22,8 @@ def parse_duration(value: object) -> float:
         raise ValueError("a duration such as 30s, 5m or 1h")
     if isinstance(value, (int, float)):
         return _bounded(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text and _PART.sub("", text) == "":
-            return _bounded(sum(float(n) * _UNIT[u] for n, u in _PART.findall(text)))
+    if isinstance(value, str) and re.fullmatch(DURATION_TEXT, value):
+        return _bounded(sum(float(n) * _UNIT[u] for n, u in _PART.findall(value)))
     raise ValueError("a duration such as 30s, 5m or 1h")
 
 
@@ -53,7 +54,7 @@ Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
-    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
-                              {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$"}],
-                    "description": "seconds, or a duration such as 30s, 5m, 1h30m"}),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+                              {"type": "string", "pattern": f"^{DURATION_TEXT}$"}],
+                    "description": "seconds, or a duration such as 30s, 5m, 1h30m, 1h 30m"}),
 ]

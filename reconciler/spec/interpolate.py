@@ -31,6 +31,14 @@ _ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$
 _FILE = re.compile(r"^file:(?P<path>.+)$", re.S)
 
 
+class Interpolated(str):
+    """A value that interpolation made. Its type is known only once it is resolved, so a
+    boolean or number field takes it as text (``enabled: "${env:S3_ENABLED:-false}"``), while
+    one written in the file must be written as a boolean or number (``reconciler.spec.forms``)."""
+
+    __slots__ = ()
+
+
 class InterpolationError(ValueError):
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)

@@ -14,6 +14,7 @@ import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +24,8 @@ from ruamel.yaml.reader import ReaderError
 
 from reconciler.errors import Location, SpecError, SpecErrors
 from reconciler.spec.encoding import NotUtf8Error, UnfitFileError, read_utf8
-from reconciler.spec.interpolate import InterpolationError, interpolate, read_env_file
+from reconciler.spec.forms import FROM_FILE
+from reconciler.spec.interpolate import Interpolated, InterpolationError, interpolate, read_env_file
 from reconciler.spec.models import Spec
 from reconciler.spec.yamlread import ShapeError, Written, check_shape, yaml_reader
 
@@ -130,7 +132,7 @@ def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
     spec = None
     if not errors:
         try:
-            spec = Spec.model_validate(data)
+            spec = Spec.model_validate(data, context=FROM_FILE)
         except ValidationError as exc:
             errors.extend(_from_validation(exc, positions))
     if spec is not None:
@@ -220,7 +222,8 @@ def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[
     """Plain Python data with references resolved; ruamel nodes also give their positions.
 
     A key is the text it was written as; so is an ``env`` value that YAML reads as a number,
-    boolean or date (``PIN: 0123456`` stays ``0123456``): the container gets what the file says."""
+    boolean or date (``PIN: 0123456`` stays ``0123456``): the container gets what the file says.
+    A date is text everywhere: no field takes a date, and editors (YAML 1.2) read one as text."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
@@ -239,7 +242,7 @@ def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[
     if isinstance(node, str):
         return _resolve(node, path, positions, environ, base, display, errors)
     if isinstance(node, Written):
-        return node.text if _is_env_value(path) else node.value
+        return node.text if _is_env_value(path) or isinstance(node.value, date) else node.value
     return node
 
 
@@ -257,6 +260,7 @@ def _resolve(text: str, path: PathKey, positions: _Positions, environ: Mapping[s
         return text
     if resolved.interpolated:
         display[path] = resolved.display
+        return Interpolated(resolved.value)
     return resolved.value
 
 

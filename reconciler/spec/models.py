@@ -10,36 +10,39 @@ import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from reconciler.spec.durations import Duration
+from reconciler.spec.forms import (
+    IPV4,
+    IPV6,
+    PORT_NUMBER,
+    WHOLE,
+    Flag,
+    Frozen,
+    OrAlso,
+    Whole,
+    ecma,
+    from_file,
+    invalid,
+)
+from reconciler.spec.stores import LocalStore, Retention, S3Store
+from reconciler.spec.stores import endpoint_problem as endpoint_problem  # storage imports it from here
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+NAMES = {"propertyNames": {"pattern": NAME}}  # JSON Schema of a mapping keyed by names
+ENV_NAME = "[^=\\x00]+"  # Docker passes NAME=value: ``A=B: v`` would reach the container as A=B=v
 MAX_MEMORY = 2 ** 63 - 1  # Docker keeps a memory limit in bytes, as an int64
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-
-
-def invalid(message: str, hint: str) -> PydanticCustomError:
-    """A validation error that carries its own hint (the loader shows it instead of the
-    generic one). ``message`` must not hold ``{``: pydantic fills such fields from the context."""
-    return PydanticCustomError("spec_invalid", message, {"hint": hint})
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 
 
 class Kind(StrEnum):
@@ -72,7 +75,8 @@ class Compression(StrEnum):
 class VolumeSpec(Frozen):
     """A named volume; ``bind`` makes it a host folder (created 0700 if missing)."""
 
-    bind: str | None = Field(None, description="Host folder backing this volume.")
+    bind: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^/"})] | None = Field(
+        None, description="Host folder backing this volume (an absolute path).")
     driver: str = "local"
     driver_opts: dict[str, str] = Field(default_factory=dict)
 
@@ -86,10 +90,10 @@ class VolumeSpec(Frozen):
 
 class NetworkSpec(Frozen):
     driver: str = "bridge"
-    internal: bool = False
+    internal: Flag = False
 
 
-_MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?$")
+MOUNT = r"(?P<source>[^:\s][^:]*):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?"  # matched once stripped
 
 
 class Mount(Frozen):
@@ -107,23 +111,39 @@ class Mount(Frozen):
         return f"{self.source}:{self.target}" + (":ro" if self.read_only else "")
 
 
+def _mount_as_written(value: object, info: ValidationInfo) -> object:
+    """A mapping is what ``model_dump`` gives back; in a file, its parts would go unchecked."""
+    if isinstance(value, dict) and from_file(info.context):
+        raise invalid("a mount is written as text", "write it as 'postgres_data:/var/lib/postgresql/data' "
+                                                    "or '/host/path:/path/in/container:ro'")
+    return _parse_mount(value)
+
+
 def _parse_mount(value: object) -> object:
     if not isinstance(value, str):
         return value
-    match = _MOUNT.match(value.strip())
+    match = re.fullmatch(MOUNT, value.strip())
     if not match:
         raise ValueError("a mount such as 'postgres_data:/var/lib/postgresql/data' or '/host:/ctr:ro'")
     return {"source": match["source"], "target": match["target"],
             "read_only": match["mode"] == "ro"}
 
 
-MountField = Annotated[Mount, BeforeValidator(_parse_mount), WithJsonSchema({
-    "type": "string", "description": "source:/target[:ro]; source is a declared volume or /host/path",
+MOUNT_SCHEMA = f"^\\s*{ecma(MOUNT)}\\s*$"
+MountField = Annotated[Mount, BeforeValidator(_mount_as_written), WithJsonSchema({
+    "type": "string", "pattern": MOUNT_SCHEMA,
+    "description": "source:/target[:ro|:rw]; source is a declared volume or /host/path",
     "examples": ["postgres_data:/var/lib/postgresql/data"]})]
 
-_PORT = re.compile(
-    r"^(?:(?P<ip>\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]):)?(?:(?P<host>\d+):)?(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
-)
+
+def _port_form(ipv4: str, ipv6: str, number: str) -> str:
+    return (rf"(?:(?P<ip>{ipv4}|\[{ipv6}\]):)?(?:(?P<host>{number}):)?(?P<ctr>{number})"
+            r"(?:/(?P<proto>tcp|udp))?")
+
+
+# Read loosely, so that a bad address or number gets its own message; the schema's form is exact.
+_PORT = re.compile(_port_form(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", "[0-9a-fA-F:]+", "[0-9]+"))
+PORT_SCHEMA = f"^\\s*{ecma(_port_form(IPV4, IPV6, PORT_NUMBER))}\\s*$"
 
 
 class Port(Frozen):
@@ -140,18 +160,36 @@ class Port(Frozen):
         return f"{host}{self.container}/{self.protocol}"
 
 
+def _port_as_written(value: object, info: ValidationInfo) -> object:
+    """A mapping is what ``model_dump`` gives back; in a file, its host IP would go unchecked."""
+    if isinstance(value, dict) and from_file(info.context):
+        raise invalid("a port is written as a number or as text",
+                      "write it as 8080, '8080:3000', '127.0.0.1:5432:5432' or '53/udp'")
+    return _parse_port(value)
+
+
 def _parse_port(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():  # 8080.0 is a whole number to JSON Schema
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return {"container": value}
+        return {"container": _port_number(value)}
     if not isinstance(value, str):
         return value
-    match = _PORT.match(value.strip())
+    match = _PORT.fullmatch(value.strip())
     if not match:
         raise ValueError("a port such as '8080:3000', '127.0.0.1:5432:5432' or '53/udp'")
     if match["ip"]:
         _check_host_ip(match["ip"])
-    return {"container": int(match["ctr"]), "host": int(match["host"]) if match["host"] else None,
+    return {"container": _port_number(int(match["ctr"])),
+            "host": _port_number(int(match["host"])) if match["host"] else None,
             "host_ip": (match["ip"] or "").strip("[]"), "protocol": match["proto"] or "tcp"}
+
+
+def _port_number(number: int) -> int:
+    if not 1 <= number <= 65535:
+        raise invalid("a port number is from 1 to 65535", "write a port such as 8080, '8080:3000' or "
+                                                          "'127.0.0.1:5432:5432' (host:container)")
+    return number
 
 
 def _check_host_ip(text: str) -> None:
@@ -167,8 +205,8 @@ def _check_host_ip(text: str) -> None:
                       "each IPv4 part is a number from 0 to 255") from None
 
 
-PortField = Annotated[Port, BeforeValidator(_parse_port), WithJsonSchema({
-    "anyOf": [{"type": "integer"}, {"type": "string"}],
+PortField = Annotated[Port, BeforeValidator(_port_as_written), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string", "pattern": PORT_SCHEMA}],
     "description": "[ip:][host:]container[/tcp|udp]", "examples": ["127.0.0.1:5432:5432", "8080:3000"]})]
 
 
@@ -179,10 +217,10 @@ def _depends_list(value: object) -> object:
 
 
 class HttpCheck(Frozen):
-    port: int = Field(ge=1, le=65535)
+    port: Whole = Field(ge=1, le=65535)
     path: str = "/"
     timeout: Duration = 5.0
-    expect_status: int = Field(200, ge=100, le=599)
+    expect_status: Whole = Field(200, ge=100, le=599)
 
 
 class HealthSpec(Frozen):
@@ -216,12 +254,11 @@ class DeploySpec(Frozen):
 class ServiceBackup(Frozen):
     databases: list[str] = Field(default_factory=list)
     critical_tables: list[str] = Field(default_factory=list)
-    stop_service: bool = Field(False, description="Stop a generic service while its volume is archived.")
+    stop_service: Flag = Field(False, description="Stop a generic service while its volume is archived.")
 
 
 def _env_name(name: str) -> str:
-    """A name Docker can pass: ``A=B: v`` would reach the container as ``A=B=v``."""
-    if not name or "=" in name or "\0" in name:
+    if not re.fullmatch(ENV_NAME, name):
         raise invalid("an environment variable name must not be empty or hold '=' or a NUL character",
                       "use a name such as DATABASE_URL (letters, digits and _)")
     return name
@@ -236,21 +273,22 @@ class Service(Frozen):
     image: str = Field(min_length=1)
     command: list[str] | None = None
     entrypoint: list[str] | None = None
-    env: dict[EnvName, SecretStr] = Field(default_factory=dict)
+    env: dict[EnvName, Annotated[SecretStr, OrAlso({"type": ["number", "boolean"]})]] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": {"pattern": f"^{ENV_NAME}$"}})
     env_file: str | None = None
     volumes: list[MountField] = Field(default_factory=list)
     networks: list[str] = Field(default_factory=list)
     ports: list[PortField] = Field(default_factory=list)
-    depends_on: Annotated[dict[str, Condition], BeforeValidator(_depends_list)] = Field(
-        default_factory=dict)
-    stateful: bool = False
-    protect: bool = False
+    depends_on: Annotated[dict[str, Condition], BeforeValidator(_depends_list),
+                          OrAlso({"type": "array", "items": {"type": "string"}})] = Field(default_factory=dict)
+    stateful: Flag = False
+    protect: Flag = False
     backup: ServiceBackup = Field(default_factory=ServiceBackup)
     health: HealthSpec = Field(default_factory=HealthSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     user: str | None = None
-    mem_limit: str | None = Field(None, pattern=r"^\d+[bkmg]?$")
+    mem_limit: str | None = Field(None, pattern=r"^[0-9]+[bkmg]?$")
     labels: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -285,68 +323,6 @@ def _scalar_text(value: object) -> object:
     return value
 
 
-class LocalStore(Frozen):
-    path: str = "./backups"
-
-
-class S3Store(Frozen):
-    enabled: bool = False
-    endpoint: str | None = None
-    region: str = "us-east-1"
-    bucket: str = ""
-    prefix: str = "backups/"
-    path_style: bool = True
-    required: bool = False
-    part_size_mb: int = Field(64, ge=5, le=5120, description="Multipart part size.")
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # the endpoint may be a secret
-
-    @field_validator("endpoint", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("endpoint")
-    @classmethod
-    def _usable_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Checked only for an enabled store: a disabled one is never contacted, and its
-        endpoint often comes from an env var that is not set for it."""
-        if value is not None and info.data.get("enabled") and (problem := endpoint_problem(value)):
-            raise ValueError(f"the S3 endpoint is not a usable URL: {problem}")
-        return value
-
-
-def endpoint_problem(endpoint: str) -> str | None:
-    """Why an S3 endpoint cannot be used, said without repeating it: it is often interpolated
-    (a secret for display) and a pasted one may carry a key (``http://host:9000 AKIA…``)."""
-    if any(char.isspace() or not char.isprintable() for char in endpoint):
-        return "it contains a space or a control character"
-    try:
-        parts = urlsplit(endpoint)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        return "its port is not a number from 0 to 65535 (or its host is malformed)"
-    if parts.scheme not in ("http", "https"):
-        return "it must start with http:// or https://"
-    if not parts.hostname:
-        return "it names no host"
-    return None
-
-
-class Retention(Frozen):
-    """Backups kept per period by prune; at least one count must be above 0."""
-
-    daily: int = Field(7, ge=0)
-    weekly: int = Field(4, ge=0)
-    monthly: int = Field(12, ge=0)
-    timezone: str = Field("UTC", description="IANA time zone name (e.g. UTC, Europe/Berlin) "
-                                             "in which days, weeks and months are counted.")
-
-    @property
-    def keeps_anything(self) -> bool:
-        return any(count > 0 for count in (self.daily, self.weekly, self.monthly))
-
-
 class BackupPolicy(Frozen):
     local: LocalStore = Field(default_factory=LocalStore)
     s3: S3Store = Field(default_factory=S3Store)
@@ -357,12 +333,14 @@ class BackupPolicy(Frozen):
 class Spec(Frozen):
     """A whole stack. ``source`` is the file it came from (set by the loader, not by users)."""
 
-    version: Literal[1] = 1
+    version: Annotated[Literal[1], WHOLE] = 1
     project: str = Field(pattern=NAME)
     state_dir: str = ".reconcile"
-    volumes: dict[str, VolumeSpec] = Field(default_factory=dict)
-    networks: dict[str, NetworkSpec] = Field(default_factory=dict)
-    services: dict[str, Service] = Field(min_length=1)
+    volumes: dict[str, Annotated[VolumeSpec, OrAlso({"type": "null"})]] = Field(
+        default_factory=dict, json_schema_extra=NAMES)
+    networks: dict[str, Annotated[NetworkSpec, OrAlso({"type": "null"})]] = Field(
+        default_factory=dict, json_schema_extra=NAMES)
+    services: dict[str, Service] = Field(min_length=1, json_schema_extra=NAMES)
     backup: BackupPolicy = Field(default_factory=BackupPolicy)
     changes: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -380,6 +358,6 @@ class Spec(Frozen):
     @classmethod
     def _names(cls, value: dict) -> dict:
         for name in value:
-            if not re.match(NAME, name):
+            if not re.fullmatch(NAME, name):
                 raise ValueError(f"name {name!r} must be lower-case letters, digits, '_', '.', '-'")
         return value

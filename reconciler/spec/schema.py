@@ -14,12 +14,13 @@ INTERPOLATED = {"type": "string", "pattern": r"\$\{(env|file):",
 
 
 def _allow_interpolation(node: object) -> object:
-    """Booleans, numbers, enums and patterned strings may be written as ``${env:…}`` in the spec; say so to editors."""
+    """Booleans, numbers, enums and patterned strings may be written as ``${env:…}`` in the spec; say so to editors.
+    Keys are never interpolated, so ``propertyNames`` stays as it is."""
     if isinstance(node, list):
         return [_allow_interpolation(n) for n in node]
     if not isinstance(node, dict):
         return node
-    node = {k: _allow_interpolation(v) for k, v in node.items()}
+    node = {k: v if k == "propertyNames" else _allow_interpolation(v) for k, v in node.items()}
     typed = node.get("type") in ("boolean", "integer", "number")
     if typed or "enum" in node or (node.get("type") == "string" and "pattern" in node):
         keep = {k: node.pop(k) for k in ("default", "description", "title") if k in node}

@@ -103,5 +103,5 @@ def test_a_disabled_store_s_endpoint_is_not_checked(tmp_path) -> None:
 def test_a_usable_endpoint_loads(tmp_path) -> None:
     spec_file = tmp_path / "reconcile.yaml"
     spec_file.write_text(S3_SPEC.format(enabled="true"))
-    loaded = load_spec(spec_file, {"S3_ENDPOINT": "https://user:pw@[::1]:9000/s3"})
-    assert loaded.spec.backup.s3.endpoint == "https://user:pw@[::1]:9000/s3"
+    loaded = load_spec(spec_file, {"S3_ENDPOINT": "https://user:pw@[::1]:9000"})
+    assert loaded.spec.backup.s3.endpoint == "https://user:pw@[::1]:9000"
