@@ -105,7 +105,7 @@ class Views:
         if name.startswith("env."):
             return NONE if value is _MISSING else SENSITIVE
         hidden = self._hidden(name)
-        return _join(name, _masked(name, [hidden.get(e, e) for e in _elements(name, value)]))
+        return self._scrubbed(_join(name, _masked(name, [hidden.get(e, e) for e in _elements(name, value)])))
 
     def before_text(self, name: str, value: object) -> str:
         """The old side of a field, from the container's label (see the module docstring)."""
@@ -134,7 +134,15 @@ class Views:
         if name in _LISTS:  # the value of a secret flag, whatever the rules above made of it
             for index, (prefix, _) in secret_flag_values(old).items():
                 shown[index] = prefix + SENSITIVE
-        return _join(name, shown)
+        return self._scrubbed(_join(name, shown))
+
+    def _scrubbed(self, text: str) -> str:
+        """``text`` with any secret of the spec in it hidden: a value shown as it resolves (an
+        image tag, a port) may still take a secret's variable (``app:${env:TOKEN}``)."""
+        self._holds_secret("")  # loads the secrets
+        for secret in sorted(self._secrets or (), key=len, reverse=True):
+            text = text.replace(secret, SENSITIVE)
+        return text
 
     def _holds_secret(self, element: str) -> bool:
         """Whether an old element contains a secret of the current spec, in any field of any

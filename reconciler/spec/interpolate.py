@@ -152,11 +152,12 @@ def interpolated_values(loaded: LoadedSpec, skip: Iterable[tuple] = ()) -> list[
         value = value_at(loaded.spec, path)
         if value is None:
             continue
-        out.extend(_substituted(shown, value))
+        out.extend(substituted(shown, value))
     return out
 
 
-def _substituted(shown: str, value: str) -> list[str]:
+def substituted(shown: str, value: str) -> list[str]:
+    """The parts of ``value`` its display text ``shown`` hides (each ``(sensitive)``)."""
     literal = shown.split(SENSITIVE)
     pattern = "(.*?)".join(re.escape(part) for part in literal)
     match = re.fullmatch(pattern, value, re.S)

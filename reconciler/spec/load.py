@@ -25,7 +25,14 @@ from ruamel.yaml.reader import ReaderError
 from reconciler.errors import Location, SpecError, SpecErrors
 from reconciler.spec.encoding import NotUtf8Error, UnfitFileError, read_utf8
 from reconciler.spec.forms import FROM_FILE
-from reconciler.spec.interpolate import Interpolated, InterpolationError, interpolate, read_env_file
+from reconciler.spec.interpolate import (
+    Interpolated,
+    InterpolationError,
+    interpolate,
+    read_env_file,
+    substituted,
+    value_at,
+)
 from reconciler.spec.models import Spec
 from reconciler.spec.yamlread import ShapeError, Written, check_shape, yaml_reader
 
@@ -141,7 +148,7 @@ def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
         errors.extend(cross_check(spec, positions.location))
     if errors:
         raise SpecErrors(errors)
-    return LoadedSpec(spec, path.resolve(), dict(positions.at), display)
+    return LoadedSpec(spec, path.resolve(), dict(positions.at), _published(display, spec))
 
 
 def _read_text(path: Path) -> str:
@@ -262,6 +269,31 @@ def _resolve(text: str, path: PathKey, positions: _Positions, environ: Mapping[s
         display[path] = resolved.display
         return Interpolated(resolved.value)
     return resolved.value
+
+
+def _public(path: PathKey) -> bool:
+    """An interpolated value shown as it resolves, not as ``(sensitive)``: an image reference
+    (Docker's grammar has no place for a credential, and a plan must say which version it
+    deploys: ``app:${env:GIT_SHA}``) and a published port (an address and port numbers)."""
+    if len(path) < 3 or path[0] != "services":
+        return False
+    return path[2] in ("image", "ports") or tuple(path[2:4]) == ("deploy", "proxy_image")
+
+
+def _published(display: dict[PathKey, str], spec: Spec) -> dict[PathKey, str]:
+    """``display`` without the public values (``_public``), which are shown as they resolve;
+    unless what was substituted into one is, holds or is part of an ``env`` value of the spec
+    (``app:${env:DB_PASSWORD}``): a secret stays hidden wherever it is used."""
+    secrets = {v.get_secret_value() for s in spec.services.values() for v in s.env.values()}
+    secrets = {secret for secret in secrets if len(secret) >= 4}
+    kept = {}
+    for path, shown in display.items():
+        value = value_at(spec, path) if _public(path) else None
+        if value is not None and not any(part in secret or secret in part for part in substituted(shown, value)
+                                         if len(part) >= 4 for secret in secrets):
+            continue
+        kept[path] = shown
+    return kept
 
 
 def _merge_env_files(data: dict, base: Path, positions: _Positions,

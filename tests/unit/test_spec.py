@@ -120,7 +120,7 @@ def test_interpolation_env_default_file_and_escape(tmp_path):
     assert api.image == "app:42"
     assert api.command == ["echo", "${HOME}"]
     assert loaded.spec.services["db"].env["POSTGRES_PASSWORD"].get_secret_value() == "from-file"
-    assert loaded.shown(("services", "api", "image"), api.image) == "app:(sensitive)"
+    assert loaded.shown(("services", "api", "image"), api.image) == "app:42"  # an image is public
 
 
 def test_env_file_merges_under_env(tmp_path):
