@@ -123,8 +123,7 @@ def unpause(run, names: list[str]) -> set[str]:
         container = container_name(session.spec, name)
         run.record("heal", service=name, message=f"{name} is paused: unpausing {container}")
         try:
-            with dockerio.engine_errors(f"unpausing container {container}"):
-                session.client.api.unpause(container)
+            dockerio.unpause(session.client, container)
             gate.wait_ready(session, name, container, gate.timeout_for(session, name))
         except ReconcileError as exc:
             run.record("heal", service=name, message=f"{name}: unpausing did not help: {exc.message}")

@@ -80,11 +80,7 @@ class ApplyLock:
 
     def _read(self, fd: int) -> Holder | None:
         os.lseek(fd, 0, os.SEEK_SET)
-        raw = os.read(fd, 4096)
-        try:
-            return Holder(**json.loads(raw)) if raw.strip() else None
-        except (ValueError, TypeError):
-            return None
+        return _holder(os.read(fd, 4096))
 
     def _write(self, fd: int) -> None:
         holder = Holder(who=getpass.getuser(), host=socket.gethostname(), pid=os.getpid(),
@@ -106,13 +102,17 @@ def held_by(state_dir: Path) -> Holder | None:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raw = os.read(fd, 4096)
-            try:
-                return Holder(**json.loads(raw)) if raw.strip() else Holder("?", "?", 0, "?")
-            except (ValueError, TypeError):
-                return Holder("?", "?", 0, "?")
+        except BlockingIOError:  # held: by whom, if it has said so yet
+            return _holder(os.read(fd, 4096)) or Holder("?", "?", 0, "?")
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def _holder(raw: bytes) -> Holder | None:
+    """The holder a lock file names; None when it is empty (a clean exit) or unreadable."""
+    try:
+        return Holder(**json.loads(raw)) if raw.strip() else None
+    except (ValueError, TypeError):
+        return None

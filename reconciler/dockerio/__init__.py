@@ -171,6 +171,11 @@ def start(client: docker.DockerClient, container: str) -> None:
         client.api.start(container)
 
 
+def unpause(client: docker.DockerClient, container: str) -> None:
+    with engine_errors(f"unpausing container {container[:24]}"):
+        client.api.unpause(container)
+
+
 def stop(client: docker.DockerClient, container: str, timeout: float = 30) -> None:
     with engine_errors(f"stopping container {container[:24]}"):
         client.api.stop(container, timeout=int(timeout))

@@ -139,8 +139,7 @@ class Views:
     def _scrubbed(self, text: str) -> str:
         """``text`` with any secret of the spec in it hidden: a value shown as it resolves (an
         image tag, a port) may still take a secret's variable (``app:${env:TOKEN}``)."""
-        self._holds_secret("")  # loads the secrets
-        for secret in sorted(self._secrets or (), key=len, reverse=True):
+        for secret in self.secrets:
             text = text.replace(secret, SENSITIVE)
         return text
 
@@ -148,9 +147,15 @@ class Views:
         """Whether an old element contains a secret of the current spec, in any field of any
         service (a secret often moves: from a command flag to an env var): a part it
         interpolates, a secret flag's value, an env value named like a secret, a URL's password."""
+        return any(secret in element for secret in self.secrets)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The spec's secrets (see ``_holds_secret``), longest first, read once."""
         if self._secrets is None:
-            self._secrets = [v for v in _spec_secrets(self.loaded) if len(v) >= MIN_LENGTH]
-        return any(secret in element for secret in self._secrets)
+            found = {v for v in _spec_secrets(self.loaded) if len(v) >= MIN_LENGTH}
+            self._secrets = sorted(found, key=lambda v: (-len(v), v))
+        return self._secrets
 
     def _hidden(self, name: str) -> dict[str, str]:
         """Raw element text → display text, for the new spec's elements that differ in display."""
