@@ -184,13 +184,15 @@ def attempt_words(fix: Fix, kind: FixKind, number: int, limit: int) -> str:
     first = next((i for i in fix.issues if fix_for(i) is kind), fix.issues[0])
     if kind is FixKind.RESTART:
         return f"{fix.service} is unhealthy ({first.issue}: {_short(first.details)}): restarting it once"
-    verb = {FixKind.START: "starting it", FixKind.RECREATE: "recreating it through apply's plan",
+    verb = {FixKind.UNPAUSE: "unpausing it (nothing is restarted)", FixKind.START: "starting it", FixKind.RECREATE: "recreating it through apply's plan",
             FixKind.RECREATE_NETWORK: "recreating its network, reconnecting and starting it"}[kind]
     return f"{fix.service}: {first.issue}: {verb} (attempt {number}/{limit})"
 
 
 def escalation_words(session: Session, service: str, kind: FixKind) -> str:
     backup = " (with a backup first)" if session.spec.services[service].stateful else ""
+    if kind is FixKind.UNPAUSE:
+        return f"{service} is still unhealthy once unpaused: it will be restarted"
     if kind is FixKind.RESTART:
         return f"{service} is still unhealthy: it will be recreated{backup}"
     return f"{service} could not be reconnected to its network: it will be recreated{backup}"
@@ -208,6 +210,15 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 # -- one function per fix kind ----------------------------------------------------------------
+
+def unpause(healer: Healer, fix: Fix, before: list[str]) -> str:
+    """``docker pause`` froze the processes: they go on where they stopped (no restart, no
+    connection dropped), as apply's ``heal.unpause`` does."""
+    name = healer.container(fix.service)
+    dockerio.unpause(healer.session.client, name)
+    healer.wait_ready(fix.service)
+    return f"unpaused {name}"
+
 
 def start(healer: Healer, fix: Fix, before: list[str]) -> str:
     name = healer.container(fix.service)
@@ -260,7 +271,7 @@ def stop_loop(healer: Healer, fix: Fix) -> None:
 
 
 ACTIONS: dict[FixKind, Callable[[Healer, Fix, list[str]], str]] = {
-    FixKind.START: start, FixKind.RESTART: restart, FixKind.RECREATE: recreate,
+    FixKind.UNPAUSE: unpause, FixKind.START: start, FixKind.RESTART: restart, FixKind.RECREATE: recreate,
     FixKind.RECREATE_NETWORK: recreate_network,
 }
 

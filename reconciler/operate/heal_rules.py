@@ -1,7 +1,7 @@
 """What heal does about each issue: pure decisions from diagnose's issues to fixes, no I/O.
 
 Heal only does what cannot lose data and needs no change of the spec: start what is stopped,
-restart what is unhealthy, recreate what loops or stays unhealthy (through apply's plan, so a
+unpause what is paused (the same processes go on: nothing is restarted), restart what is unhealthy, recreate what loops or stays unhealthy (through apply's plan, so a
 stateful service is backed up first), and recreate a deleted network. Everything whose real
 fix is elsewhere — another process on a port, memory, disk space, the spec itself — is
 *reported* with advice: restarting a service into the same OOM kill or the same full disk
@@ -33,6 +33,7 @@ RESTORE_RULE = restoring.RULE
 
 
 class FixKind(StrEnum):
+    UNPAUSE = "unpause"
     START = "start"
     RESTART = "restart"
     RECREATE = "recreate"
@@ -53,24 +54,25 @@ FIX_OF_RULE: dict[str, FixKind] = {
     "restart-loop": FixKind.RECREATE,
     "network-missing": FixKind.RECREATE_NETWORK,
     "network-detached": FixKind.RECREATE_NETWORK,  # creates nothing: the network is there, it rejoins
-    # a paused container: a restart unpauses it (apply unpauses it first: ``apply.heal.unpause``)
-    "container-paused": FixKind.RESTART,
+    # a paused container: unpaused, as apply does (``apply.heal.unpause``); restarted only if
+    # it is still unhealthy then
+    "container-paused": FixKind.UNPAUSE,
     # a blue-green service's proxy: reconnecting the service rejoins its proxy too and starts it
     "proxy-stopped": FixKind.RECREATE_NETWORK,
     "proxy-detached": FixKind.RECREATE_NETWORK,
 }
 """Rules heal acts on; every other rule (and every non-critical issue) is reported."""
 
-ATTEMPTS: dict[FixKind, int] = {FixKind.START: 3, FixKind.RESTART: 1, FixKind.RECREATE: 3,
+ATTEMPTS: dict[FixKind, int] = {FixKind.UNPAUSE: 1, FixKind.START: 3, FixKind.RESTART: 1, FixKind.RECREATE: 3,
                                 FixKind.RECREATE_NETWORK: 3}
 """A restart is tried once: what a second restart could do, the recreate after it does better."""
 
-ESCALATION: dict[FixKind, FixKind] = {FixKind.RESTART: FixKind.RECREATE,
+ESCALATION: dict[FixKind, FixKind] = {FixKind.UNPAUSE: FixKind.RESTART, FixKind.RESTART: FixKind.RECREATE,
                                       FixKind.RECREATE_NETWORK: FixKind.RECREATE}
-"""The next fix when one fails: still unhealthy after a restart, or a container that cannot
+"""The next fix when one fails: still unhealthy once unpaused (a restart), after a restart, or a container that cannot
 be reconnected to its recreated network, gets a new container (with a backup first)."""
 
-STRENGTH = (FixKind.START, FixKind.RESTART, FixKind.RECREATE, FixKind.RECREATE_NETWORK)
+STRENGTH = (FixKind.UNPAUSE, FixKind.START, FixKind.RESTART, FixKind.RECREATE, FixKind.RECREATE_NETWORK)
 """Weakest first. Reconnecting to a recreated network also starts the container, and falls
 back to a recreate, so it answers every other issue of the same service."""
 

@@ -101,8 +101,8 @@ def container_paused(service: ServiceFacts, facts: Facts) -> list[Issue]:
         return []
     return [_issue(service.name, C, "container paused",
                    f"{box.name} is paused (docker pause): its processes are frozen, it answers nothing",
-                   f"`reconcile apply` unpauses it (or: docker unpause {box.name}); `reconcile heal` "
-                   "restarts it", "container-paused")]
+                   f"`reconcile heal` or `reconcile apply` unpauses it (or: docker unpause {box.name})",
+                   "container-paused")]
 
 
 def oom_killed(service: ServiceFacts, facts: Facts) -> list[Issue]:

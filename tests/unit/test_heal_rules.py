@@ -42,8 +42,8 @@ from reconciler.spec.normalise import config_hash, normalised_config
 
 CASES = Path(__file__).resolve().parents[1] / "cases_diagnose"
 C, W, I = Severity.CRITICAL, Severity.WARNING, Severity.INFO
-START, RESTART, RECREATE, NETWORK, REPORT = (FixKind.START, FixKind.RESTART, FixKind.RECREATE,
-                                            FixKind.RECREATE_NETWORK, FixKind.REPORT)
+UNPAUSE, START, RESTART, RECREATE, NETWORK, REPORT = (FixKind.UNPAUSE, FixKind.START, FixKind.RESTART,
+                                                     FixKind.RECREATE, FixKind.RECREATE_NETWORK, FixKind.REPORT)
 
 
 def issue(rule: str, severity: Severity = C, service: str = "db", title: str | None = None) -> Issue:
@@ -64,7 +64,7 @@ def issue(rule: str, severity: Severity = C, service: str = "db", title: str | N
     ("config-error", C, REPORT),
     ("mount-missing", C, REPORT),
     ("image-missing", C, REPORT),
-    ("container-paused", C, RESTART),
+    ("container-paused", C, UNPAUSE),
     ("proxy-stopped", C, NETWORK),
     ("proxy-detached", C, NETWORK),
     ("proxy-missing", C, REPORT),  # apply creates it
@@ -107,7 +107,7 @@ RECORDED = {
     "stopped": {"web": [START]},
     "volume-full": {"web": [REPORT]},
     "volume-low": {"postgres": [REPORT]},
-    "paused": {"worker": [RESTART]},  # apply unpauses first (apply.heal.unpause)
+    "paused": {"worker": [UNPAUSE]},  # as apply does (apply.heal.unpause)
     "blue-green-stopped": {"api": [START]},  # its own proxy holds the port: no conflict blocks it
     "proxy-stopped": {"api": [NETWORK]},  # rejoins and starts the proxy
     "proxy-detached": {"api": [NETWORK]},
