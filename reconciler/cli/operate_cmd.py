@@ -142,7 +142,7 @@ def drift(
     holder = held_by(snap.loaded.state_dir())  # an apply changing the stack: its new containers are no drift
     scope = [n for n, s in sorted(snap.loaded.spec.services.items())
              if not snap.plan.profiles or s.profile in snap.plan.profiles]
-    drifted = [] if holder else drift_of(snap.loaded, snap.plan)
+    drifted = [] if holder else drift_of(snap.loaded, snap.plan, snap.observed)
     data = {"project": snap.loaded.spec.project, "drift": bool(drifted), "profiles": list(snap.plan.profiles),
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}
     if holder is not None:

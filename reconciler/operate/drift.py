@@ -6,6 +6,7 @@ service that uses it. Backup, restore and verify are consequences, not causes, s
 not listed. Hand edits made with ``docker update`` (restart policy, memory limit) or ``docker
 network disconnect`` are in the plan as ``update`` actions (or a recreate, for a limit that
 cannot be removed in place); their line also says the command that would undo the edit by hand.
+A paused container (``docker pause``) is in no plan, but apply unpauses it: that is drift too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from reconciler.observe.models import Observed, State
 from reconciler.plan.actions import Action, ActionKind, Plan
 from reconciler.plan.display import SENSITIVE
 from reconciler.plan.inplace import DELETED, memory_bytes, memory_text
@@ -36,8 +38,9 @@ class ServiceDrift:
         return {"service": self.service, "reasons": list(self.reasons), "orphan": self.orphan}
 
 
-def drift_of(loaded: LoadedSpec, plan: Plan) -> list[ServiceDrift]:
-    """Drifted services in plan order (then by name), each with its reasons."""
+def drift_of(loaded: LoadedSpec, plan: Plan, observed: Observed | None = None) -> list[ServiceDrift]:
+    """Drifted services in plan order (then by name), each with its reasons; then the in-scope
+    services whose container ``observed`` finds paused."""
     spec = loaded.spec
     reasons: dict[str, list[str]] = {}
     orphans: set[str] = set()
@@ -55,8 +58,20 @@ def drift_of(loaded: LoadedSpec, plan: Plan) -> list[ServiceDrift]:
             owner = action.resource
             orphans.add(owner)
         reasons.setdefault(owner, []).append(_reason(loaded, action))
+    for name in _paused(loaded, plan, observed):
+        reasons.setdefault(name, []).append(
+            f"container paused: its processes are frozen (apply would unpause it; by hand: docker unpause "
+            f"{container_name(spec, name)})")
     return [ServiceDrift(name, tuple(dict.fromkeys(why)), name in orphans and name not in spec.services)
             for name, why in reasons.items()]
+
+
+def _paused(loaded: LoadedSpec, plan: Plan, observed: Observed | None) -> list[str]:
+    if observed is None:
+        return []
+    return [name for name, service in sorted(loaded.spec.services.items())
+            if (not plan.profiles or service.profile in plan.profiles)
+            and (box := observed.current(name)) is not None and box.state is State.PAUSED]
 
 
 def users_of(loaded: LoadedSpec, plan: Plan, resource: str, noun: str) -> list[str]:

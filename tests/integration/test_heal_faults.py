@@ -338,9 +338,9 @@ def test_a_cache_that_refuses_the_password_is_critical_in_diagnose_as_in_health_
     assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
 
 
-def test_a_paused_service_is_critical_apply_unpauses_it_and_heal_restarts_it(client, app_stack):
+def test_a_paused_service_is_critical_is_drift_and_apply_and_heal_unpause_it(client, app_stack):
     """``docker pause``: "running" to the engine, frozen inside. Its own published port is no
-    conflict; apply unpauses it (the same process, nothing restarted), heal restarts it."""
+    conflict; drift reports it; apply and heal unpause it (the same process, nothing restarted)."""
     spec, env, name = app_stack
     started = client.api.inspect_container(name)["State"]["StartedAt"]
     client.api.pause(name)
@@ -350,6 +350,9 @@ def test_a_paused_service_is_critical_apply_unpauses_it_and_heal_restarts_it(cli
     found = diagnose(spec, env)
     assert set(found) == {"container-paused"}, found  # not a port conflict with its own docker-proxy
     assert f"docker unpause {name}" in found["container-paused"]["suggested_fix"]
+    drift = cli(spec, env, "drift", "--json")
+    assert drift.returncode == 2, show(drift)
+    assert "container paused" in json.loads(drift.stdout)["drifted"][0]["reasons"][0]
     applied = apply(spec, env)
     assert applied.returncode == 0 and f"unpaused {name}" in applied.stdout, show(applied)
     state = client.api.inspect_container(name)["State"]
@@ -358,8 +361,10 @@ def test_a_paused_service_is_critical_apply_unpauses_it_and_heal_restarts_it(cli
     result, report = heal(spec, env)
     assert result.returncode == 0, show(result)
     fixed = by_rule(report)["container-paused"]
-    assert (fixed["action"], fixed["result"]) == ("restart", "fixed"), fixed
-    assert client.api.inspect_container(name)["State"]["Status"] == "running"
+    assert (fixed["action"], fixed["result"]) == ("unpause", "fixed"), fixed
+    state = client.api.inspect_container(name)["State"]
+    assert (state["Status"], state["StartedAt"]) == ("running", started)
+    assert cli(spec, env, "drift").returncode == 0
     converges(spec, env)
 
 

@@ -159,3 +159,32 @@ def test_a_hidden_value_gets_no_by_hand_command(tmp_path):
                     "mem_limit: (sensitive) → (sensitive)", (Change("mem_limit", "(sensitive)", "(sensitive)"),))
     (found,) = drift_of(load_spec(spec), Plan("shop", (update,), "fp"))
     assert found.reasons[0].endswith("(apply would update it in place)")
+
+
+def test_a_paused_container_is_drift_though_no_plan_action_names_it(tmp_path):
+    """A plan leaves a paused container alone (the engine calls it running); apply unpauses it,
+    so drift must say so, or a frozen service would pass the cron check."""
+    from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
+    from reconciler.operate.drift import drift_of
+    from reconciler.plan.actions import Plan
+    from reconciler.spec.load import load_spec
+
+    spec = tmp_path / "reconcile.yaml"
+    spec.write_text("version: 1\nproject: shop\nservices:\n  web: { image: w }\n"
+                    "  db: { image: d, profile: infrastructure }\n")
+    loaded = load_spec(spec)
+
+    def box(service: str, state: State) -> ObservedContainer:
+        return ObservedContainer(id=f"id-{service}", name=f"shop-{service}", project="shop", service=service,
+                                 profile=None, role=Role.CURRENT, spec_hash="h", config={}, image_ref="w",
+                                 image_id="sha256:1", state=state, health=Health.NONE)
+
+    observed = Observed("shop", (box("web", State.PAUSED), box("db", State.PAUSED)))
+    (found, other) = drift_of(loaded, Plan("shop", (), "fp"), observed)
+    assert (found.service, other.service) == ("db", "web")
+    assert found.reasons == ("container paused: its processes are frozen (apply would unpause it; "
+                             "by hand: docker unpause shop-db)",)
+    only_app = Plan("shop", (), "fp", profiles=("app",))
+    assert [d.service for d in drift_of(loaded, only_app, observed)] == ["web"]
+    running = Observed("shop", (box("web", State.RUNNING),))
+    assert drift_of(loaded, Plan("shop", (), "fp"), running) == []
