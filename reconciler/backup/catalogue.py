@@ -130,7 +130,23 @@ def check_files(session: Session) -> FileCheck:
             failed.append(StoreProblem(name, exc.ref, exc.message, exc.hint))
         problems += [{"store": name, "backup_id": None, "key": key, "error": f"unusable metadata: {reason}"}
                      for key, reason in unreadable]
+        if name == "s3" and any(n == "s3" for n, _, _ in listed):
+            problems += _vanished_from_s3(listed, {key for key, _ in unreadable})
     return FileCheck(checked, problems, failed, _unrecorded(session, listed, foreign))
+
+
+def _vanished_from_s3(listed: list[tuple[str, object, list[dict]]], unreadable: set[str]) -> list[dict]:
+    """Backups the local records say were copied to S3 (``storage.s3: ok``) that S3 holds no
+    record of: deleted there by hand or by a lifecycle rule of the bucket (our retention marks
+    what it deletes, ``metadata.mark_s3_pruned``). The local copy is then the only one."""
+    by_store = {name: docs for name, _, docs in listed}
+    on_s3 = {doc["backup_id"] for doc in by_store.get("s3", [])}
+    return [{"store": "s3", "backup_id": doc["backup_id"], "key": metadata.key_for(doc["backup_id"]),
+             "error": "the local record says this backup was copied to S3, but S3 holds no record of it "
+                      "(deleted there by hand or by a lifecycle rule?): the local copy is the only one"}
+            for doc in by_store.get("local", [])
+            if (doc.get("storage") or {}).get("s3") == "ok" and doc["backup_id"] not in on_s3
+            and metadata.key_for(doc["backup_id"]) not in unreadable]
 
 
 def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]],

@@ -99,6 +99,30 @@ def load_all(store, unreadable: list[tuple[str, str]] | None = None, *, project:
     return sorted(docs, key=lambda d: (parse_timestamp(d["timestamp"]), d["backup_id"]))
 
 
+S3_PRUNED = "pruned"
+"""``storage.s3`` of a local record whose S3 copy retention deleted (``mark_s3_pruned``)."""
+
+
+def mark_s3_pruned(local, keys: list[str]) -> list[str]:
+    """Local records of backups whose S3 copy retention just deleted (metadata ``keys``) say
+    so (``storage.s3: pruned``): ``backups verify`` then tells such a copy from one that
+    vanished from S3 otherwise. A record that is gone or unusable is left alone. The ids
+    marked are returned."""
+    marked = []
+    for key in keys:
+        raw = read_unless_vanished(local, key)
+        try:
+            doc = json.loads(raw) if raw is not None else None
+        except ValueError:
+            continue
+        storage = doc.get("storage") if isinstance(doc, dict) else None
+        if isinstance(storage, dict) and storage.get("s3") == "ok":
+            storage["s3"] = S3_PRUNED
+            local.write_bytes(key, encode(doc))
+            marked.append(str(doc.get("backup_id")))
+    return marked
+
+
 def owner(doc: dict) -> str | None:
     """The project that took the backup; None for the seed's documents, which name none."""
     project = doc.get("project")

@@ -288,4 +288,19 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
                      deleted_metadata=report.deleted_metadata, kept=report.kept,
                      unreadable=[{"key": u.key, "reason": u.reason} for u in report.unreadable],
                      others=report.others)
+        if name == "s3" and not dry_run and report.deleted_metadata:
+            _mark_s3_pruned(session, entry, report.deleted_metadata)
     return entry
+
+
+def _mark_s3_pruned(session, entry: dict, keys: list[str]) -> None:
+    """The local records of backups S3's retention removed say so (``backups verify``)."""
+    from reconciler.backup import metadata
+    from reconciler.errors import ReconcileError
+
+    try:
+        metadata.mark_s3_pruned(session.local, keys)
+    except ReconcileError as exc:
+        entry["error"] = entry["error"] or {"error": exc.ref, "hint": exc.hint,
+                                            "message": f"the local records of what was pruned were not "
+                                                       f"updated: {exc.message}"}

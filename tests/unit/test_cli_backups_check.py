@@ -162,3 +162,55 @@ def test_an_s3_object_whose_copy_failed_midway_is_called_unrecorded_there(spec):
     for state, expected in (("failed", [{"store": "s3", "key": key}]), ("pending", [])):
         local.write_bytes(record, json.dumps({**doc, "storage": {"local": "ok", "s3": state}}).encode())
         assert [u for u in catalogue.check_files(session).unrecorded if u["store"] == "s3"] == expected
+
+
+def test_a_backup_recorded_as_on_s3_that_s3_lacks_is_a_problem_unless_our_retention_deleted_it(spec):  # noqa: F811
+    """S3 lost a copy behind our back (by hand, a lifecycle rule): the local copy is then the
+    only one, and verify says so. A copy our own S3 retention deleted is marked in the local
+    record when it goes, and is no problem."""
+    local = LocalStore(spec.parent / "backups")
+    remote_root = spec.parent / "bucket"
+    shutil.copytree(local.root, remote_root)
+    remote = LocalStore(remote_root)
+    for backup_id in ("2026-11-01-020000", "2026-11-02-020000", "2026-11-03-020000"):
+        key = metadata.key_for(backup_id)
+        local.write_bytes(key, json.dumps({**json.loads(local.read_bytes(key)),
+                                           "storage": {"local": "ok", "s3": "ok"}}).encode())
+    for backup_id in ("2026-11-01-020000", "2026-11-02-020000"):
+        remote.delete(f"postgres/postgres-{backup_id}.sql.zst")
+        remote.delete(metadata.key_for(backup_id))
+    session = SimpleNamespace(local=local, s3=remote, spec=SimpleNamespace(project="shop", backup=SimpleNamespace(
+        s3=SimpleNamespace(enabled=True))))
+    found = catalogue.check_files(session).problems
+    assert [(p["store"], p["backup_id"]) for p in found] == [("s3", "2026-11-01-020000"), ("s3", "2026-11-02-020000")]
+    assert "S3 holds no record of it" in found[0]["error"] and "the only one" in found[0]["error"]
+
+    assert metadata.mark_s3_pruned(local, [metadata.key_for("2026-11-01-020000"), "metadata/backup-gone.json"]) \
+        == ["2026-11-01-020000"]
+    assert json.loads(local.read_bytes(metadata.key_for("2026-11-01-020000")))["storage"]["s3"] == "pruned"
+    assert [p["backup_id"] for p in catalogue.check_files(session).problems] == ["2026-11-02-020000"]
+
+
+def test_a_prune_of_s3_marks_the_local_records_of_what_it_deleted(spec):  # noqa: F811
+    from reconciler.cli.data import _prune_all
+    from reconciler.spec.stores import Retention
+
+    local = LocalStore(spec.parent / "backups")
+    remote_root = spec.parent / "bucket"
+    shutil.copytree(local.root, remote_root)
+    for backup_id in ("2026-11-02-020000", "2026-11-03-020000"):  # local has only the oldest
+        local.delete(f"postgres/postgres-{backup_id}.sql.zst")
+        local.delete(metadata.key_for(backup_id))
+    oldest = metadata.key_for("2026-11-01-020000")
+    local.write_bytes(oldest, json.dumps({**json.loads(local.read_bytes(oldest)),
+                                          "storage": {"local": "ok", "s3": "ok"}}).encode())
+    session = SimpleNamespace(local=local, s3=LocalStore(remote_root), spec=SimpleNamespace(
+        project="shop", backup=SimpleNamespace(s3=SimpleNamespace(enabled=True),
+                                               retention=Retention(daily=1, weekly=0, monthly=0))))
+    dry, = [r for r in _prune_all(session, dry_run=True) if r["name"] == "s3"]
+    assert dry["deleted_metadata"] == [oldest, metadata.key_for("2026-11-02-020000")]
+    assert json.loads(local.read_bytes(oldest))["storage"]["s3"] == "ok"  # a dry run changes nothing
+    reports = _prune_all(session, dry_run=False)
+    assert [(r["name"], r["deleted"], r["error"]) for r in reports][0] == ("local", [], None)
+    assert json.loads(local.read_bytes(oldest))["storage"]["s3"] == "pruned"
+    assert catalogue.check_files(session).problems == []
