@@ -125,13 +125,55 @@ def secret_flag_values(args: Sequence[str]) -> dict[int, tuple[str, str]]:
     return found
 
 
+# Inside one element that is a shell line (``sh -c "exec server --db-password=X"``): a flag and
+# its value (``--name=X``, ``--name X``), or a variable assignment (``PGPASSWORD=X psql``); the
+# value a word, or a quoted string, never another flag.
+_VALUE = r"""(?!-)(?:"[^"]*"|'[^']*'|[^\s"';&|]+)"""
+_INLINE = re.compile(rf"""(?<![\w.-])(?:(?P<flag>--?[A-Za-z][A-Za-z0-9_.-]*)(?:=|[ \t]+)(?P<fvalue>{_VALUE})"""
+                     rf"""|(?P<var>[A-Za-z_][A-Za-z0-9_]*)=(?P<vvalue>{_VALUE}))""")
+
+
+def inline_secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where, in a shell line, the values of secret flags and variables are (start, end), and
+    the passwords of URLs in it. Only for text with a space in it: a whole argument that is
+    a flag is ``secret_flag_values``' business."""
+    if not any(c.isspace() for c in text):
+        return []
+    spans = []
+    for match in _INLINE.finditer(text):
+        group = "fvalue" if match["flag"] else "vvalue"
+        name = match["flag"] or match["var"]
+        if not SECRET_NAME.search(name) or _WHERE.search(name):
+            continue
+        start, end = match.span(group)
+        if text[start] in "\"'":
+            start, end = start + 1, end - 1
+        if end > start:
+            spans.append((start, end))
+    for match in re.finditer(r"\S+://\S+", text):
+        for password in url_passwords(match.group().strip("\"'")):
+            at = text.find(password, match.start(), match.end())
+            if at >= 0:
+                spans.append((at, at + len(password)))
+    return sorted(set(spans))
+
+
+def _masked_inline(text: str, mask: str) -> str:
+    for start, end in reversed(inline_secret_spans(text)):
+        text = text[:start] + mask + text[end:]
+    return text
+
+
 def flag_secrets(args: Sequence[str]) -> list[str]:
-    return [value for _, value in secret_flag_values(args).values()]
+    """The values of secret flags of a command line, also inside an element that is a shell line."""
+    return [*(value for _, value in secret_flag_values(args).values()),
+            *(arg[start:end] for arg in args for start, end in inline_secret_spans(arg))]
 
 
 def mask_flag_values(args: Sequence[str], mask: str) -> list[str]:
-    """``args`` with each secret flag's value replaced by ``mask`` (``--requirepass=<mask>``)."""
-    out = list(args)
+    """``args`` with each secret flag's value replaced by ``mask`` (``--requirepass=<mask>``),
+    also inside an element that is a shell line (``sh -c "… --db-password=<mask>"``)."""
+    out = [_masked_inline(arg, mask) for arg in args]
     for index, (prefix, _) in secret_flag_values(args).items():
         out[index] = prefix + mask
     return out

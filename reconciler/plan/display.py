@@ -132,6 +132,8 @@ class Views:
             else:
                 shown.append(SENSITIVE)
         if name in _LISTS:  # the value of a secret flag, whatever the rules above made of it
+            shown = [mask_flag_values([text], SENSITIVE)[0] if text == element else text
+                     for text, element in zip(shown, old, strict=True)]
             for index, (prefix, _) in secret_flag_values(old).items():
                 shown[index] = prefix + SENSITIVE
         return self._scrubbed(_join(name, shown))

@@ -102,3 +102,30 @@ def test_an_element_that_was_interpolated_stays_hidden_once_the_spec_writes_it_l
     assert changes["command"].before == '["redis-server", "--requirepass", "(sensitive)"]'
     assert changes["labels.token"].before == "(sensitive)"
     assert all(SECRET not in output for output in _renderings(plan))
+
+
+@pytest.mark.parametrize("old, new, hidden", [
+    # QA: the common `sh -c "exec server --flag=X"` form printed its flags as written
+    (["python3", "/app/worker.py"],
+     ["sh", "-c", "exec python3 /app/worker.py --db-password=hunter2-pw --api-key hunter3-key"],
+     ["hunter2-pw", "hunter3-key"]),
+    (["sh", "-c", "PGPASSWORD=OldShellPw-1 exec psql -h db"], ["sh", "-c", "exec psql -h db"], ["OldShellPw-1"]),
+    (["sh", "-c", "redis-server --requirepass 'Old Quoted-2'"], ["redis-server"], ["Old Quoted-2"]),
+    (["sh", "-c", "curl -s https://app:UrlPw-333@api/x"], ["true"], ["UrlPw-333"]),
+])
+def test_secret_flags_inside_a_shell_line_are_hidden_on_both_sides(tmp_path, old, new, hidden) -> None:
+    plan = _plan_for(tmp_path, "worker", json.dumps({"image": "w", "command": new}), {"command": old}, {})
+    (change,) = [c for c in plan.actions[0].changes if c.field == "command"]
+    assert "(sensitive)" in change.before + change.after
+    for text in _renderings(plan):
+        for secret in hidden:
+            assert secret not in text, text
+
+
+def test_a_shell_line_keeps_what_is_not_secret(tmp_path) -> None:
+    line = "exec server --token-file /run/token --verbose --port 80 --api-key K3y-value"
+    plan = _plan_for(tmp_path, "worker", json.dumps({"image": "w", "command": ["sh", "-c", line]}),
+                     {"command": ["server"]}, {})
+    (change,) = [c for c in plan.actions[0].changes if c.field == "command"]
+    assert change.after == ('["sh", "-c", "exec server --token-file /run/token --verbose --port 80 '
+                            '--api-key (sensitive)"]')
