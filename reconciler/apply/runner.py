@@ -19,7 +19,7 @@ from pathlib import Path
 from reconciler.apply import executor, heal
 from reconciler.apply.context import ApplyRun
 from reconciler.apply.journal import Journal, new_apply_id
-from reconciler.apply.lock import ApplyLock
+from reconciler.apply.lock import ApplyLock, waiting_notice
 from reconciler.errors import PlanError, ReconcileError
 from reconciler.health import Level
 from reconciler.observe.models import Observed
@@ -59,7 +59,8 @@ def apply(options: Options, ui: UI, session: Session | None = None) -> Outcome:
     """Converge the stack; ``session`` is the caller's when it already loaded the spec."""
     session = session or Session(load_spec(options.spec_file))
     apply_id = new_apply_id()
-    with ApplyLock(session.state_dir(), apply_id, wait=options.lock_wait) as lock:
+    with ApplyLock(session.state_dir(), apply_id, wait=options.lock_wait, project=session.spec.project,
+                   on_wait=waiting_notice(ui.emit, options.lock_wait)) as lock:
         if lock.took_over is not None:
             ui.emit({"event": "notice", "message": "took over the lock of an apply that is gone "
                      f"({lock.took_over.describe()}); this apply will converge what it left"})

@@ -119,7 +119,7 @@ def plan(
 
         raise click.UsageError("--json and --markdown cannot be used together: choose one output format",
                                ctx=click.get_current_context())
-    snap = snapshot(STATE.file, profile or ())
+    snap = _with_running_apply(snapshot(STATE.file, profile or ()))
     if out is not None:
         save_plan(snap, out)
     if as_json:
@@ -132,6 +132,21 @@ def plan(
             typer.echo(f"\nSaved to {out}. Apply it with: reconcile apply {out}")
     if detailed_exitcode and not snap.plan.empty:
         raise typer.Exit(2)
+
+
+def _with_running_apply(snap):
+    """A plan taken while an apply changes the stack shows it midway (its new containers look
+    like leftovers of an interrupted one): it says so, as drift does."""
+    from dataclasses import replace
+
+    from reconciler.apply.lock import held_by
+
+    holder = held_by(snap.loaded.state_dir(), snap.loaded.spec.project)
+    if holder is None:
+        return snap
+    warning = (f"an apply is running ({holder.describe()}): this plan shows the stack midway, and the "
+               "containers it is starting are not leftovers; plan again once it has finished")
+    return replace(snap, plan=replace(snap.plan, warnings=(warning, *snap.plan.warnings)))
 
 
 def save_plan(snap, out: Path) -> None:

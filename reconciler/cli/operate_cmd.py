@@ -139,7 +139,7 @@ def drift(
     client = dockerio.connect()
     snap = snapshot(STATE.file, profile or (), client=client)
     session = Session(snap.loaded, _client=client)
-    holder = held_by(snap.loaded.state_dir())  # an apply changing the stack: its new containers are no drift
+    holder = held_by(snap.loaded.state_dir(), snap.loaded.spec.project)  # an apply changing the stack: its new containers are no drift
     scope = [n for n, s in sorted(snap.loaded.spec.services.items())
              if not snap.plan.profiles or s.profile in snap.plan.profiles]
     drifted = [] if holder else drift_of(snap.loaded, snap.plan, snap.observed)

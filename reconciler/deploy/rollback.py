@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from reconciler.apply.context import ApplyRun
 from reconciler.apply.journal import Journal, new_apply_id
-from reconciler.apply.lock import ApplyLock
+from reconciler.apply.lock import ApplyLock, waiting_notice
 from reconciler.deploy import bluegreen, rules
 from reconciler.errors import ApplyError, ReconcileError
 from reconciler.observe.models import Observed, ObservedContainer
@@ -112,7 +112,8 @@ def rollback(session: Session, services: list[str], ui: UI, lock_wait: float = 0
     from reconciler.pipeline import observe_for
 
     rollback_id = new_apply_id()
-    with ApplyLock(session.state_dir(), rollback_id, wait=lock_wait):
+    with ApplyLock(session.state_dir(), rollback_id, wait=lock_wait, project=session.spec.project,
+                   on_wait=waiting_notice(ui.emit, lock_wait)):
         chosen = targets(session, observe_for(session.loaded, session.client), services)
         ui.show([describe(session, t) for t in chosen])
         if not ui.confirm("Roll back?"):

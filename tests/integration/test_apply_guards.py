@@ -73,7 +73,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from reconciler.apply.lock import ApplyLock
-with ApplyLock(Path(sys.argv[1]), "held-by-test"):
+with ApplyLock(Path(sys.argv[1]), "held-by-test", project=sys.argv[3] if len(sys.argv) > 3 else ""):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
 """
@@ -93,6 +93,28 @@ def test_a_second_apply_stops_or_waits_for_the_lock(project, tmp_path, client):
         waited = apply(spec, env, "--lock-wait", "2m")
         assert waited.returncode == 0, show(waited)
         assert time.monotonic() - started >= 2
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_apply_of_the_project_from_another_state_dir_holds_it_off(project, tmp_path, client):
+    """Two checkouts of one stack, each with its own state dir: still one apply at a time, a
+    plan says an apply is running, and a queued apply says what it waits for."""
+    spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "other-checkout"), "4", project],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = apply(spec, env)
+        assert busy.returncode == 1, show(busy)
+        assert f"another apply of project {project} on this engine holds the lock" in busy.stderr
+        planned = cli(spec, env, "plan")
+        assert planned.returncode == 0 and "an apply is running" in planned.stdout, show(planned)
+        waited = apply(spec, env, "--lock-wait", "2m")
+        assert waited.returncode == 0, show(waited)
+        assert "waiting up to 120s for another apply to finish" in waited.stdout + waited.stderr
+        assert containers(client, project)
     finally:
         holder.kill()
         holder.wait()

@@ -55,3 +55,50 @@ def test_a_clean_exit_leaves_nothing_to_take_over(tmp_path):
     assert (tmp_path / "apply.lock").read_text() == ""
     with ApplyLock(tmp_path, "two") as lock:
         assert lock.took_over is None
+
+
+@pytest.fixture()
+def host_locks(tmp_path, monkeypatch):
+    from reconciler.apply.lock import LOCK_DIR_ENV
+
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "host"))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    return tmp_path
+
+
+def test_two_state_dirs_of_one_project_share_the_host_lock(host_locks):
+    """Two checkouts of one stack (a CI workspace, an operator's folder): QA saw two applies
+    at once take each other's new containers for leftovers."""
+    from reconciler.apply.lock import held_by
+
+    with ApplyLock(host_locks / "ci", "first", project="shop"):
+        with pytest.raises(LockError) as caught, ApplyLock(host_locks / "ops", "second", project="shop"):
+            pass
+        assert held_by(host_locks / "ops", "shop").apply_id == "first"
+        assert held_by(host_locks / "ops") is None  # that state dir's own lock is free
+        with ApplyLock(host_locks / "ops", "other", project="blog"):  # another project: no wait
+            pass
+    error = caught.value
+    assert error.ref == "lock.busy" and "another apply of project shop" in error.message
+    assert "share one state_dir" in error.hint
+    assert not (host_locks / "ops" / "apply.lock").read_text()  # the refused one let its own go
+    with ApplyLock(host_locks / "ops", "third", project="shop"):
+        pass
+    assert held_by(host_locks / "ci", "shop") is None
+
+
+def test_another_engine_is_another_lock(host_locks, monkeypatch):
+    with ApplyLock(host_locks / "a", "first", project="shop"):
+        monkeypatch.setenv("DOCKER_HOST", "ssh://deploy@staging")
+        with ApplyLock(host_locks / "b", "second", project="shop"):
+            pass
+
+
+def test_a_waiting_apply_says_so_once_and_how_long_it_waited(host_locks):
+    told = []
+    with ApplyLock(host_locks / "a", "first", project="shop"):
+        with pytest.raises(LockError) as caught, ApplyLock(host_locks / "b", "second", wait=0.2, poll=0.05,
+                                                          project="shop", on_wait=told.append):
+            pass
+    assert [holder.apply_id for holder in told] == ["first"]
+    assert "(waited 0.2s)" in caught.value.message
