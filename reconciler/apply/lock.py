@@ -41,9 +41,16 @@ class Holder:
     pid: int
     since: str
     apply_id: str = ""
+    command: str = ""  # apply, rollback, heal, restore: what holds it
 
     def describe(self) -> str:
         return f"{self.who}@{self.host} pid {self.pid} since {self.since}"
+
+    @property
+    def running(self) -> str:
+        """``an apply``, ``a restore``: what holds the lock, for a sentence."""
+        what = self.command or "apply"
+        return f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
 
 
 LOCK_DIR_ENV = "RECONCILE_LOCK_DIR"  # where the per-project host locks live (tests)
@@ -69,7 +76,8 @@ class ApplyLock:
     for the warning. ``on_wait(holder)`` is told once when the lock is busy and it waits."""
 
     def __init__(self, state_dir: Path, apply_id: str, wait: float = 0.0, poll: float = 0.5,
-                 project: str = "", on_wait: Callable[[Holder | None], None] | None = None) -> None:
+                 project: str = "", on_wait: Callable[[Holder | None], None] | None = None,
+                 command: str = "apply") -> None:
         self.path = state_dir / "apply.lock"
         self.shared = project_lock_path(project) if project else None
         self.project = project
@@ -77,6 +85,7 @@ class ApplyLock:
         self.wait = wait
         self.poll = poll
         self.on_wait = on_wait
+        self.command = command
         self.took_over: Holder | None = None
         self._fds: list[int] = []
 
@@ -116,9 +125,10 @@ class ApplyLock:
         waited = f" (waited {self.wait:g}s)" if self.wait else ""
         longer = f"{max(600, int(self.wait) * 2) // 60}m"
         if path != self.shared:
-            return LockError(f"another apply holds the lock ({who}){waited}", ref="lock.busy",
+            return LockError(f"{_another(holder)} holds the lock ({who}){waited}", ref="lock.busy",
                              hint=f"wait for it to finish, or pass --lock-wait {longer} to queue behind it")
-        return LockError(f"another apply of project {self.project} on this engine holds the lock ({who}){waited}, "
+        return LockError(f"{_another(holder)} of project {self.project} on this engine holds the lock "
+                         f"({who}){waited}, "
                          "from another state dir", ref="lock.busy",
                          hint=f"wait for it to finish, or pass --lock-wait {longer} to queue behind it; two "
                               "checkouts of one stack should share one state_dir (journal, volume "
@@ -140,7 +150,8 @@ class ApplyLock:
 
     def _write(self, fd: int) -> None:
         holder = Holder(who=getpass.getuser(), host=socket.gethostname(), pid=os.getpid(),
-                        since=datetime.now(UTC).isoformat(timespec="seconds"), apply_id=self.apply_id)
+                        since=datetime.now(UTC).isoformat(timespec="seconds"), apply_id=self.apply_id,
+                        command=self.command)
         try:
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
@@ -150,10 +161,14 @@ class ApplyLock:
             pass
 
 
+def _another(holder: Holder | None) -> str:
+    return f"another {holder.command if holder and holder.command else 'apply'}"
+
+
 def waiting_notice(emit: Callable[[dict], None], wait: float) -> Callable[[Holder | None], None]:
     """``on_wait`` for a command that emits events: a CI log says why nothing happens."""
     def notice(holder: Holder | None) -> None:
-        emit({"event": "notice", "message": f"waiting up to {wait:g}s for another apply to finish "
+        emit({"event": "notice", "message": f"waiting up to {wait:g}s for {_another(holder)} to finish "
                                             f"({holder.describe() if holder else 'holder unknown'})"})
     return notice
 

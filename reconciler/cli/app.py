@@ -144,7 +144,7 @@ def _with_running_apply(snap):
     holder = held_by(snap.loaded.state_dir(), snap.loaded.spec.project)
     if holder is None:
         return snap
-    warning = (f"an apply is running ({holder.describe()}): this plan shows the stack midway, and the "
+    warning = (f"{holder.running} is running ({holder.describe()}): this plan shows the stack midway, and the "
                "containers it is starting are not leftovers; plan again once it has finished")
     return replace(snap, plan=replace(snap.plan, warnings=(warning, *snap.plan.warnings)))
 

@@ -130,6 +130,8 @@ def restore(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask: replace the live data.")] = False,
 ) -> None:
     """Replace live data with a backup (local copy first, S3 when it is missing or corrupt)."""
+    from reconciler.apply.journal import new_apply_id
+    from reconciler.apply.lock import ApplyLock
     from reconciler.backup.restore import Source, restore_services
     from reconciler.cli import output
     from reconciler.operate import runlog
@@ -142,7 +144,10 @@ def restore(
     _check_request(session, "restore", backup_id, services)
     _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} "
                   f"with backup {backup_id}?")
-    with runlog.open_run(session, "restore") as log:
+    # Under the apply lock: two restores (or a restore and an apply's) replacing the same
+    # databases at once left one missing, with errors that blamed the backup.
+    with ApplyLock(session.state_dir(), new_apply_id(), project=session.spec.project, command="restore"), \
+            runlog.open_run(session, "restore") as log:
         say, meter = _say(as_json)
         run = restore_services(session, backup_id, services, source=chosen,
                                progress=log.progress(say), meter=meter)

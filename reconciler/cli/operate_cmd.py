@@ -147,7 +147,7 @@ def drift(
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}
     if holder is not None:
         data["apply_running"] = holder.apply_id or None
-        data["warnings"].append(f"an apply is running ({holder.describe()}): drift is judged once it ends")
+        data["warnings"].append(f"{holder.running} is running ({holder.describe()}): drift is judged once it ends")
     if metrics_file is not None:
         data["metrics_file"] = str(_write_metrics(session, metrics_file, scope, drifted, data["warnings"]))
     if holder is None:

@@ -113,7 +113,7 @@ def rollback(session: Session, services: list[str], ui: UI, lock_wait: float = 0
 
     rollback_id = new_apply_id()
     with ApplyLock(session.state_dir(), rollback_id, wait=lock_wait, project=session.spec.project,
-                   on_wait=waiting_notice(ui.emit, lock_wait)):
+                   on_wait=waiting_notice(ui.emit, lock_wait), command="rollback"):
         chosen = targets(session, observe_for(session.loaded, session.client), services)
         ui.show([describe(session, t) for t in chosen])
         if not ui.confirm("Roll back?"):

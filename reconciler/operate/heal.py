@@ -62,7 +62,8 @@ def run(session: Session, services: list[str] | None = None, *, say: Say,
     from reconciler.apply.lock import ApplyLock
 
     diagnose.check_services(session, services)
-    with runlog.open_run(session, "heal") as log, ApplyLock(session.state_dir(), new_apply_id(), project=session.spec.project):
+    lock = ApplyLock(session.state_dir(), new_apply_id(), project=session.spec.project, command="heal")
+    with runlog.open_run(session, "heal") as log, lock:
         def tell(service: str, message: str) -> None:
             log.event("heal", service=service, message=message)
             say(service, message)

@@ -111,6 +111,8 @@ def test_an_apply_of_the_project_from_another_state_dir_holds_it_off(project, tm
         assert f"another apply of project {project} on this engine holds the lock" in busy.stderr
         planned = cli(spec, env, "plan")
         assert planned.returncode == 0 and "an apply is running" in planned.stdout, show(planned)
+        restore = cli(spec, env, "restore", "latest", "--yes")  # restores take turns with applies too
+        assert restore.returncode == 1 and "another apply of project" in restore.stderr, show(restore)
         waited = apply(spec, env, "--lock-wait", "2m")
         assert waited.returncode == 0, show(waited)
         assert "waiting up to 120s for another apply to finish" in waited.stdout + waited.stderr
