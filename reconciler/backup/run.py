@@ -65,8 +65,9 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
         progress(f"removed {len(removed)} files an interrupted backup left: {', '.join(removed[:3])}"
                  + (" …" if len(removed) > 3 else ""))
     estimates = {s: session.engine(s).estimate_size(t) for s, t in targets.items()}
-    local.free_space_check(sum(estimates.values()), f"the backup of {', '.join(services)}")
-    expected = estimates if meter is NO_METER else _expected_sizes(session, estimates)
+    last = _last_entries(session, services)
+    local.free_space_check(_space_needed(estimates, last), f"the backup of {', '.join(services)}")
+    expected = estimates if meter is NO_METER else _expected_sizes(estimates, last)
     taken_at = datetime.now(UTC)
     backup_id, serial, claim = _claim_id(session, taken_at)
     entries: list[ServiceEntry] = []
@@ -105,15 +106,34 @@ def _claim_id(session: Session, taken_at: datetime) -> tuple[str, int, Path]:
     raise AssertionError("unreachable")
 
 
-def _expected_sizes(session: Session, estimates: dict[str, int]) -> dict[str, int]:
+def _last_entries(session: Session, services: list[str]) -> dict[str, dict]:
+    """Each service's entry in its newest backup in the local store, if it has one."""
+    last: dict[str, dict] = {}
+    for doc in metadata.load_all(session.local, project=session.spec.project):  # oldest first: the newest wins
+        last.update({s: entry for s, entry in doc["services"].items() if s in services})
+    return last
+
+
+GROWTH = 2
+"""How much bigger than its last backup a backup may come out, for the free-space check."""
+
+
+def _space_needed(estimates: dict[str, int], last: dict[str, dict]) -> int:
+    """What the backups will take on disk: twice the last backup's file of a service that has
+    one; else what its engine estimates (the live size: a dump compresses 5 to 20 times, so a
+    check against it refused disks with room for a hundred backups). A backup that still
+    outgrows the disk fails cleanly, its partial file removed."""
+    return sum(GROWTH * size if isinstance(size := (last.get(service) or {}).get("size"), int) and size > 0
+               else estimate for service, estimate in estimates.items())
+
+
+def _expected_sizes(estimates: dict[str, int], last: dict[str, dict]) -> dict[str, int]:
     """How many bytes each dump will stream, for the progress bar: the last backup's, which
     is close, else the engine's estimate (the live size, which a dump seldom matches)."""
     expected = dict(estimates)
-    for doc in metadata.load_all(session.local, project=session.spec.project):  # oldest first: the newest wins
-        for service, entry in (doc.get("services") or {}).items():
-            raw = (entry.get("stats") or {}).get("raw_bytes")
-            if service in expected and raw:
-                expected[service] = int(raw)
+    for service, entry in last.items():
+        if raw := (entry.get("stats") or {}).get("raw_bytes"):
+            expected[service] = int(raw)
     return expected
 
 
