@@ -12,6 +12,9 @@ crosses folders (``src/**`` is everything under ``src``, ``docker/**/Dockerfile*
 back out of a class (the last matching line wins, as in ``.gitignore``).
 
 The spec file itself always counts as infra: a changed spec is a changed stack.
+
+Patterns and class names are matched whole (``fullmatch``, ``re.DOTALL``): a file name may hold
+a newline, and ``$`` would also match before a trailing one.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-from reconciler.errors import ReconcileError, SpecError
+from reconciler.errors import Location, ReconcileError, SpecError
 
 INFRA = "infra"
 APP = "app"
@@ -34,10 +38,25 @@ DEFAULT_RULES: Mapping[str, tuple[str, ...]] = {
             "prisma/migrations/**"),
     APP: ("src/**", "package.json", "yarn.lock", "tsconfig.json"),
 }
-CLASS_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-NULL_SHA = re.compile(r"^0{40}$|^0{64}$")
+#: Class names become ``<name>-changed`` step outputs (the spec model applies it too).
+CLASS_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+CLASS_HINT = "use lower-case letters, digits, '-' or '_', e.g. infra, app, docs"
+BLOCK_HINT = 'e.g. changes: { infra: ["docker/**"], app: ["src/**"] }'
+NULL_SHA = re.compile(r"0{40}|0{64}")
+FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 FETCH_HINT = ("fetch more history: actions/checkout with fetch-depth: 0 "
               "(or `git fetch --unshallow origin` / `git fetch origin REF`)")
+GONE = "a force-push or a rebase removes the commit a push replaced"
+GONE_HINT = ("if a force-push replaced it, treat the push as changing everything: "
+             "--missing-base all (or a base of forty zeros)")
+NAME_HINT = "check the name: a branch (origin/main), a tag or a commit SHA of this repository"
+
+
+class MissingBase(StrEnum):
+    """What a base commit the repository lacks means: an error, or "everything changed"."""
+
+    FAIL = "fail"
+    ALL = "all"
 
 
 class ChangesError(ReconcileError):
@@ -80,7 +99,7 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
     glob = pattern.strip().lstrip("/")
     if glob.endswith("/"):
         glob += "**"
-    return re.compile("^" + _translate(glob) + "$")
+    return re.compile(_translate(glob), re.DOTALL)  # used with fullmatch: no ^ or $ needed
 
 
 def _translate(glob: str) -> str:
@@ -132,7 +151,7 @@ def matches(path: str, rules: Sequence[Rule]) -> bool:
     """Last matching rule wins, so ``!`` lines only need to follow what they carve out of."""
     hit = False
     for rule in rules:
-        if rule.regex.match(path):
+        if rule.regex.fullmatch(path):
             hit = not rule.negate
     return hit
 
@@ -144,7 +163,7 @@ def effective_rules(configured: Mapping[str, Sequence[str]], spec_path: str | No
     patterns = {INFRA: (), APP: (), **{name: tuple(p) for name, p in source.items()}}
     rules = {name: make_rules(lines) for name, lines in patterns.items()}
     if spec_path:  # last, so no ``!`` line can take the spec back out
-        rules[INFRA] += (Rule(spec_path, re.compile("^" + re.escape(spec_path) + "$")),)
+        rules[INFRA] += (Rule(spec_path, re.compile(re.escape(spec_path))),)
     return rules
 
 
@@ -156,12 +175,12 @@ def classify(files: Iterable[str], rules: Mapping[str, Sequence[Rule]]) -> Class
     return Classified(ordered, classes, tuple(f for f in ordered if f not in claimed))
 
 
-def check_class_names(names: Iterable[str]) -> None:
-    """Class names become ``<name>-changed`` step outputs, so they must be plain words."""
-    for name in names:
-        if not CLASS_NAME.match(name):
-            raise SpecError(f"changes class {name!r} is not a plain name", ref="spec.changes",
-                            hint="use lower-case letters, digits, '-' or '_', e.g. infra, app, docs")
+def check_class_name(name: str, location: Location | None = None) -> None:
+    """Class names become ``<name>-changed`` step outputs, so they must be plain words (a
+    newline in one would write a line of its own into ``$GITHUB_OUTPUT``)."""
+    if not CLASS_NAME.fullmatch(name):
+        raise SpecError(f"changes class {name!r} is not a plain name", ref="spec.changes",
+                        hint=CLASS_HINT, location=location)
 
 
 # -- adapters: the spec's changes block, and git ------------------------------------------------
@@ -184,20 +203,42 @@ def read_rules(spec_file: Path) -> dict[str, list[str]]:
     except YAMLError:
         raise SpecError(f"{spec_file} is not valid YAML", ref="spec.yaml",
                         hint="run `reconcile validate` for the exact place") from None
+    return _checked_block(data, spec_file)
+
+
+def _checked_block(data: object, spec_file: Path) -> dict[str, list[str]]:
+    """Each problem names its line, as ``validate`` does, so the fix needs no second command."""
     block = data.get("changes") if isinstance(data, dict) else None
-    return _checked_block(block, spec_file)
-
-
-def _checked_block(block: object, spec_file: Path) -> dict[str, list[str]]:
     if block is None:
         return {}
-    shape_ok = isinstance(block, dict) and all(
-        isinstance(v, list) and all(isinstance(p, str) for p in v) for v in block.values())
-    if not shape_ok:
-        raise SpecError(f"{spec_file}: changes must map class names to lists of path globs",
-                        ref="spec.changes", hint='e.g. changes: { infra: ["docker/**"], app: ["src/**"] }')
-    check_class_names(str(k) for k in block)
+    if not isinstance(block, dict):
+        raise _not_globs(_key_location(spec_file, data, "changes", "changes"))
+    for key, patterns in block.items():
+        where = _key_location(spec_file, block, key, f"changes.{_printable(str(key))}")
+        check_class_name(str(key), where)
+        if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+            raise _not_globs(where)
     return {str(k): list(v) for k, v in block.items()}
+
+
+def _not_globs(where: Location) -> SpecError:
+    return SpecError("changes must map class names to lists of path globs", ref="spec.changes",
+                     hint=BLOCK_HINT, location=where)
+
+
+def _key_location(spec_file: Path, mapping: object, key: object, path: str) -> Location:
+    """``file:line:col`` of ``key`` from the positions ruamel's round-trip loader keeps (none
+    for a key merged in by ``<<``: then the file alone)."""
+    try:
+        line, col = mapping.lc.key(key)  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError):
+        return Location(str(spec_file), path=path)
+    return Location(str(spec_file), line + 1, col + 1, path)
+
+
+def _printable(text: str) -> str:
+    """A key with a newline or a NUL would split the error line (the spec loader escapes too)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -217,14 +258,38 @@ def repo_root(start: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def resolve_commit(repo: Path, ref: str) -> str:
-    """The full SHA of ``ref``; a ref a shallow clone lacks gets the fetch-depth hint."""
+def resolve_commit(repo: Path, ref: str, role: str = "revision") -> str:
+    """The full SHA of ``ref``, or an error whose advice fits why it is missing."""
+    sha = commit_sha(repo, ref)
+    if sha is None:
+        raise unknown_commit(repo, ref, role)
+    return sha
+
+
+def commit_sha(repo: Path, ref: str) -> str | None:
     found = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    if found.returncode != 0:
-        shallow = " (this clone is shallow)" if _shallow(repo) else ""
-        raise ChangesError(f"unknown git revision {ref!r}{shallow}", ref="changes.unknown-ref",
-                           hint=FETCH_HINT)
-    return found.stdout.strip()
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def unknown_commit(repo: Path, ref: str, role: str) -> ChangesError:
+    """A shallow clone may just not have fetched it (fetch more); a full clone that lacks a full
+    SHA lost it to a force-push (fetching cannot help); any other name is most likely a typo."""
+    if _shallow(repo):
+        return ChangesError(f"unknown git revision {ref!r} (this clone is shallow)",
+                            ref="changes.unknown-ref", hint=FETCH_HINT)
+    if FULL_SHA.fullmatch(ref):
+        hint = GONE_HINT if role == "base" else "pass a commit of this checkout"
+        return ChangesError(f"{role} {ref!r} is not in this repository's history ({GONE})",
+                            ref="changes.unknown-ref", hint=hint)
+    gone = "; a commit a force-push replaced is gone: pass its full SHA with --missing-base all"
+    return ChangesError(f"unknown git revision {ref!r}: no branch, tag or commit of this repository",
+                        ref="changes.unknown-ref", hint=NAME_HINT + (gone if role == "base" else ""))
+
+
+def base_is_gone(repo: Path, base: str) -> bool:
+    """A full SHA that a full clone lacks: the commit a force-push replaced. A name or a short
+    SHA may be a typo, and a shallow clone may only have not fetched it: those stay errors."""
+    return bool(FULL_SHA.fullmatch(base)) and commit_sha(repo, base) is None and not _shallow(repo)
 
 
 def _shallow(repo: Path) -> bool:
@@ -236,10 +301,10 @@ def changed_files(repo: Path, base: str, head: str) -> list[str]:
 
     An all-zero ``base`` (GitHub's ``event.before`` on a new branch) means everything in ``head``.
     """
-    head_sha = resolve_commit(repo, head)
-    if NULL_SHA.match(base):
+    head_sha = resolve_commit(repo, head, "head")
+    if NULL_SHA.fullmatch(base):
         return _nul_split(_checked(git(repo, "ls-tree", "-r", "-z", "--name-only", head_sha)))
-    base_sha = resolve_commit(repo, base)
+    base_sha = resolve_commit(repo, base, "base")
     if git(repo, "merge-base", base_sha, head_sha).returncode != 0:
         shallow = _shallow(repo)
         raise ChangesError(f"{base} and {head} share no history" + (" in this shallow clone" if shallow else ""),
@@ -270,19 +335,29 @@ def spec_path_in_repo(spec_file: Path, root: Path) -> str | None:
 
 @dataclass(frozen=True)
 class ChangeReport:
+    """``base_missing``: the base commit was gone and every file of ``head`` counts as changed."""
+
     base: str
     head: str
     spec_path: str | None
     result: Classified
+    base_missing: bool = False
 
     def to_dict(self) -> dict:
-        return {"base": self.base, "head": self.head, "spec": self.spec_path, **self.result.to_dict()}
+        return {"base": self.base, "head": self.head, "spec": self.spec_path,
+                "base_missing": self.base_missing, **self.result.to_dict()}
 
 
-def changes_between(spec_file: Path, base: str, head: str = "HEAD") -> ChangeReport:
-    """Everything ``reconcile changes`` needs, read from the repository holding ``spec_file``."""
+def changes_between(spec_file: Path, base: str, head: str = "HEAD",
+                    missing_base: MissingBase = MissingBase.FAIL) -> ChangeReport:
+    """Everything ``reconcile changes`` needs, read from the repository holding ``spec_file``.
+
+    With ``MissingBase.ALL`` a base that is gone takes the all-zero SHA's path: after a
+    force-push nothing says what the push changed, so everything is redeployed.
+    """
     configured = read_rules(spec_file)
     root = repo_root(spec_file.resolve().parent)
     spec_path = spec_path_in_repo(spec_file, root)
-    files = changed_files(root, base, head)
-    return ChangeReport(base, head, spec_path, classify(files, effective_rules(configured, spec_path)))
+    gone = missing_base is MissingBase.ALL and base_is_gone(root, base)
+    files = changed_files(root, "0" * 40 if gone else base, head)
+    return ChangeReport(base, head, spec_path, classify(files, effective_rules(configured, spec_path)), gone)

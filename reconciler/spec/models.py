@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from reconciler.changes import CLASS_HINT, CLASS_NAME
 from reconciler.spec.durations import Duration
 from reconciler.spec.forms import (
     IPV4,
@@ -330,6 +331,17 @@ class BackupPolicy(Frozen):
     compression: Compression = Compression.ZSTD
 
 
+def _changes_class(name: str) -> str:
+    """``reconcile changes`` refuses such a class (it becomes a ``<name>-changed`` step output),
+    so ``validate`` must too, at the key's line. The name is not repeated: the path holds it."""
+    if not CLASS_NAME.fullmatch(name):
+        raise invalid("a changes class is not a plain name", CLASS_HINT)
+    return name
+
+
+ChangesClass = Annotated[str, AfterValidator(_changes_class)]
+
+
 class Spec(Frozen):
     """A whole stack. ``source`` is the file it came from (set by the loader, not by users)."""
 
@@ -342,8 +354,8 @@ class Spec(Frozen):
         default_factory=dict, json_schema_extra=NAMES)
     services: dict[str, Service] = Field(min_length=1, json_schema_extra=NAMES)
     backup: BackupPolicy = Field(default_factory=BackupPolicy)
-    changes: dict[str, list[str]] = Field(
-        default_factory=dict,
+    changes: dict[ChangesClass, list[str]] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": {"pattern": f"^{CLASS_NAME.pattern}$"}},
         description="Path globs per class (infra, app) for `reconcile changes`.")
 
     @field_validator("volumes", "networks", mode="before")

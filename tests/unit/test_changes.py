@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.changes import (
     APP,
+    CLASS_HINT,
     DEFAULT_RULES,
     INFRA,
     classify,
@@ -22,7 +23,9 @@ from reconciler.changes import (
     matches,
     read_rules,
 )
-from reconciler.errors import SpecError
+from reconciler.cli.ci import shown_name
+from reconciler.errors import SpecError, SpecErrors
+from reconciler.spec.load import load_spec
 
 RECONCILE = Path(sys.executable).with_name("reconcile")
 
@@ -66,7 +69,45 @@ GLOBS = [
 
 @pytest.mark.parametrize(("pattern", "path", "expected"), GLOBS)
 def test_glob(pattern, path, expected):
-    assert bool(compile_glob(pattern).match(path)) is expected
+    assert bool(compile_glob(pattern).fullmatch(path)) is expected
+
+
+ODD_NAMES = [
+    # pattern, path (a file name git allows), matches?
+    ("src/**", "src/a\nb.ts", True),                # ** spans a newline, as * always did
+    ("src/**", "src/new\nline/a.ts", True),
+    ("src/**/*.ts", "src/x\ny/a.ts", True),
+    ("package.json", "package.json\n", False),      # $ would match before the trailing newline
+    ("*.yaml", "a.yaml\n", False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "expected"), ODD_NAMES)
+def test_names_with_newlines_match_whole(pattern, path, expected):
+    assert matches(path, make_rules([pattern])) is expected
+
+
+def test_the_spec_rule_matches_the_spec_path_only_whole():
+    result = classify(["reconcile.yaml\n"], effective_rules({"infra": []}, "reconcile.yaml"))
+    assert result.classes[INFRA] == () and result.unclassified == ("reconcile.yaml\n",)
+
+
+SHOWN = [
+    ("src/a\nb.ts", '"src/a\\nb.ts"'),
+    ("src/t\tab.ts", '"src/t\\tab.ts"'),
+    ("cr\r", '"cr\\r"'),
+    ('say "hi".txt', '"say \\"hi\\".txt"'),
+    ("back\\slash", '"back\\\\slash"'),
+    ("esc\x1b[31m", '"esc\\x1b[31m"'),
+    ("line\u2028sep", '"line\\u2028sep"'),
+]
+
+
+@pytest.mark.parametrize(("name", "shown"), SHOWN)
+def test_text_output_escapes_names_that_would_split_a_log_line(name, shown):
+    assert shown_name(name) == shown
+    assert "\n" not in shown_name(name) and "\t" not in shown_name(name)
+    assert shown_name("src/café/ü.ts") == "src/café/ü.ts"  # printable names stay as they are
 
 
 NEGATIONS = [
@@ -186,6 +227,55 @@ def test_bad_changes_block(tmp_path, block, ref):
     assert caught.value.ref == ref and caught.value.hint
 
 
+@pytest.mark.parametrize(("block", "where"), [
+    ("changes: { infra: docker/** }", "3:12 (changes.infra)"),
+    ("changes: [docker/**]", "3:1 (changes)"),
+    ("changes: { Infra Files: [docker/**] }", "3:12 (changes.Infra Files)"),
+    ("changes: { app: [src/**], infra: [1] }", "3:27 (changes.infra)"),
+    ("changes:\n  app: [src/**]\n  Infra Files: [docker/**]", "5:3 (changes.Infra Files)"),
+    ('changes:\n  "infra\\n": [docker/**]', "4:3 (changes.infra\\n)"),
+])
+def test_bad_changes_block_names_its_line(tmp_path, block, where):
+    path = write(tmp_path / "r.yaml", "version: 1\nproject: demo\n" + block + "\n")
+    with pytest.raises(SpecError) as caught:
+        read_rules(path)
+    assert str(caught.value.location) == f"{path}:{where}"
+
+
+def test_a_class_name_with_a_trailing_newline_is_refused(tmp_path):
+    """It would write a line of its own into $GITHUB_OUTPUT."""
+    with pytest.raises(SpecError) as caught:
+        read_rules(write(tmp_path / "r.yaml", 'changes: { "infra\\n": [docker/**] }\n'))
+    assert caught.value.ref == "spec.changes" and caught.value.hint == CLASS_HINT
+
+
+VALID = """\
+version: 1
+project: demo
+services:
+  api: { image: "app:1" }
+changes:
+  app: ["src/**"]
+"""
+
+
+@pytest.mark.parametrize("name", ["Infra Stuff", "infra.files", "-infra", '"infra\\n"', '""'])
+def test_validate_refuses_the_class_names_changes_refuses(tmp_path, name):
+    plain = write(tmp_path / "plain.yaml", VALID + "  docs_2: [docs/**]\n  ci-config: [.github/**]\n")
+    assert set(load_spec(plain, environ={}).spec.changes) == {"app", "docs_2", "ci-config"}
+    path = write(tmp_path / "r.yaml", VALID + f"  {name}: [docker/**]\n")
+    with pytest.raises(SpecError) as by_changes:
+        read_rules(path)
+    with pytest.raises(SpecErrors) as by_validate:
+        load_spec(path, environ={})
+    (error,) = by_validate.value.errors
+    assert (error.location.line, error.location.col) == (7, 3)
+    assert error.location.path.startswith("changes.")
+    assert error.hint == CLASS_HINT == by_changes.value.hint
+    assert str(error.location).split(" ")[0] == str(by_changes.value.location).split(" ")[0]
+
+
+
 def test_no_block_means_defaults(tmp_path):
     assert read_rules(write(tmp_path / "r.yaml", "project: demo\n")) == {}
 
@@ -270,25 +360,109 @@ def test_cli_all_zero_base_counts_every_file(repo):
     assert len(json.loads(done.stdout)["files"]) == 5
 
 
-def test_cli_unknown_ref_exits_1_with_hint(repo, tmp_path):
+@pytest.mark.parametrize("missing_base", ["fail", "all"])
+def test_cli_unknown_ref_in_a_full_clone_is_a_typo_not_missing_history(repo, tmp_path, missing_base):
     root, _, _ = repo
     out = tmp_path / "github_output"
-    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", "no-such-ref", cwd=root, output=out)
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", "no-such-ref", "--missing-base", missing_base,
+                     cwd=root, output=out)
     assert done.returncode == 1
-    assert "unknown git revision 'no-such-ref'" in done.stderr
-    assert "fetch-depth: 0" in done.stderr
+    assert "unknown git revision 'no-such-ref'" in done.stderr and "check the name" in done.stderr
+    assert "fetch-depth" not in done.stderr and "shallow" not in done.stderr
     assert not out.exists()
 
 
-def test_cli_shallow_clone_says_so(repo, tmp_path):
+@pytest.fixture()
+def force_pushed(repo, tmp_path):
+    """main rewritten over its old head (a force-push), then cloned in full, as CI checks out."""
+    root, base, old_head = repo
+    git(root, "reset", "-q", "--hard", base)
+    new_head = commit(root, {"src/c.ts": "4"}, "rewritten")
+    clone = tmp_path / "full"
+    git(tmp_path, "clone", "-q", f"file://{root}", str(clone))
+    return clone, old_head, new_head
+
+
+def test_cli_force_pushed_base_says_why_and_how_to_go_on(force_pushed):
+    clone, old_head, _ = force_pushed
+    done = reconcile(clone / "deploy" / "reconcile.yaml", "--base", old_head, "--json", cwd=clone)
+    assert done.returncode == 1
+    error = json.loads(done.stdout)
+    assert error["error"] == "changes.unknown-ref"
+    assert f"base '{old_head}' is not in this repository's history" in error["message"]
+    assert "force-push" in error["message"]
+    assert "--missing-base all" in error["hint"] and "fetch-depth" not in error["hint"]
+
+
+def test_cli_missing_base_all_counts_every_file_and_warns(force_pushed, tmp_path):
+    clone, old_head, new_head = force_pushed
+    out = tmp_path / "github_output"
+    spec = clone / "deploy" / "reconcile.yaml"
+    done = reconcile(spec, "--base", old_head, "--missing-base", "all", "--json", cwd=clone, output=out)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["base_missing"] is True and report["base"] == old_head
+    assert report["files"] == git(clone, "ls-tree", "-r", "--name-only", new_head).splitlines()
+    assert "every file of HEAD counts as changed" in done.stderr
+    assert "infra-changed=true" in out.read_text() and "changed-files=4" in out.read_text()
+    text = reconcile(spec, "--base", old_head, "--missing-base", "all", cwd=clone)
+    assert text.returncode == 0 and "warning[changes.missing-base]" in text.stderr
+    assert "4 files changed" in text.stdout
+
+
+def test_cli_missing_base_all_changes_nothing_when_the_base_is_there(repo):
+    root, base, _ = repo
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", base, "--missing-base", "all", "--json",
+                     cwd=root)
+    assert done.returncode == 0 and done.stderr == ""
+    report = json.loads(done.stdout)
+    assert report["base_missing"] is False and len(report["files"]) == 4
+    wrong = reconcile(root / "deploy" / "reconcile.yaml", "--base", base, "--missing-base", "some", cwd=root)
+    assert wrong.returncode == 1 and "--missing-base" in wrong.stderr
+
+
+@pytest.mark.parametrize("missing_base", ["fail", "all"])
+def test_cli_shallow_clone_says_so(repo, tmp_path, missing_base):
+    """A shallow clone may only lack history: fetching more helps, so "all" does not apply."""
     root, base, _ = repo
     clone = tmp_path / "shallow"
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{root}", str(clone))
-    done = reconcile(clone / "deploy" / "reconcile.yaml", "--base", base, "--json", cwd=clone)
+    done = reconcile(clone / "deploy" / "reconcile.yaml", "--base", base, "--json", "--missing-base", missing_base,
+                     cwd=clone)
     assert done.returncode == 1
     error = json.loads(done.stdout)
     assert error["error"] == "changes.unknown-ref"
     assert "shallow" in error["message"] and "fetch-depth: 0" in error["hint"]
+
+
+@pytest.mark.parametrize("json_flag", [(), ("--json",)])
+def test_cli_unwritable_github_output_is_an_error_not_a_traceback(repo, tmp_path, json_flag):
+    root, base, _ = repo
+    target = tmp_path / "no" / "such" / "dir" / "out"
+    done = reconcile(root / "deploy" / "reconcile.yaml", "--base", base, *json_flag, cwd=root, output=target)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    if json_flag:  # one JSON document on stdout: the error, not a report followed by it
+        error = json.loads(done.stdout)
+        message, hint = error["message"], error["hint"]
+        assert error["error"] == "changes.output"
+    else:
+        message, hint = done.stderr, done.stderr
+        assert "error[changes.output]" in done.stderr
+    assert str(target) in message and "No such file or directory" in message
+    assert "GITHUB_OUTPUT" in hint
+
+
+def test_cli_escapes_odd_names_in_text_and_keeps_them_in_json(repo):
+    root, _, head = repo
+    commit(root, {"src/a\nb.ts": "1", "src/t\tab.ts": "2"}, "odd names")
+    spec = root / "deploy" / "reconcile.yaml"
+    text = reconcile(spec, "--base", head, cwd=root)
+    assert text.returncode == 0, text.stderr
+    assert 'app: 2 files ("src/a\\nb.ts", "src/t\\tab.ts")' in text.stdout
+    assert "\t" not in text.stdout and len(text.stdout.splitlines()) == 3
+    report = json.loads(reconcile(spec, "--base", head, "--json", cwd=root).stdout)
+    assert report["classes"]["app"]["files"] == ["src/a\nb.ts", "src/t\tab.ts"]
 
 
 def test_cli_outside_a_repository(tmp_path):

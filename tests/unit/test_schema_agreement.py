@@ -111,6 +111,7 @@ REJECTED = {
     "non-ASCII service name": spec(swap=("  api:", "  drägonfly:")),
     "upper-case volume name": spec(swap=("  data: {}\n", "  data: {}\n  Data: {}\n")),
     "network name with a space": spec(swap=("  backend: {}\n", "  backend: {}\n  back end: {}\n")),
+    "changes class with a space": spec(top='changes: {"Infra Stuff": ["docker/**"]}\n'),
     "mount without a target path": spec('volumes: ["data:data"]\n'),
     "mount without a source": spec('volumes: [":rx"]\n'),
     "mount with a bad mode": spec('volumes: ["data:/x:rx"]\n'),
