@@ -43,14 +43,18 @@ def command_of(argv: list[str], environ=os.environ) -> tuple[str | None, Path, l
 
 def main() -> None:
     command, spec, rest = command_of(sys.argv[1:])
-    if command in _HEAD_STARTED and "--help" not in rest:
-        from reconciler.observe import prefetch
+    try:
+        if command in _HEAD_STARTED and "--help" not in rest:
+            from reconciler.observe import prefetch
 
-        prefetch.start(spec.resolve(), containers_only=command != "plan")
-    from reconciler.apply.signals import stop_on_sigterm
-    from reconciler.cli.app import main as run
+            prefetch.start(spec.resolve(), containers_only=command != "plan")
+        from reconciler.apply.signals import stop_on_sigterm
+        from reconciler.cli.app import main as run
 
-    stop_on_sigterm()
+        stop_on_sigterm()
+    except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback, and nothing was begun
+        sys.stderr.write("error[interrupted] interrupted while starting: nothing was done\n")
+        sys.exit(130)
 
     try:
         run(command)

@@ -20,7 +20,6 @@ import docker
 from docker.errors import DockerException
 
 from reconciler.dockerio import engine_address, engine_errors
-from reconciler.errors import EngineError
 from reconciler.owner import gone, owner_text, parse
 
 # --- Streaming exec and helper containers (used by reconciler.engines) ----------------------
@@ -272,21 +271,33 @@ def start_helper(client: docker.DockerClient, image: str, cmd: list[str], *,
     """
     api = client.api
     prune_stale_helpers(client)
-    with engine_errors(f"starting a helper container from {image[:40]}"):
-        host_config = api.create_host_config(
-            binds={host: {"bind": path, "mode": "rw"} for host, path in (binds or {}).items()},
-            volumes_from=[f"{volumes_from}:{'ro' if read_only else 'rw'}"] if volumes_from else None,
-            network_mode=f"container:{network_container}" if network_container else "none")
-        created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
-                                       environment=environment, user=user or None,
-                                       labels=_helper_labels("stream"))
+    labels = _helper_labels("stream")
+    try:
+        with engine_errors(f"starting a helper container from {image[:40]}"):
+            host_config = api.create_host_config(
+                binds={host: {"bind": path, "mode": "rw"} for host, path in (binds or {}).items()},
+                volumes_from=[f"{volumes_from}:{'ro' if read_only else 'rw'}"] if volumes_from else None,
+                network_mode=f"container:{network_container}" if network_container else "none")
+            created = api.create_container(image, cmd, entrypoint=[], host_config=host_config,
+                                           environment=environment, user=user or None, labels=labels)
+    except KeyboardInterrupt:  # the engine may have made it before the answer was cut off
+        _remove_unstarted(client, labels[LABEL_HELPER_OWNER])
+        raise
     try:
         with engine_errors(f"starting a helper container from {image[:40]}"):
             api.start(created["Id"])
-    except EngineError:
+    except BaseException:  # an engine error, or Ctrl-C while it starts: never left behind
         remove_helper(client, created["Id"])
         raise
     return created["Id"]
+
+
+def _remove_unstarted(client: docker.DockerClient, owner: str) -> None:
+    """This process's helpers that never started (their ids unknown to it); never raises."""
+    with suppress(DockerException):
+        for doc in client.api.containers(all=True, filters={"label": f"{LABEL_HELPER_OWNER}={owner}",
+                                                            "status": "created"}):
+            remove_helper(client, doc["Id"])
 
 
 HELPER_STALE_SECONDS = 600

@@ -64,3 +64,23 @@ def test_which_commands_get_a_head_start(monkeypatch, argv, started):
     monkeypatch.setattr(launch.gc, "freeze", lambda: None)
     launch.main()
     assert calls == ([] if started is None else [started])
+
+
+def test_ctrl_c_while_starting_up_says_so_without_a_traceback():
+    """QA: Ctrl-C in the first ~50 ms (while the CLI is imported) printed a traceback and died
+    of the signal."""
+    code = """
+import builtins, sys
+real = builtins.__import__
+def cut(name, *args, **kwargs):
+    if name == "reconciler.cli.app":
+        raise KeyboardInterrupt
+    return real(name, *args, **kwargs)
+builtins.__import__ = cut
+sys.argv = ["reconcile", "validate"]
+from reconciler.cli.launch import main
+main()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130
+    assert result.stderr == "error[interrupted] interrupted while starting: nothing was done\n"
