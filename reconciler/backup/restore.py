@@ -242,6 +242,20 @@ def _backupable(session: Session) -> list[str]:
     return names
 
 
+def _other_copy_hint(session: Session, pick: Pick) -> str:
+    """Where else to restore from: S3's copy, or (S3 off) an older backup, which is named."""
+    if session.spec.backup.s3.enabled:
+        return "restore with --source s3 if S3 holds a copy"
+    docs = metadata.load_all(session.local, project=session.spec.project)  # oldest first
+    ids = [doc["backup_id"] for doc in docs]
+    before = docs[:ids.index(pick.backup_id)] if pick.backup_id in ids else []
+    older = [doc["backup_id"] for doc in before if pick.service in doc["services"]]
+    if not older:
+        return "S3 is off, so this was the only copy, and no older backup of it exists"
+    return (f"S3 is off, so this was the only copy: restore the backup before it, `reconcile restore {older[-1]} "
+            f"{pick.service} --yes` (check it first with `reconcile backups verify`)")
+
+
 def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
           meter: Meter = NO_METER) -> tuple[Path, str]:
     """A verified local file for one service's entry, downloading it from S3 when needed."""
@@ -254,7 +268,7 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
         except StorageError as exc:
             if source is Source.LOCAL or session.s3 is None:
                 raise RestoreError(f"local copy of {key} is unusable: {exc.message}",
-                                   ref="restore.local", hint="restore with --source s3 if S3 holds a copy") from None
+                                   ref="restore.local", hint=_other_copy_hint(session, pick)) from None
             local_problem = exc.message
             missing = not session.local.path_of(key).exists()
             notes.append(f"no local copy of {key}; using S3" if missing

@@ -195,8 +195,14 @@ def print_verify(data: dict) -> None:
         against = f" (backup {report['backup_id']})" if mixed else ""
         lines.append((f"  {service}{against}: {_count(len(report['checks']), 'check')}, {state}", ""))
         lines += [(f"    {check['name']}: expected {check['expected']}, found {check['actual']}", "red")
-                  for check in failed[:10]]
+                  for check in failed[:VERIFY_SHOWN]]
+        if len(failed) > VERIFY_SHOWN:
+            lines.append((f"    … and {len(failed) - VERIFY_SHOWN} more failed (reconcile verify --json lists "
+                          "them all)", "red"))
     print_lines(lines)
+
+
+VERIFY_SHOWN = 10  # failed checks listed per service; the rest are counted
 
 
 def print_lines(lines: list[tuple[str, str]]) -> None:

@@ -156,6 +156,16 @@ def test_verify_counts_read_as_english(capsys):
         "  postgres: 2 checks, ok"]
 
 
+def test_verify_counts_the_failed_checks_it_does_not_list(capsys):
+    """QA: only 10 of 14 failed checks were shown, and the broken foreign key was hidden."""
+    failed = [{"name": f"rows in public.t{i:02}", "expected": 2, "actual": 1, "ok": False} for i in range(14)]
+    output.print_verify({"backup_id": "b1", "status": "failed", "services": {
+        "postgres": {"backup_id": "b1", "checks": failed}}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "    … and 4 more failed (reconcile verify --json lists them all)"
+    assert len(lines) == 3 + output.VERIFY_SHOWN
+
+
 STATUS = {"project": "healthcare", "last_apply": None, "warnings": [], "services": [
     {"service": name, "profile": profile, "image": image, "state": "running", "health": health,
      "uptime": "3h 12m", "restarts": 0, "last_backup": {"local": "2026-11-29T03:32:58Z", "s3": "2026-11-29T03:33:10Z"},
