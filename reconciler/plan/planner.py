@@ -120,8 +120,20 @@ def service_order(spec: Spec, scope: Collection[str]) -> list[str]:
 
 
 def _plan_spec_hash(ctx: _Context) -> str:
-    hashes = {n: config_hash(ctx.configs[n]) for n in ctx.scope}
-    return "sha256:" + hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+    """What a saved plan must still match to run as reviewed: the spec as apply will read it,
+    not only the containers' configs (QA applied a reviewed plan after moving the backup
+    folder, turning S3 off and dropping the critical-table check, unrefused). Every setting
+    outside ``services``, every setting of the services the plan covers, the images of all
+    (the engine state a plan is fingerprinted on reads them), and the container configs (env
+    values as the salted digests the containers' labels keep). Env values themselves are
+    dumped masked; the file's path is left out, so a plan applies from another checkout."""
+    spec = ctx.spec
+    doc = {"containers": {n: config_hash(ctx.configs[n]) for n in ctx.scope},
+           "services": {n: spec.services[n].model_dump(mode="json") for n in ctx.scope},
+           "images": {n: s.image for n, s in spec.services.items()},
+           "spec": spec.model_dump(mode="json", exclude={"source", "services"})}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # -- networks and volumes ---------------------------------------------------------------

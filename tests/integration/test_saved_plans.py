@@ -71,6 +71,26 @@ def test_an_image_tag_changed_through_the_environment_is_called_a_spec_change(cl
     untouched(client, project, name, before, rows)
 
 
+def test_a_reviewed_plan_whose_backup_settings_changed_is_refused(client, project, stack, tmp_path):
+    """QA: moving the backup folder (or turning S3 off, dropping a critical table) after the
+    review went through: the plan covered only the containers' configs. Nothing runs, nothing
+    is backed up to the folder nobody reviewed."""
+    spec, env, name, rows = stack
+    before = containers(client, project)[name]["Id"]
+    saved = tmp_path / "plan.json"
+    saved_plan(spec, {**env, "PG_TUNING": "b"}, saved)
+    elsewhere = tmp_path / "unreviewed-backups"
+    result = cli(spec, {**env, "PG_TUNING": "b", "LAB_BACKUP_DIR": str(elsewhere)}, "apply", str(saved))
+    assert result.returncode == 1, show(result)
+    assert "error[plan.spec-changed]" in result.stderr
+    assert not elsewhere.exists()
+    untouched(client, project, name, before, rows)
+    spec.write_text(spec.read_text().replace("critical_tables: [users]", "critical_tables: []"))
+    result = cli(spec, {**env, "PG_TUNING": "b"}, "apply", str(saved))
+    assert result.returncode == 1 and "error[plan.spec-changed]" in result.stderr, show(result)
+    untouched(client, project, name, before, rows)
+
+
 def test_an_edited_plan_cannot_skip_the_backup_of_a_protected_database(client, project, stack, tmp_path):
     spec, env, name, rows = stack
     before = containers(client, project)[name]["Id"]
