@@ -30,7 +30,7 @@ def execute(run: ApplyRun) -> None:
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is handled alike
             run.record("action-end", action=action.id, status="failed", error=_text(exc),
                        seconds=round(time.monotonic() - began, 2))
-            raise run.redacted(failure(run, action, exc)) from None
+            raise run.redacted(_with_kept(run, action, failure(run, action, exc))) from None
         run.done.append(action.id)
         run.record("action-end", action=action.id, status="ok",
                    seconds=round(time.monotonic() - began, 2), **_clean(details))
@@ -54,6 +54,29 @@ def failure(run: ApplyRun, action: Action, exc: BaseException) -> ApplyError:
     if action.kind is ActionKind.BACKUP:
         hint = f"nothing was stopped or removed; {hint}"
     return ApplyError(f"{action.id} failed: {_text(exc)}", ref=_ref(exc), hint=hint)
+
+
+_CHANGES = frozenset({ActionKind.CREATE, ActionKind.RECREATE, ActionKind.UPDATE, ActionKind.START,
+                      ActionKind.REMOVE, ActionKind.SWITCH_TRAFFIC, ActionKind.RESTORE})
+"""Done actions that change what runs or serves (backups and checks change nothing)."""
+
+
+def _with_kept(run: ApplyRun, failed: Action, error: ApplyError) -> ApplyError:
+    """``error`` saying which services this apply already changed, and that they stay so:
+    only the failing step is undone, and "rolled back" alone read as the whole deploy (QA:
+    the API served its new version while the worker was rolled back to the old one)."""
+    by_id = {a.id: a for a in run.plan.actions}
+    kept = sorted({by_id[i].resource for i in run.done if i in by_id and by_id[i].kind in _CHANGES
+                   and by_id[i].resource != failed.resource})
+    if not kept:
+        return error
+    switched = sorted({by_id[i].resource for i in run.done if i in by_id
+                       and by_id[i].kind is ActionKind.SWITCH_TRAFFIC and by_id[i].resource != failed.resource})
+    note = (f"already changed by this apply, and kept (only the failed step is undone): {', '.join(kept)}"
+            + (f"; {', '.join(switched)} serve{'s' if len(switched) == 1 else ''} the new version "
+               f"(`reconcile rollback {' '.join(switched)}` puts the previous one back)" if switched else ""))
+    error.hint = f"{error.hint}; {note}" if error.hint else note
+    return error
 
 
 def _ref(exc: BaseException) -> str:

@@ -175,3 +175,17 @@ def test_switching_strategy_moves_the_host_port_between_the_app_and_its_proxy(cl
     back = apply(spec, plain, "-p", "web")
     assert back.returncode == 0, show(back)
     assert set(containers(client, project)) == {f"{project}-api"} and version_of(env) == "1"
+
+
+def test_a_later_failure_says_which_deploys_stay_done(client, project, tmp_path):
+    """Only the failed step is undone: exit 2 with "rolled back" alone read as the whole deploy
+    undone, while the API served its new version (QA). The error says what stays, and how to
+    put it back."""
+    spec, env = stack(tmp_path, project)
+    assert apply(spec, env, "-p", "web", "-p", "plain").returncode == 0
+    result = apply(spec, {**env, "APP": "2", "TICK": "exit 4"}, "-p", "web", "-p", "plain")
+    assert result.returncode == 2, show(result)
+    assert done(result) == ["recreate:api", "switch-traffic:api"], result.stdout
+    assert "already changed by this apply, and kept (only the failed step is undone): api" in result.stderr
+    assert "`reconcile rollback api` puts the previous one back" in result.stderr, show(result)
+    assert version_of(env) == "2"
