@@ -52,6 +52,7 @@ class State:
 
     file: Path = Path("reconcile.yaml")
     json: bool = False
+    markdown: bool = False  # plan --markdown: an error is a comment too (render_error_markdown)
 
 
 STATE = State()
@@ -113,7 +114,7 @@ def plan(
     from reconciler.pipeline import snapshot
     from reconciler.plan import render
 
-    STATE.json = as_json
+    STATE.json, STATE.markdown = as_json, markdown and not as_json
     if as_json and markdown:
         import click
 
@@ -194,6 +195,10 @@ def main(command: str | None = None) -> None:
     except ReconcileError as error:
         from reconciler.cli.output import report_error
 
+        if STATE.markdown:
+            from reconciler.plan.render import render_error_markdown
+
+            sys.stdout.write(render_error_markdown(getattr(error, "errors", None) or [error]))
         report_error(error, STATE.json)
         sys.exit(error.exit_code)
     except click.ClickException as error:

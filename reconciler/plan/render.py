@@ -213,6 +213,21 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     return "\n".join([*head, *body, *tail]) + "\n"
 
 
+def render_error_markdown(errors: list) -> str:
+    """A failed plan as a pull-request comment, under the same marker: it replaces the last
+    plan's comment, which would otherwise stay up as if it were still the plan (each error's
+    ``file:line:col``, message and hint; the errors are the ones the CLI prints)."""
+    head = [MARKER, "### reconcile plan failed", "",
+            "No plan was made, so none is shown: fix what follows and push again.", ""]
+    lines = []
+    for error in errors:
+        where = f"{_code(str(error.location))} " if getattr(error, "location", None) else ""
+        lines.append(f"- ❌ {where}{_code(error.ref)}: {_cell(_clip(error.message, 1000))}")
+        if error.hint:
+            lines.append(f"  <br>hint: {_cell(_clip(error.hint, 1000))}")
+    return "\n".join([*head, *lines]) + "\n"
+
+
 def _fit(lines: list[str], budget: int) -> tuple[int, int]:
     """How many of ``lines`` fit in ``budget`` characters (newlines counted), and what is left."""
     for count, line in enumerate(lines):

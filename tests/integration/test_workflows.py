@@ -178,6 +178,20 @@ def test_plan_runs_only_for_this_repository_and_updates_one_comment():
     assert "updateComment" in script and "createComment" in script and "paginate" in script
 
 
+def test_a_failed_plan_still_replaces_the_comment():
+    """QA: after a push that broke the spec, the PR kept the previous push's plan comment."""
+    doc = load(EXAMPLES / "plan.yml")
+    condition = doc["jobs"]["comment"]["if"]
+    assert "failure" in condition and "always()" in condition
+    uploads = [s for name in ("plan", "plan-ssh") for s in doc["jobs"][name]["steps"]
+               if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert len(uploads) == 2 and all(s["if"].startswith("always()") for s in uploads)
+    download = next(s for s in doc["jobs"]["comment"]["steps"] if "download-artifact" in str(s.get("uses")))
+    assert download["continue-on-error"] is True
+    script = step(doc, "comment", "Post or update the plan comment")["with"]["script"]
+    assert "reconcile plan failed" in script and "fs.existsSync(dir)" in script
+
+
 def test_deploys_never_overlap():
     doc = load(EXAMPLES / "deploy.yml")
     assert doc["concurrency"]["group"] and doc["concurrency"]["cancel-in-progress"] is False
@@ -349,7 +363,7 @@ def test_plan_over_ssh_brings_the_markdown_back_and_cleans_up(sandbox, code, ste
     assert files_seen(log)["spec.yaml"] == ("600", "project: demo\n")
     remote_dir = Path(re.search(r"^CWD (.*)$", log, re.M)[1])
     assert not remote_dir.exists()          # the private temporary folder is gone
-    assert (MARKER in read(tmp / "summary")) is (step_exit == 0)
+    assert MARKER in read(tmp / "summary")  # the plan, or (exit 1) why it failed, as Markdown
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

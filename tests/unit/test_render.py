@@ -240,3 +240,20 @@ def test_markdown_of_thousands_of_actions_counts_those_left_out():
                     for n in range(2000))
     text = render_markdown(Plan(project="many", fingerprint="sha256:1", actions=actions))
     assert len(text) <= 60_000 and "more actions: `reconcile plan --json` lists them all" in text
+
+
+def test_a_failed_plan_is_a_comment_under_the_same_marker(tmp_path) -> None:
+    """`plan --markdown` that fails writes why as Markdown on stdout (the comment that replaces
+    the last plan's), the error as usual on stderr, and exits 1."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "reconcile.yaml"
+    spec.write_text("version: 1\nproject: x\nservices:\n  api:\n    image: a\n    deploy: { drain: 2 seconds }\n")
+    done = subprocess.run([sys.executable, "-m", "reconciler", "-f", str(spec), "plan", "--markdown"],
+                          capture_output=True, text=True, timeout=60, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["<!-- reconcile-plan -->", "### reconcile plan failed"]
+    assert f"`{spec}:6:22 (services.api.deploy.drain)` `spec.invalid`: invalid value" in done.stdout
+    assert "error[spec.invalid]" in done.stderr
