@@ -26,7 +26,7 @@ JSON (``render_json``), a stable shape (``format`` is bumped on any incompatible
       "format": 1,                     # plan format version
       "project": "healthcare",
       "fingerprint": "sha256:…",       # of the observed state; apply refuses a stale plan
-      "spec_hash": "sha256:…",         # of the in-scope services' config hashes
+      "spec_hash": "sha256:…",         # of the spec as apply reads it (a saved plan must match)
       "profiles": ["app"],             # selected profiles, [] = all
       "summary": {"create": 1, …},     # count per action kind (only kinds present)
       "changes": true,                 # false when the plan is empty
