@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from functools import partial
 
 from reconciler.operate import diagnose, heal_rules, runlog
-from reconciler.operate.heal_actions import Healer, backoff_from
+from reconciler.operate.heal_actions import ROLLED_BACK, Healer, LeftToOperator, backoff_from
 from reconciler.operate.heal_rules import Fix, FixKind, IssueResult, Result
 from reconciler.operate.issues import Issue, Severity
 from reconciler.session import Session
+from reconciler.spec.normalise import container_name
 
 Emit = Callable[[dict], None]
 Say = Callable[[str, str], None]
@@ -117,18 +118,41 @@ def findings(session: Session, services: list[str] | None = None, *, probes: dic
 
 # -- recreate through apply ------------------------------------------------------------------
 
-def recreate_with_apply(session: Session, emit: Emit, fix: Fix, reason: str) -> str:
+def recreate_with_apply(session: Session, emit: Emit, fix: Fix, reason: str,
+                        stop_loop: Callable[[], None] = lambda: None) -> str:
     """Plan the service's recreate like apply does, keep only its part, and run it through
     apply's executor (the caller holds the apply lock): backup → recreate → verify, rollback
-    on failure, all in a journal ``reconcile history`` lists."""
+    on failure, all in a journal ``reconcile history`` lists.
+
+    Never with apply's fallback (``apply.fallback``): a stateful server that crashes on start
+    is backed up if it can be read, and recreated on a fresh volume from that backup; if it
+    cannot be, putting its latest backup in place of its data would lose every write since,
+    and the cause is as likely a bad command as a damaged data folder: that is left to a
+    person (``LeftToOperator``), nothing having been removed."""
+    from dataclasses import replace
+
     from reconciler.apply.runner import run_plan
+    from reconciler.errors import ApplyError, CriticalError
     from reconciler.pipeline import observe_for
     from reconciler.plan.planner import make_plan
 
+    stop_loop()
     observed = observe_for(session.loaded, session.client)
     full = make_plan(session.loaded, observed, (), unhealthy={fix.service: reason})
     plan = heal_rules.subplan(full, session.spec, [fix.service])
-    outcome = run_plan(session, plan, emit, reason=f"heal {fix.service}: {reason}")
+    fallback = any(action.fallback for action in plan.actions)
+    plan = replace(plan, actions=tuple(replace(a, fallback=False) for a in plan.actions))
+    try:
+        outcome = run_plan(session, plan, emit, reason=f"heal {fix.service}: {reason}")
+    except ApplyError as exc:  # before the recreate (its backup): not rolled back, nothing changed
+        if fallback and exc.ref != ROLLED_BACK and not isinstance(exc, CriticalError):
+            raise LeftToOperator(
+                f"it cannot be read for a backup ({exc.message}), and heal never puts an older backup in "
+                "place of live data", hint=f"read its logs (docker logs {container_name(session.spec, fix.service)})"
+                "; if its command or configuration is wrong, fix the spec and run `reconcile apply`; if its "
+                "data is damaged, `reconcile apply` shows the recreate from the latest backup (writes since it "
+                "are lost) for you to confirm") from None
+        raise
     backups = [f"backup {b['backup_id']} ({b['file']})" for b in outcome.summary.get("backups") or []]
     done = ", ".join(a.partition(":")[0] for a in outcome.summary.get("actions") or [])
     text = f"apply {outcome.apply_id}: {done}"

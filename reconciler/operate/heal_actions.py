@@ -47,11 +47,20 @@ LONGEST_WAIT_FACTOR = 15
 ROLLED_BACK = "apply.rolled-back"
 
 Say = Callable[[str, str], None]
-Recreate = Callable[[Fix, str], str]
+Recreate = Callable[[Fix, str, Callable[[], None]], str]
+"""``recreate(fix, reason, stop_loop)``: ``stop_loop`` is called once the recreate will run."""
 
 
 class HealError(ReconcileError):
     ref = "heal"
+
+
+class LeftToOperator(HealError):
+    """A fix heal will not make unattended, because it would lose data (putting an older
+    backup in place of a service's live data): reported, with the command that makes it after
+    a person has looked. Never retried, never escalated."""
+
+    ref = "heal.left-to-operator"
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,12 @@ class Healer:
                 stop_loop(self, fix)
                 return FixOutcome(Result.FAILED, " → ".join(tried), attempts,
                                   recreate_reason(fix, tried[:-1]), pending=True)
-            ok, count, detail, final = self._attempts(fix, kind, tried[:-1])
+            try:
+                ok, count, detail, final = self._attempts(fix, kind, tried[:-1])
+            except LeftToOperator as left:
+                self.say(fix.service, f"{fix.service}: not {kind.value}d: {left.message}")
+                return FixOutcome(Result.REPORTED, " → ".join(tried), attempts,
+                                  f"{left.message}; {left.hint}")
             attempts += count
             if ok:
                 return FixOutcome(Result.FIXED, " → ".join(tried), attempts, detail)
@@ -132,6 +146,8 @@ class Healer:
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     detail = self._once(fix, kind, number, limit, before)
+        except LeftToOperator:
+            raise
         except Exception as exc:  # noqa: BLE001 - a failed fix is a result, not a crash
             return False, number, _text(exc), not _worth_retrying(exc)
         return True, number, detail, False
@@ -252,8 +268,7 @@ def recreate_network(healer: Healer, fix: Fix, before: list[str]) -> str:
 
 def recreate(healer: Healer, fix: Fix, before: list[str]) -> str:
     assert healer.recreate is not None
-    stop_loop(healer, fix)
-    return healer.recreate(fix, recreate_reason(fix, before))
+    return healer.recreate(fix, recreate_reason(fix, before), lambda: stop_loop(healer, fix))
 
 
 def stop_loop(healer: Healer, fix: Fix) -> None:

@@ -182,6 +182,30 @@ def test_a_restart_loop_of_a_database_is_recreated_after_a_backup(client, pg_sta
     converges(spec, env)
 
 
+CANNOT_START = r"""sed -i 's/^    exec "\$@"$/    echo "cannot start" >\&2; exit 1/' /usr/local/bin/docker-entrypoint.sh
+grep -q 'cannot start' /usr/local/bin/docker-entrypoint.sh"""
+
+
+def test_a_database_that_cannot_start_is_left_to_a_person_with_its_data(client, pg_stack):
+    """QA: heal recreated a crash-looping cache from its latest backup (apply's fallback, for a
+    server that cannot be read), losing every write since, and said "fixed". Heal never puts an
+    older backup in place of live data: it reports, and nothing is replaced or removed."""
+    spec, env, name, rows = pg_stack
+    before = client.api.inspect_container(name)
+    sh(client, name, CANNOT_START)
+    client.api.restart(name, timeout=5)
+    wait_for(lambda: client.api.inspect_container(name)["RestartCount"] >= 2, timeout=60)
+    result, report = heal(spec, env)
+    assert result.returncode == 2, show(result)
+    [loop] = [r for r in report["results"] if r["service"] == "postgres"]  # a probe failing, or a loop
+    assert loop["result"] == "reported" and "never puts an older backup in place" in loop["details"], loop
+    assert "docker logs" in loop["details"] and "reconcile apply" in loop["details"]
+    after = client.api.inspect_container(name)
+    assert after["Id"] == before["Id"]
+    assert [m["Name"] for m in after["Mounts"]] == [m["Name"] for m in before["Mounts"]]
+    assert not list(Path(env["LAB_BACKUP_DIR"]).rglob("*.json")), "no backup stands in for the data"
+
+
 def test_a_deleted_network_is_recreated_and_the_database_reconnected(client, pg_stack):
     spec, env, name, rows = pg_stack
     before = client.api.inspect_container(name)["Id"]

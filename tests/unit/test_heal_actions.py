@@ -71,7 +71,7 @@ def test_three_failures_are_a_failed_fix_with_the_last_reason(healer, monkeypatc
 def test_a_restart_is_tried_once_then_the_service_is_recreated(healer, monkeypatch):
     restart, recreate = Script(EngineError("still 503")), []
     monkeypatch.setitem(heal_actions.ACTIONS, FixKind.RESTART, restart)
-    healer.recreate = lambda f, reason: recreate.append(reason) or "recreated"
+    healer.recreate = lambda f, reason, stop: recreate.append(reason) or "recreated"
     outcome = healer.run(fix(FixKind.RESTART, "healthcheck"))
     assert (outcome.result, outcome.action, outcome.attempts) == (Result.FIXED, "restart → recreate", 2)
     assert restart.calls == 1 and recreate == ["healthcheck (why); restart did not help"]
@@ -92,7 +92,7 @@ def test_in_apply_the_recreate_is_handed_back(healer, monkeypatch):
 def test_no_retry_after_a_failed_rollback_or_a_rolled_back_recreate(healer, error):
     calls = []
 
-    def recreate(f, reason):
+    def recreate(f, reason, stop):
         calls.append(reason)
         raise error
 
