@@ -10,7 +10,8 @@ automatically: the apply summary lists it as removable by hand.
 Later recreates reuse the generation the live container mounts, so a config change after an
 upgrade does not silently go back to the old data. A container created with none to inherit
 from (removed by hand) mounts the generation the last verified swap moved the data to,
-recorded in ``<state_dir>/volumes.json``; without a record, the newest generation there is. A bind-backed volume's new generation needs
+recorded in ``<state_dir>/volumes.json`` (when that one is gone, it does not start: an older
+generation would bring back old data unnoticed); without a record, the newest generation there is. A bind-backed volume's new generation needs
 its own host folder: the spec's folder when it is missing or empty (a volume moved to a new
 disk), else ``<bind>.<token>`` beside it; either is created 0700.
 """
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from reconciler.apply import builders
+from reconciler.errors import ApplyError
 from reconciler.observe.models import ObservedMount
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.normalise import LABEL_VOLUME, generation_name, volume_name, volume_of
@@ -81,9 +83,24 @@ def current(loaded: LoadedSpec, service: str, existing: Iterable[dict], state_di
         canonical = volume_name(loaded.spec, logical)
         if record.get(logical) in present:
             names[logical] = record[logical]
+        elif logical in record:
+            raise _recorded_gone(service, logical, record[logical], sorted(present), state_dir)
         elif generations := [v for name, v in present.items() if name != canonical]:
             names[logical] = max(generations, key=lambda v: (v.get("CreatedAt") or "", v["Name"]))["Name"]
     return names
+
+
+def _recorded_gone(service: str, logical: str, gone: str, others: list[str], state_dir: Path) -> ApplyError:
+    """The generation that holds the volume's data is gone (removed by hand). The others hold
+    older data a swap moved away from: mounting one would bring back what was since deleted
+    and lose what was since written (QA), with every check green. A person decides."""
+    older = f"; older generations that remain: {', '.join(others)}" if others else ""
+    return ApplyError(
+        f"{service}'s data lived in volume {gone} ({logical}, recorded in {state_dir / RECORD}), which is "
+        f"gone{older}: not started on older data", ref="apply.volume-gone",
+        hint=f"to start on an empty volume and restore the newest backup: `docker volume create {gone}`, "
+             f"`reconcile apply`, then `reconcile restore latest {service} --yes`; to go back to an older "
+             f"generation instead, put its name in {state_dir / RECORD}")
 
 
 def fresh_logicals(loaded: LoadedSpec, service: str, old_config: dict | None) -> list[str]:
