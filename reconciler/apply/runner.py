@@ -24,7 +24,7 @@ from reconciler.errors import PlanError, ReconcileError
 from reconciler.health import Level
 from reconciler.observe.models import Observed
 from reconciler.plan import safety
-from reconciler.plan.actions import Plan
+from reconciler.plan.actions import ActionKind, Plan
 from reconciler.session import Session
 from reconciler.spec.load import load_spec
 
@@ -176,6 +176,7 @@ def _execute(run: ApplyRun, prepare: Callable[[], None] | None = None) -> Outcom
         if prepare is not None:
             prepare()
         executor.execute(run)
+        _warn_empty_data(run)
     except (ReconcileError, KeyboardInterrupt) as exc:
         if isinstance(exc, ReconcileError):
             run.redacted(exc)  # heal's and the steps' errors quote the engine and containers
@@ -188,6 +189,32 @@ def _execute(run: ApplyRun, prepare: Callable[[], None] | None = None) -> Outcom
     code = 1 if run.warnings else 0
     summary = _finish(run, "ok" if code == 0 else "warnings", code)
     return Outcome(code, run.plan, run.apply_id, summary)
+
+
+def _warn_empty_data(run: ApplyRun) -> None:
+    """A stateful service this apply started on a data volume it had to create (the old one was
+    removed by hand) runs empty. If a backup of it exists, that is data to put back, which
+    only a person can decide (it may be a new service that reuses a name): a warning (exit 1)
+    names the newest backup and the restore to run, so it does not pass as a clean apply."""
+    from reconciler.backup import metadata
+
+    plan, spec = run.plan, run.session.spec
+    made = {a.resource for a in plan.actions if a.kind is ActionKind.CREATE_VOLUME and a.id in run.done}
+    started = [a.resource for a in plan.actions if a.kind is ActionKind.CREATE and a.id in run.done
+               and spec.services[a.resource].stateful
+               and any(m.source in made for m in spec.services[a.resource].volumes if not m.is_host_path)]
+    if not started:
+        return
+    try:
+        docs = metadata.load_all(run.session.local, project=spec.project)
+    except ReconcileError:
+        return
+    for service in started:
+        newest = [d for d in docs if service in d["services"] and d.get("verified")]
+        if newest:
+            run.warn(f"{service} was started on a new, empty data volume, and backups of it exist (newest "
+                     f"{newest[-1]['backup_id']}): if its data was lost, `reconcile restore latest {service} --yes` "
+                     "puts it back")
 
 
 def _heal(run: ApplyRun, options: Options, ui: UI, critical: dict) -> None:

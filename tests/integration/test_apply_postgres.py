@@ -13,6 +13,7 @@ from tests.integration.apply_support import (
     ROOT,
     apply,
     checksum,
+    cli,
     containers,
     journal_events,
     pg_stack,
@@ -190,3 +191,23 @@ def _answers(client, name: str) -> bool:
         return psql(client, name, "select 1") == "1"
     except Exception:  # noqa: BLE001 - still starting
         return False
+
+
+def test_a_database_whose_volume_was_removed_starts_empty_with_a_warning(client, project, tmp_path, stack):
+    """QA: container and data volume removed by hand; apply made an empty PostgreSQL, exit 0,
+    and every check was green afterwards. It still does (a person decides whether the data is
+    to come back), but as a warning, exit 1, naming the backup and the restore to run."""
+    spec, env, name, rows = stack
+    taken = cli(spec, env, "backup", "--json")
+    assert taken.returncode == 0, show(taken)
+    backup_id = json.loads(taken.stdout)["backup_id"]
+    volume = [m["Name"] for m in client.api.inspect_container(name)["Mounts"]][0]
+    client.api.remove_container(name, force=True)
+    client.api.remove_volume(volume)
+    result = apply(spec, env)
+    assert result.returncode == 1, show(result)
+    assert f"newest {backup_id}" in result.stdout + result.stderr
+    assert "`reconcile restore latest postgres --yes` puts it back" in result.stdout + result.stderr
+    restored = cli(spec, env, "restore", "latest", "postgres", "--yes")
+    assert restored.returncode == 0, show(restored)
+    assert checksum(client, name) == rows
