@@ -14,6 +14,7 @@ the same service blocks the rest (starting a container whose port is taken canno
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -28,6 +29,7 @@ from reconciler.spec.models import Spec
 from reconciler.spec.normalise import network_name, role_from_name
 
 PROBE_RULE = "probe-failing"
+CONNECTIONS_RULE = "connection-limit"
 REFUSED_RULE = "credentials-refused"
 RESTORE_RULE = restoring.RULE
 
@@ -77,7 +79,7 @@ STRENGTH = (FixKind.UNPAUSE, FixKind.START, FixKind.RESTART, FixKind.RECREATE, F
 back to a recreate, so it answers every other issue of the same service."""
 
 BLOCKING_RULES = frozenset({"port-conflict", "oom-killed", "config-error", "volume-full",
-                            "mount-missing", "mount-not-writable", REFUSED_RULE, RESTORE_RULE})
+                            "mount-missing", "mount-not-writable", REFUSED_RULE, RESTORE_RULE, CONNECTIONS_RULE})
 """Critical causes that no start or recreate can get past: they block a service's fixes."""
 
 _ADVICE = {
@@ -180,10 +182,27 @@ def probe_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]]) ->
     not have noticed yet (an HTTP server answering 503 is running, as far as Docker knows)."""
     explained = {i.service for i in issues if i.severity is Severity.CRITICAL}
     return [_refused(name, details) if status == "refused" else
+            _full(name, details) if _CONNECTIONS_FULL.search(details or "") else
             Issue(name, Severity.CRITICAL, "health probe failing", f"{status}: {details}" if details else status,
                   "heal restarts it once, then recreates it (with a backup first when it holds data)",
                   PROBE_RULE)
             for name, (status, details) in sorted(probes.items()) if name not in explained]
+
+
+# PostgreSQL's words when every connection slot is taken (SQLSTATE 53300), and Redis's.
+_CONNECTIONS_FULL = re.compile(r"too many clients|remaining connection slots are reserved|"
+                               r"max number of clients reached", re.IGNORECASE)
+
+
+def _full(name: str, details: str) -> Issue:
+    """The server answers, but every connection slot is taken: a restart would drop every
+    client (and the transactions under way) and the leaking client would fill it again.
+    Reported, with where to look."""
+    return Issue(name, Severity.CRITICAL, "connection limit reached", details,
+                 "a client holds too many connections: find it (PostgreSQL: SELECT usename, application_name, "
+                 "client_addr, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3, 4), end its idle "
+                 "connections or fix its pool size, or raise max_connections; heal does not restart a server "
+                 "for this (it would drop every client)", CONNECTIONS_RULE)
 
 
 def _refused(name: str, details: str) -> Issue:

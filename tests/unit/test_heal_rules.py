@@ -288,3 +288,20 @@ def test_what_heal_did_in_place_is_not_done_twice():
     assert [a.id for a in left.actions] == ["create-network:front", "update:api", "start:api"]
     assert left.actions[1].depends_on == ("create-network:front",)
     assert left.actions[-1].depends_on == ("create-network:front", "update:api")
+
+
+@pytest.mark.parametrize("details", [
+    'error connection failed: connection to server at "172.18.0.4", port 5432 failed: FATAL: sorry, too many '
+    "clients already",
+    "error FATAL: remaining connection slots are reserved for non-replication superuser connections",
+    "error ERR max number of clients reached",
+])
+def test_a_server_whose_connections_are_all_taken_is_reported_never_restarted(details):
+    """QA: heal restarted PostgreSQL to free its connection slots, dropping every client; the
+    leaking client filled them again."""
+    from reconciler.operate.heal_rules import CONNECTIONS_RULE
+
+    made = probe_issues([], {"db": ("unreachable", details)})
+    assert [(i.rule, i.issue) for i in made] == [(CONNECTIONS_RULE, "connection limit reached")]
+    fixes = plan_fixes(made)
+    assert [f.kind for f in fixes] == [FixKind.REPORT] and "pg_stat_activity" in fixes[0].note
