@@ -48,6 +48,7 @@ SCAN_COUNT = 500
 SCAN_AHEAD = 2  # pages found, not yet dumped
 DUMP_DEPTH = 3  # pages whose DUMP + PTTL are in flight while the oldest is framed
 MEMORY_DEGRADED = 0.9
+MEMORY_FULL = "at maxmemory and evicting nothing: writes are refused"
 # The server answers but does not take the password: none given, a wrong one, or one it has
 # no use for (redis 6+, dragonfly and older redis word these differently).
 _REFUSED = re.compile(r"NOAUTH|WRONGPASS|invalid password|without any password configured", re.IGNORECASE)
@@ -74,11 +75,18 @@ class RedisEngine:
             status = ProbeStatus.REFUSED if _REFUSED.search(str(exc)) else ProbeStatus.UNHEALTHY
             return ProbeResult(status, {"error": _describe(exc, target)}, _ms(started))
         used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        policy = memory.get("maxmemory_policy", "")
         status = ProbeStatus.HEALTHY if pong == b"PONG" else ProbeStatus.UNHEALTHY
-        if status is ProbeStatus.HEALTHY and limit and used > MEMORY_DEGRADED * limit:
-            status = ProbeStatus.DEGRADED
         details = {"version": server.get("dragonfly_version") or server.get("redis_version", ""),
                    "used_memory": used, "maxmemory": limit, "keys": keys}
+        if policy:
+            details["maxmemory_policy"] = policy
+        if status is ProbeStatus.HEALTHY and limit and used >= limit and policy == "noeviction":
+            # it answers PING, but every write fails (OOM command not allowed): an outage for its users
+            status = ProbeStatus.UNHEALTHY
+            details["error"] = f"{MEMORY_FULL} (maxmemory {limit} bytes, policy noeviction)"
+        elif status is ProbeStatus.HEALTHY and limit and used > MEMORY_DEGRADED * limit:
+            status = ProbeStatus.DEGRADED
         return ProbeResult(status, details, _ms(started))
 
     def estimate_size(self, target: Target) -> int:

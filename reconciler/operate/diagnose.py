@@ -61,9 +61,11 @@ def run(session: Session, services: list[str] | None = None, *, with_usage: bool
     facts, live = collect(session, services, load_memory(state_dir))
     found = sort_issues(rules.diagnose(facts) + interrupted_restores(state_dir, [s.name for s in facts.services]))
     if deep and facts.host.engine_reachable:
-        failing = probes if probes is not None else deep_health(session, facts)
-        found = sort_issues(found + heal_rules.probe_issues(
-            found, {n: _probe_words(r) for n, r in failing.items()}))
+        probed = probes if probes is not None else deep_health(session, facts)
+        failing = {n: r for n, r in probed.items() if r.level >= Level.CRITICAL}
+        near = {n: r for n, r in probed.items() if r.status == "degraded" and _limit_words(r)[1]}
+        found = sort_issues(found + heal_rules.probe_issues(found, {n: _probe_words(r) for n, r in failing.items()})
+                            + heal_rules.degraded_issues(found, {n: _limit_words(r) for n, r in near.items()}))
     found = restore_first(found)
     measured = _usage(session, facts, live) if with_usage else {}
     if remember and facts.host.engine_reachable:
@@ -99,11 +101,11 @@ def restore_first(issues: list[Issue]) -> list[Issue]:
 
 
 def deep_health(session: Session, facts: Facts) -> dict:
-    """The kind's probe of every running service (each has its own timeout); only the
-    critical results are kept. A stopped service is the rules' business, not a probe's.
+    """The kind's probe of every running service (each has its own timeout); only those that
+    are not healthy are kept (critical ones are issues, degraded ones warnings). A stopped service is the rules' business, not a probe's.
     One after another: the session's engine client and caches are not shared across threads."""
     results = [_probe(session, s.name) for s in facts.services if s.container is not None and s.container.running]
-    return {r.service: r for r in results if r.level >= Level.CRITICAL}
+    return {r.service: r for r in results if r.level >= Level.MINOR}
 
 
 def _probe(session: Session, name: str) -> ServiceHealth:
@@ -117,6 +119,18 @@ def _probe_words(result: ServiceHealth) -> tuple[str, str]:
     shown = {k: v for k, v in result.details.items()
              if k in ("error", "docker_health", "state", "restarts", "exit_code") and v not in (None, "", 0)}
     return result.status, ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+def _limit_words(result: ServiceHealth) -> tuple[str, str]:
+    """A degraded probe in numbers: how near which limit it is."""
+    d = result.details
+    parts = []
+    if d.get("max_connections"):
+        parts.append(f"{d.get('connections')} of {d['max_connections']} connections in use")
+    if d.get("maxmemory"):
+        parts.append(f"memory {d.get('used_memory')} of {d['maxmemory']} bytes"
+                     + (f" (policy {d['maxmemory_policy']})" if d.get("maxmemory_policy") else ""))
+    return result.status, "; ".join(parts)  # none: degraded for another reason (a health check starting)
 
 
 def check_services(session: Session, services: list[str] | None) -> None:

@@ -30,6 +30,7 @@ from reconciler.spec.normalise import network_name, role_from_name
 
 PROBE_RULE = "probe-failing"
 CONNECTIONS_RULE = "connection-limit"
+MEMORY_RULE = "memory-full"
 REFUSED_RULE = "credentials-refused"
 RESTORE_RULE = restoring.RULE
 
@@ -79,7 +80,8 @@ STRENGTH = (FixKind.UNPAUSE, FixKind.START, FixKind.RESTART, FixKind.RECREATE, F
 back to a recreate, so it answers every other issue of the same service."""
 
 BLOCKING_RULES = frozenset({"port-conflict", "oom-killed", "config-error", "volume-full",
-                            "mount-missing", "mount-not-writable", REFUSED_RULE, RESTORE_RULE, CONNECTIONS_RULE})
+                            "mount-missing", "mount-not-writable", REFUSED_RULE, RESTORE_RULE, CONNECTIONS_RULE,
+                            MEMORY_RULE})
 """Critical causes that no start or recreate can get past: they block a service's fixes."""
 
 _ADVICE = {
@@ -183,6 +185,7 @@ def probe_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]]) ->
     explained = {i.service for i in issues if i.severity is Severity.CRITICAL}
     return [_refused(name, details) if status == "refused" else
             _full(name, details) if _CONNECTIONS_FULL.search(details or "") else
+            _memory_full(name, details) if MEMORY_FULL_WORDS in (details or "") else
             Issue(name, Severity.CRITICAL, "health probe failing", f"{status}: {details}" if details else status,
                   "heal restarts it once, then recreates it (with a backup first when it holds data)",
                   PROBE_RULE)
@@ -192,6 +195,29 @@ def probe_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]]) ->
 # PostgreSQL's words when every connection slot is taken (SQLSTATE 53300), and Redis's.
 _CONNECTIONS_FULL = re.compile(r"too many clients|remaining connection slots are reserved|"
                                r"max number of clients reached", re.IGNORECASE)
+
+
+MEMORY_FULL_WORDS = "writes are refused"  # engines.redis.MEMORY_FULL
+
+
+def _memory_full(name: str, details: str) -> Issue:
+    """A cache at maxmemory that may evict nothing refuses every write. A restart empties it
+    (or, persisted, loads it full again): reported, with the settings that fix it."""
+    return Issue(name, Severity.CRITICAL, "memory full", details,
+                 "raise maxmemory, or let it evict (--maxmemory-policy allkeys-lru for a cache) in the "
+                 "service's command, then `reconcile apply`; or delete keys it no longer needs. Heal does not "
+                 "restart it for this (that would drop its data, or load it full again)", MEMORY_RULE)
+
+
+def degraded_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]]) -> list[Issue]:
+    """A warning for each service whose probe says degraded (it works, near a limit), unless a
+    critical issue already speaks for it: health called it "minor" and diagnose said nothing."""
+    explained = {i.service for i in issues if i.severity is Severity.CRITICAL}
+    return [Issue(name, Severity.WARNING, "near a limit", details or status,
+                  "PostgreSQL near max_connections: look for a client that leaks connections (pg_stat_activity) "
+                  "or raise max_connections; a cache near maxmemory: raise it or let it evict "
+                  "(--maxmemory-policy allkeys-lru)", "probe-degraded")
+            for name, (status, details) in sorted(probes.items()) if name not in explained]
 
 
 def _full(name: str, details: str) -> Issue:

@@ -234,3 +234,48 @@ def test_unreachable_engine_is_a_critical_issue(write_spec, tmp_path):
     assert [(i["service"], i["severity"], i["rule"]) for i in report["issues"]] == [
         ("engine", "critical", "engine-unreachable")]
     assert "Traceback" not in result.stderr
+
+
+CACHE = """\
+version: 1
+project: {project}
+services:
+  cache:
+    kind: redis
+    image: reconcile-lab/redis:7
+    command: ["redis-server", "--maxmemory", "${env:CACHE_MAX:-2mb}", "--maxmemory-policy", "noeviction"]
+"""
+
+
+def test_a_cache_that_refuses_writes_is_critical_and_one_near_its_limit_a_warning(client, write_spec):
+    """QA: a cache at maxmemory with noeviction answered "OOM command not allowed" to every
+    write, health called it only degraded, and diagnose and heal found nothing."""
+    import redis as redis_py
+
+    from reconciler.engines import container_ip
+
+    loaded = write_spec(CACHE)
+    ids = materialise(client, loaded)
+    conn = redis_py.Redis(host=container_ip(client.api.inspect_container(ids["cache"])), port=6379)
+    wait_for(lambda: conn.ping(), what="the cache to answer")
+    conn.config_set("maxmemory", str(int(conn.info("memory")["used_memory"]) + 200_000))
+    with pytest.raises(redis_py.exceptions.ResponseError, match="command not allowed when used memory"):
+        for i in range(10_000):
+            conn.set(f"k{i}", "x" * 1000)
+    health = run_cli(loaded, "health", "--json")
+    assert health.returncode == 2, health.stdout
+    assert "writes are refused" in json.loads(health.stdout)["services"]["cache"]["details"]["error"]
+    full = deep_issues(loaded)["memory-full"]
+    assert full["severity"] == "critical" and "maxmemory-policy allkeys-lru" in full["suggested_fix"]
+    started = state(client, ids["cache"])["StartedAt"]
+    healed = run_cli(loaded, "heal", "--json")
+    assert healed.returncode == 2 and json.loads(healed.stdout)["results"][0]["result"] == "reported"
+    assert state(client, ids["cache"])["StartedAt"] == started and conn.dbsize() > 0  # not restarted
+    conn.config_set("maxmemory", str(int(conn.info("memory")["used_memory"] / 0.95)))  # room, but near it
+    near = deep_issues(loaded)["probe-degraded"]
+    assert near["severity"] == "warning" and "policy noeviction" in near["details"], near
+
+
+def deep_issues(loaded) -> dict[str, dict]:
+    """`reconcile diagnose --json`'s issues (deep probes included) by rule."""
+    return {i["rule"]: i for i in json.loads(run_cli(loaded, "diagnose", "--json").stdout)["issues"]}

@@ -305,3 +305,23 @@ def test_a_server_whose_connections_are_all_taken_is_reported_never_restarted(de
     assert [(i.rule, i.issue) for i in made] == [(CONNECTIONS_RULE, "connection limit reached")]
     fixes = plan_fixes(made)
     assert [f.kind for f in fixes] == [FixKind.REPORT] and "pg_stat_activity" in fixes[0].note
+
+
+def test_a_cache_that_refuses_writes_is_reported_never_restarted():
+    """QA: a cache at maxmemory with noeviction refused every write and was only "degraded"."""
+    from reconciler.engines.redis import MEMORY_FULL
+    from reconciler.operate.heal_rules import MEMORY_RULE
+
+    made = probe_issues([], {"cache": ("unhealthy", f"error {MEMORY_FULL} (maxmemory 3145728 bytes, policy noeviction)")})
+    assert [(i.rule, i.issue) for i in made] == [(MEMORY_RULE, "memory full")]
+    fixes = plan_fixes(made)
+    assert [f.kind for f in fixes] == [FixKind.REPORT] and "maxmemory-policy" in fixes[0].note
+
+
+def test_a_degraded_probe_is_a_warning_unless_a_critical_issue_speaks_for_the_service():
+    from reconciler.operate.heal_rules import degraded_issues
+
+    made = degraded_issues([issue("container-exited", service="db")],
+                           {"db": ("degraded", "x"), "pg": ("degraded", "93 of 100 connections in use")})
+    assert [(i.service, i.severity, i.details) for i in made] == [("pg", W, "93 of 100 connections in use")]
+    assert [f.kind for f in plan_fixes(made)] == [FixKind.REPORT]
