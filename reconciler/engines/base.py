@@ -184,14 +184,46 @@ class ProbeResult:
                 "latency_ms": round(self.latency_ms, 1)}
 
 
+class LocaleProvider(StrEnum):
+    """PostgreSQL's ``datlocprovider`` (``c``, ``i``, ``b``), in words."""
+
+    LIBC = "libc"
+    ICU = "icu"
+    BUILTIN = "builtin"
+
+
+@dataclass(frozen=True)
+class DatabaseLocale:
+    """What a PostgreSQL database sorts and classifies text by, fixed when it is created:
+    a restore must create it the same way, or ``ORDER BY`` answers change. ``locale`` is the
+    ICU or builtin provider's locale; ``icu_rules`` are ICU tailoring rules (16+)."""
+
+    collate: str
+    ctype: str
+    provider: LocaleProvider = LocaleProvider.LIBC
+    locale: str | None = None
+    icu_rules: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object] | None) -> DatabaseLocale | None:
+        """None for metadata written before the locale was recorded (restored as before)."""
+        if not data:
+            return None
+        return cls(str(data["collate"]), str(data["ctype"]), LocaleProvider(data.get("provider", "libc")),
+                   _optional_str(data.get("locale")), _optional_str(data.get("icu_rules")))
+
+
 @dataclass(frozen=True)
 class DatabaseStats:
-    """One PostgreSQL database as dumped: exact rows per ``schema.table`` from the dump's snapshot."""
+    """One PostgreSQL database as dumped: exact rows per table from the dump's snapshot, keyed
+    ``schema.table`` (a part that needs quoting in SQL is quoted: ``s."a.b"``, so no two
+    tables share a key), its encoding and (since it was recorded) its locale."""
 
     name: str
     size_bytes: int
     tables: Mapping[str, int] = field(default_factory=dict)
     encoding: str = "UTF8"
+    locale: DatabaseLocale | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +257,7 @@ class BackupStats:
 
     @property
     def tables(self) -> dict[str, int]:
-        """Rows per table; keys are ``schema.table``, prefixed ``db/`` when several databases."""
+        """Rows per table; keys as in ``DatabaseStats.tables``, prefixed ``db/`` when several databases."""
         several = len(self.databases) > 1
         return {(f"{d.name}/{t}" if several else t): rows
                 for d in self.databases for t, rows in d.tables.items()}
@@ -259,7 +291,7 @@ class BackupStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> BackupStats:
         databases = tuple(DatabaseStats(d["name"], int(d["size_bytes"]), dict(d["tables"]),
-                                        d.get("encoding", "UTF8"))
+                                        d.get("encoding", "UTF8"), DatabaseLocale.from_dict(d.get("locale")))
                           for d in data.get("databases") or [])  # type: ignore[union-attr]
         keys = data.get("keys_per_db") or {}
         expiring = data.get("expiring_per_db") or {}
@@ -279,6 +311,10 @@ class BackupStats:
 
 def _optional_int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""PostgreSQL queries the engine needs: connections, user tables, exact row counts, FK checks.
+"""PostgreSQL queries the engine needs: connections, user tables, exact row counts, FK checks,
+each database's locale.
 
 Kept apart from ``postgres.py`` (which moves the data) because these are what backup and
 verify must agree on: the same table list and the same ``count(*)`` on both sides, or a
@@ -13,8 +14,15 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
-from reconciler.engines.base import DatabaseStats, Target, VerifyCheck, one_line
-from reconciler.errors import BackupError
+from reconciler.engines.base import (
+    DatabaseLocale,
+    DatabaseStats,
+    LocaleProvider,
+    Target,
+    VerifyCheck,
+    one_line,
+)
+from reconciler.errors import BackupError, RestoreError
 
 APPLICATION = "reconcile"
 
@@ -129,8 +137,24 @@ def describe(exc: BaseException, target: Target) -> str:
     return one_line(target.redact(text)) or type(exc).__name__
 
 
+# A name part written as is in a table's key; any other is quoted as in SQL (version-independent:
+# keywords are not quoted, they are no ambiguity in a key).
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*\Z")
+
+
 def table_name(schema: str, table: str) -> str:
+    """The table's key in the stats: ``schema.table``, a part quoted when it needs quoting in
+    SQL (``s."a.b"`` and ``"s.a".b`` stay apart); plain names keep the form they always had."""
+    return f"{_key_part(schema)}.{_key_part(table)}"
+
+
+def legacy_table_name(schema: str, table: str) -> str:
+    """The key older backups recorded (never quoted), for reading their metadata."""
     return f"{schema}.{table}"
+
+
+def _key_part(name: str) -> str:
+    return name if _PLAIN.match(name) else '"' + name.replace('"', '""') + '"'
 
 
 def list_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
@@ -147,33 +171,132 @@ def count_rows(conn: psycopg.Connection, tables: Iterable[tuple[str, str]]) -> d
     return counts
 
 
-def database_facts(conn: psycopg.Connection) -> tuple[int, str]:
-    """Size in bytes and encoding of the connected database."""
-    row = conn.execute("SELECT pg_database_size(current_database()), pg_encoding_to_char(encoding) "
-                       "FROM pg_database WHERE datname = current_database()").fetchone()
-    return int(row[0]), str(row[1])
+def database_facts(conn: psycopg.Connection) -> tuple[int, str, DatabaseLocale]:
+    """Size in bytes, encoding and locale of the connected database."""
+    row = conn.execute(f"SELECT pg_database_size(d.datname), pg_encoding_to_char(d.encoding), "
+                       f"{_locale_columns(conn.info.server_version)} "
+                       "FROM pg_database d WHERE d.datname = current_database()").fetchone()
+    return int(row[0]), str(row[1]), _locale(row[2:])
+
+
+def database_locale(conn: psycopg.Connection) -> DatabaseLocale:
+    """The connected database's locale (without the cost of measuring its size)."""
+    row = conn.execute(f"SELECT {_locale_columns(conn.info.server_version)} "
+                       "FROM pg_database d WHERE d.datname = current_database()").fetchone()
+    return _locale(row)
+
+
+_PROVIDERS = {"c": LocaleProvider.LIBC, "i": LocaleProvider.ICU, "b": LocaleProvider.BUILTIN}
+
+
+def _locale_columns(version: int) -> str:
+    """pg_database's locale columns as each version has them: the provider and the ICU locale
+    since 15 (``daticulocale``, ``datlocale`` since 17, also for builtin), ICU rules since 16."""
+    provider = "d.datlocprovider" if version >= 150000 else "'c'"
+    locale = "d.datlocale" if version >= 170000 else "d.daticulocale" if version >= 150000 else "NULL"
+    rules = "d.daticurules" if version >= 160000 else "NULL"
+    return f"d.datcollate, d.datctype, {provider}::text, {locale}, {rules}"
+
+
+def _locale(row) -> DatabaseLocale:
+    collate, ctype, provider, locale, rules = row
+    return DatabaseLocale(collate, ctype, _PROVIDERS.get(provider, LocaleProvider.LIBC), locale, rules)
+
+
+class LocaleUnsupported(ValueError):
+    """The server cannot create a database with this locale at all (a provider or ICU rules
+    its version does not have)."""
+
+
+def locale_options(locale: DatabaseLocale | None, version: int) -> sql.Composable:
+    """``CREATE DATABASE`` options that give a database ``locale`` on a server of ``version``
+    (empty for a backup that did not record it: the server's default, as before)."""
+    if locale is None:
+        return sql.SQL("")
+    _check_supported(locale, version)
+    options = [sql.SQL(" LC_COLLATE {} LC_CTYPE {}").format(sql.Literal(locale.collate),
+                                                            sql.Literal(locale.ctype))]
+    if version >= 150000:
+        options.append(sql.SQL(" LOCALE_PROVIDER {}").format(sql.SQL(locale.provider.value)))
+    if locale.provider is LocaleProvider.ICU:
+        options.append(sql.SQL(" ICU_LOCALE {}").format(sql.Literal(locale.locale or "")))
+    if locale.provider is LocaleProvider.BUILTIN:
+        options.append(sql.SQL(" BUILTIN_LOCALE {}").format(sql.Literal(locale.locale or "")))
+    if locale.icu_rules:
+        options.append(sql.SQL(" ICU_RULES {}").format(sql.Literal(locale.icu_rules)))
+    return sql.Composed(options)
+
+
+def _check_supported(locale: DatabaseLocale, version: int) -> None:
+    needs = []
+    if locale.provider is LocaleProvider.ICU:
+        needs.append((150000, "the icu locale provider needs"))
+    if locale.provider is LocaleProvider.BUILTIN:
+        needs.append((170000, "the builtin locale provider needs"))
+    if locale.icu_rules:
+        needs.append((160000, "ICU rules need"))
+    for since, what in needs:
+        if version < since:
+            raise LocaleUnsupported(f"{what} PostgreSQL {since // 10000} or later")
+
+
+# What CREATE DATABASE answers to a locale it cannot make: an unknown locale name (42809), a
+# locale that does not fit the encoding (22023), ICU missing from the build (0A000).
+LOCALE_ERRORS = (psycopg.errors.WrongObjectType, psycopg.errors.InvalidParameterValue,
+                 psycopg.errors.FeatureNotSupported)
+
+
+def locale_error(target: Target, db: str, locale: DatabaseLocale, exc: Exception) -> RestoreError:
+    """The server cannot give ``db`` its locale: said before anything is loaded or swapped."""
+    detail = describe(exc, target) if isinstance(exc, psycopg.Error) else str(exc)
+    return RestoreError(f"the server of {target.service_name} cannot create database {db} with the locale it "
+                        f"was backed up with ({describe_locale(locale)}): {detail}", ref="restore.locale",
+                        hint="install that locale in the server's image (a libc one: locale-gen), or restore "
+                        "onto a server that has it; nothing was changed")
+
+
+def describe_locale(locale: DatabaseLocale) -> str:
+    """The locale in a few words, for messages."""
+    own = f" {locale.locale}" if locale.locale else ""
+    rules = " with ICU rules" if locale.icu_rules else ""
+    return f"{locale.provider.value}{own}{rules}, collate {locale.collate}, ctype {locale.ctype}"
 
 
 def snapshot_stats(conn: psycopg.Connection, dbname: str) -> DatabaseStats:
-    """Size, encoding and exact row counts, read inside the caller's snapshot transaction."""
-    size, encoding = database_facts(conn)
-    return DatabaseStats(dbname, size, count_rows(conn, list_tables(conn)), encoding)
+    """Size, encoding, locale and exact row counts, read inside the caller's snapshot transaction."""
+    size, encoding, locale = database_facts(conn)
+    return DatabaseStats(dbname, size, count_rows(conn, list_tables(conn)), encoding, locale)
 
 
 def verify_database(conn: psycopg.Connection, expected: DatabaseStats,
                     label: str) -> tuple[list[VerifyCheck], set[str]]:
-    """Table count, exact rows per table, no orphan FK rows; and the tables present."""
+    """Locale, table count, exact rows per table, no orphan FK rows; and the tables present
+    (by key, by the key older backups used, and by bare name, for the critical tables)."""
     present = list_tables(conn)
-    names = {table_name(s, t): (s, t) for s, t in present}
-    checks = [VerifyCheck(f"{label}: table count", len(expected.tables), len(present),
-                          len(expected.tables) == len(present))]
+    # an older backup's unquoted keys are found too (where two tables shared one, it held the later)
+    names = {legacy_table_name(s, t): (s, t) for s, t in present} | {table_name(s, t): (s, t) for s, t in present}
+    checks = locale_checks(conn, expected, label)
+    checks.append(VerifyCheck(f"{label}: table count", len(expected.tables), len(present),
+                              len(expected.tables) == len(present)))
     for name, rows in sorted(expected.tables.items()):
         actual: object = "missing"
         if name in names:
-            actual = count_rows(conn, [names[name]])[name]
+            actual = count_rows(conn, [names[name]])[table_name(*names[name])]
         checks.append(VerifyCheck(f"{label}: rows in {name}", rows, actual, actual == rows))
     return checks + foreign_key_checks(conn, label), {n for s, t in present
-                                                       for n in (table_name(s, t), t)}
+                                                       for n in (table_name(s, t), legacy_table_name(s, t), t)}
+
+
+def locale_checks(conn: psycopg.Connection, expected: DatabaseStats, label: str) -> list[VerifyCheck]:
+    """The database sorts as the backed-up one did: provider, collation and ctype (not the ICU
+    locale's spelling, which newer servers rewrite to its standard form). None for backups
+    that did not record it."""
+    if expected.locale is None:
+        return []
+    want, got = expected.locale, database_locale(conn)
+    return [VerifyCheck(f"{label}: locale", f"{want.provider.value}, {want.collate}, {want.ctype}",
+                        f"{got.provider.value}, {got.collate}, {got.ctype}",
+                        (want.provider, want.collate, want.ctype) == (got.provider, got.collate, got.ctype))]
 
 
 def critical_checks(critical: Iterable[str], present: set[str], label: str) -> list[VerifyCheck]:
@@ -185,16 +308,17 @@ def critical_checks(critical: Iterable[str], present: set[str], label: str) -> l
 
 
 def foreign_key_checks(conn: psycopg.Connection, label: str) -> list[VerifyCheck]:
-    """One check per FK constraint: validated, and no child row without its parent."""
+    """One check per FK constraint: no child row without its parent. A ``NOT VALID`` one
+    (an online migration's step, restored as it was) is decided the same way; that it is
+    not validated is said, as information."""
     checks = []
     for name, cs, ct, ckind, ps, pt, pkind, ccols, pcols, validated in conn.execute(
             _FOREIGN_KEYS).fetchall():
         orphans = int(conn.execute(_orphan_query(cs, ct, ckind, ps, pt, pkind, ccols, pcols))
                       .fetchone()[0])
-        ok = orphans == 0 and bool(validated)
-        actual = f"{orphans} orphan rows" + ("" if validated else ", not validated")
-        checks.append(VerifyCheck(f"{label}: foreign key {name} on {cs}.{ct}", "0 orphan rows",
-                                  actual, ok))
+        actual = f"{orphans} orphan rows" + ("" if validated else " (constraint not validated)")
+        checks.append(VerifyCheck(f"{label}: foreign key {name} on {table_name(cs, ct)}", "0 orphan rows",
+                                  actual, orphans == 0))
     return checks
 
 

@@ -13,7 +13,9 @@ SQL that, run in the database being restored (the staging copy, or by hand with
   password rotated since the backup stays rotated). Not the user the backup connects as:
   a restore connects as that user too, so it exists wherever the file can be restored;
 - gives the current database (``current_database()``, so a staging copy renamed later
-  keeps them) the owner, privileges, connection limit, settings and comment it had.
+  keeps them) the owner, privileges, connection limit, settings and comment it had, and
+  each role the settings it had in this database only (``ALTER ROLE … IN DATABASE … SET``,
+  as ``pg_dump --create`` does: they are dropped with the database they belong to).
 
 Read from the catalogs in the dump's own snapshot transaction. Password hashes need
 ``pg_authid`` (a superuser, as the lab's and the seed's users are); without it the roles
@@ -49,6 +51,13 @@ _ROLE_SETTINGS = """
 SELECT r.rolname, s.setconfig
 FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
 WHERE s.setdatabase = 0 AND r.rolname !~ '^pg_'
+"""
+_ROLE_IN_DATABASE_SETTINGS = """
+SELECT r.rolname, s.setconfig
+FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+WHERE d.datname = pg_catalog.current_database() AND s.setrole <> 0 AND r.rolname !~ '^pg_'
+ORDER BY 1
 """
 _DATABASE = """
 SELECT pg_catalog.pg_get_userbyid(d.datdba), d.datconnlimit, d.datacl IS NOT NULL,
@@ -88,6 +97,7 @@ class Database:
     acl: tuple[tuple[str | None, str, bool], ...] | None  # None: the default privileges
     comment: str | None
     settings: tuple[str, ...]
+    role_settings: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (role, settings) in this database
 
 
 def capture(conn: psycopg.Connection) -> bytes:
@@ -103,7 +113,8 @@ def capture(conn: psycopg.Connection) -> bytes:
     memberships = [(g, m, bool(admin)) for g, m, admin in conn.execute(_MEMBERSHIPS)]
     owner, limit, has_acl, comment, settings = conn.execute(_DATABASE).fetchone()
     acl = tuple((g, p, bool(w)) for g, p, w in conn.execute(_DATABASE_ACL)) if has_acl else None
-    database = Database(owner, limit, acl, comment, tuple(settings or ()))
+    role_settings = tuple((name, tuple(config or ())) for name, config in conn.execute(_ROLE_IN_DATABASE_SETTINGS))
+    database = Database(owner, limit, acl, comment, tuple(settings or ()), role_settings)
     return render(roles, memberships, database, conn)
 
 
@@ -171,6 +182,9 @@ def _database_statements(database: Database, placeholder: str) -> list[sql.Compo
                 sql.SQL(privilege), this, who, sql.SQL(" WITH GRANT OPTION" if grantable else "")))
     for item in database.settings:
         out.append(sql.SQL("ALTER DATABASE {} SET {}").format(this, _setting(item)))
+    for role, items in database.role_settings:
+        out += [sql.SQL("ALTER ROLE {} IN DATABASE {} SET {}").format(sql.Identifier(role), this, _setting(item))
+                for item in items]
     if database.comment is not None:
         out.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(this, sql.Literal(database.comment)))
     return out

@@ -12,6 +12,12 @@ indexes and constraints by psql again; only after the stream ended cleanly (chec
 marker) and the staged copy's row counts match the backup is the old database dropped
 (connections terminated) and the staging one renamed. A damaged file, a failed psql or a
 failed COPY leaves the current data as it was. The price: room for two copies.
+
+Before any data is read, every staging database is created with the encoding and locale
+the backed-up one had (a server lacking that locale fails there), and what an earlier,
+killed restore left is put back, or refused when it may hold the only copy of newer rows
+(``pgswap``). Ctrl-C during the swaps waits for the database being swapped, so the
+interrupt's note names exactly the databases that were replaced.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from itertools import chain
 from typing import BinaryIO
 
 import psycopg
-from psycopg import sql
 
 from reconciler import dockerio
 from reconciler.engines import fifo, pgformat, pgglobals, pgload, pgsplit, pgswap
@@ -37,6 +42,7 @@ from reconciler.engines.base import (
     ProbeStatus,
     RestoreStats,
     Target,
+    VerifyCheck,
     VerifyReport,
     cause_text,
     failure_detail,
@@ -175,18 +181,19 @@ class PostgresEngine(DockerBacked):
         started = time.monotonic()
         expected = {d.name: d for d in stats.databases}
         names = list(expected) or postgres_databases(target)
+        _refuse_clashes(target, names)
         reader = pgformat.SectionReader(stream)
         progress = _Progress()
         loaded: list[str] = []
         swapped: list[str] = []
         try:
+            self._prepare(target, names, expected)
             for name, chunks in reader.parts():
                 db = name or names[0]
                 if db not in names:
                     raise RestoreError(f"the backup holds database {db}, which its metadata does not list",
                                        ref="restore.mismatch", hint="pair the file with its own metadata")
-                encoding = expected[db].encoding if db in expected else "UTF8"
-                self._load(target, db, encoding, chunks, progress)
+                self._load(target, db, chunks, progress)
                 loaded.append(db)
             report = self._verify_staged(target, stats, loaded)
             self._swap_all(target, loaded, swapped)
@@ -198,22 +205,47 @@ class PostgresEngine(DockerBacked):
             self._drop_staging(target, names)
             if isinstance(exc, KeyboardInterrupt):
                 exc.add_note(_swap_state(target.service_name, names, swapped))
+            if isinstance(exc, RestoreError) and swapped:
+                raise RestoreError(f"{exc.message}; {_swap_state(target.service_name, names, swapped)}",
+                                   ref=exc.ref, hint=exc.hint) from None
             raise
         return RestoreStats(Kind.POSTGRES, raw_bytes=progress.count,
                             tables_restored=stats.table_count, rows_restored=stats.row_count,
                             seconds=round(time.monotonic() - started, 3), verify=report)
 
-    def _load(self, target: Target, db: str, encoding: str, chunks: Iterator[bytes],
-              progress: _Progress) -> None:
-        """Create the staging database and load the dump: schema, data (in parallel), the rest."""
+    def _prepare(self, target: Target, names: list[str], expected: dict[str, DatabaseStats]) -> None:
+        """Before any data is read: what a killed restore left is put back or refused (every
+        database's copy put back first, so a copy under an older, shared name goes to the one
+        that lacks it), then every staging database is created, so a locale the server lacks
+        fails before the first database is loaded."""
+        for step in (pgswap.put_back, pgswap.check_leftovers):
+            for db in names:
+                with _restore_errors(target, f"checking what earlier restores left of database {db}"), \
+                        _admin(target, db) as admin:
+                    try:
+                        step(admin, db)
+                    except pgswap.LeftoverCopy as exc:
+                        raise _leftover_error(target, exc) from None
+        for db in names:
+            self._create_staging(target, db, expected.get(db))
+
+    def _create_staging(self, target: Target, db: str, stats: DatabaseStats | None) -> None:
+        """An empty staging database, with the encoding and locale the backed-up one had
+        (none recorded: UTF8 and the server's default locale, as older versions did)."""
+        encoding, locale = (stats.encoding, stats.locale) if stats else ("UTF8", None)
+        with _restore_errors(target, f"creating staging database for {db}"), _admin(target, db) as admin:
+            pgswap.drop_staging(admin, db)
+            try:
+                options = pg.locale_options(locale, admin.info.server_version)
+                pgswap.create_staging(admin, db, target.user, encoding, options)
+            except (pg.LocaleUnsupported, *pg.LOCALE_ERRORS) as exc:
+                if locale is None:
+                    raise
+                raise pg.locale_error(target, db, locale, exc) from None
+
+    def _load(self, target: Target, db: str, chunks: Iterator[bytes], progress: _Progress) -> None:
+        """Load the dump into the staging database: schema, data (in parallel), the rest."""
         staging = staging_name(db)
-        with _restore_errors(target, f"creating staging database for {db}"), \
-                _admin(target, db) as admin:
-            pgswap.recover(admin, db)  # a restore killed between its renames: undo that first
-            pgswap.drop_database(admin, staging)
-            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {}")
-                          .format(sql.Identifier(staging), sql.Identifier(target.user),
-                                  sql.Literal(encoding)))
         splitter = pgsplit.DumpSplitter()
         tail = pgformat.Tail()
         pre: list[bytes] = [_RESTORE_PRELUDE]
@@ -276,22 +308,44 @@ class PostgresEngine(DockerBacked):
         return report
 
     def _swap_all(self, target: Target, loaded: list[str], swapped: list[str]) -> None:
+        """One database after another. Ctrl-C waits for the one being swapped: it is recorded
+        as replaced the moment its new copy is in place, and its previous copy is dropped
+        whole (not cut halfway), before the interrupt takes effect."""
         for db in loaded:
-            with _restore_errors(target, f"replacing database {db}"), _admin(target, db) as admin:
-                try:
-                    pgswap.swap(admin, db)
-                except pgswap.SwapError as exc:
-                    raise RestoreError(f"{exc}: the restore failed while renaming the new copy into place",
-                                       ref="restore.swap", hint="run the restore again (it puts "
-                                       f"{exc.retired} back first), or rename it by hand") from None
-            swapped.append(db)
+            with pgswap.uninterrupted(f"replacing database {db}"):
+                retired = self._swap_in(target, db)
+                swapped.append(db)
+                if retired is not None:
+                    self._drop_retired(target, db, retired)
+
+    def _swap_in(self, target: Target, db: str) -> str | None:
+        """Rename the staging copy into place; the previous copy's name, to drop, if any."""
+        with _restore_errors(target, f"replacing database {db}"), _admin(target, db) as admin:
+            try:
+                return pgswap.swap(admin, db)
+            except pgswap.SwapError as exc:
+                raise RestoreError(f"{exc}: the restore failed while renaming the new copy into place",
+                                   ref="restore.swap", hint="run the restore again (it puts "
+                                   f"{exc.retired} back first), or rename it by hand") from None
+            except pgswap.LeftoverCopy as exc:
+                raise _leftover_error(target, exc) from None
+
+    def _drop_retired(self, target: Target, db: str, retired: str) -> None:
+        """The previous copy goes once ``db`` is recorded as replaced. Should the drop fail, the
+        restore did happen: the error says so, and what to do with the copy."""
+        with _DriverErrors(RestoreError, "restore.cleanup", target,
+                           f"database {db} was replaced, but dropping its previous copy {retired} failed",
+                           f"drop {retired} by hand once you no longer need it: the next restore of "
+                           f"{target.service_name} refuses to start while it is there"), \
+                _admin(target, db) as admin:
+            pgswap.drop_database(admin, retired)
 
     def _drop_staging(self, target: Target, names: list[str]) -> None:
         """Best effort: a failed restore should not leave a staging copy filling the disk."""
         for db in names:
             try:
                 with _admin(target, db) as admin:
-                    pgswap.drop_database(admin, staging_name(db))
+                    pgswap.drop_staging(admin, db)
             except psycopg.Error:
                 pass
 
@@ -307,14 +361,27 @@ class PostgresEngine(DockerBacked):
     def _verify(self, target: Target, expected: BackupStats, actual_db: dict[str, str]) -> VerifyReport:
         checks, present = [], set()
         for stats in expected.databases:
-            with _verify_errors(target, f"verifying database {stats.name}"), \
-                    pg.connect(target, actual_db.get(stats.name, stats.name), autocommit=True) as conn:
-                found, names = pg.verify_database(conn, stats, stats.name)
+            found, names = self._verify_database(target, stats, actual_db.get(stats.name, stats.name))
             checks += found
             present |= names
         label = expected.databases[0].name if len(expected.databases) == 1 else ""
         checks += pg.critical_checks(target.service.backup.critical_tables, present, label)
         return VerifyReport(tuple(checks))
+
+    def _verify_database(self, target: Target, stats: DatabaseStats,
+                         actual: str) -> tuple[list[VerifyCheck], set[str]]:
+        """One database's checks. A backed-up database the server no longer has is the
+        biggest mismatch there is: a failed check, and the others are still checked. (A
+        staging copy that vanished is not: that stays an error.)"""
+        with _verify_errors(target, f"verifying database {stats.name}"):
+            try:
+                conn = pg.connect(target, actual, autocommit=True)
+            except psycopg.OperationalError as exc:
+                if actual != stats.name or f'database "{actual}" does not exist' not in str(exc):
+                    raise
+                return [VerifyCheck(f"{stats.name}: database", "present", "missing", False)], set()
+            with conn:
+                return pg.verify_database(conn, stats, stats.name)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -465,6 +532,21 @@ def _swap_state(service: str, names: list[str], swapped: list[str]) -> str:
 
 def _databases(names: list[str]) -> str:
     return ("database " if len(names) == 1 else "databases ") + ", ".join(names)
+
+
+def _refuse_clashes(target: Target, names: list[str]) -> None:
+    """Two databases whose copies would share a name: one's data would go into the other."""
+    if found := pgswap.clashes(names):
+        raise RestoreError(f"databases of {target.service_name} would share a staging or retired copy: "
+                           f"{'; '.join(found)}", ref="restore.names",
+                           hint="rename one of them (or restore them from separate backups); nothing was changed")
+
+
+def _leftover_error(target: Target, exc: pgswap.LeftoverCopy) -> RestoreError:
+    return RestoreError(f"{exc}", ref="restore.leftover",
+                        hint=f"nothing was changed; keep what you need from {exc.retired}, then drop it "
+                        f"(DROP DATABASE \"{exc.retired}\") or put it back in place of {exc.db}, and restore "
+                        f"{target.service_name} again")
 
 
 def _restore_errors(target: Target, what: str) -> _DriverErrors:

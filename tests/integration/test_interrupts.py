@@ -137,3 +137,59 @@ def test_an_interrupted_postgres_restore_says_the_live_database_is_unchanged(cli
     assert psql("SELECT count(*) FROM t") == "1500"
     assert psql("SELECT datname FROM pg_database ORDER BY 1", db="postgres").split() == \
         ["postgres", "shop", "template0", "template1"]  # the staging copy is dropped
+
+
+# Ctrl-C at the worst moment of a restore's swap: shop's new copy has just been renamed into
+# place, and the drop of its previous copy is about to start.
+CTRL_C_AFTER_THE_RENAME = """
+import os, signal, sys
+from reconciler.engines import pgswap
+real_drop = pgswap.drop_database
+def drop(admin, name):
+    if name == pgswap.retired_name("shop") and pgswap.exists(admin, name):
+        os.kill(os.getpid(), signal.SIGINT)
+    real_drop(admin, name)
+pgswap.drop_database = drop
+from reconciler.cli.launch import main
+sys.argv[0] = "reconcile"
+main()
+"""
+
+
+def test_ctrl_c_during_the_swap_names_the_replaced_database_and_leaves_no_half_dropped_copy(
+        client, write_spec):
+    loaded = write_spec(SPEC.replace("databases: [shop]", "databases: [shop, extra]"))
+    container = materialise(client, loaded, ["postgres"])["postgres"]
+
+    def psql(sql: str, db: str = "shop") -> str:
+        deadline = time.monotonic() + 60
+        while True:
+            exec_id = client.api.exec_create(container, ["psql", "-U", "postgres", "-d", db, "-qAt", "-c", sql])["Id"]
+            output = client.api.exec_start(exec_id).decode().strip()
+            if client.api.exec_inspect(exec_id)["ExitCode"] == 0:
+                return output
+            if time.monotonic() > deadline:
+                pytest.fail(output)
+            time.sleep(1)
+
+    psql("CREATE DATABASE extra", db="postgres")
+    for db in ("shop", "extra"):
+        psql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g", db=db)
+    backup = cli(loaded, "backup", "postgres")
+    assert backup.returncode == 0, backup.stderr
+    for db in ("shop", "extra"):
+        psql("INSERT INTO t SELECT g FROM generate_series(1001, 1500) g", db=db)  # newer than the backup
+
+    restore = subprocess.run([sys.executable, "-c", CTRL_C_AFTER_THE_RENAME, "-f", str(loaded.file),
+                              "restore", "latest", "postgres", "--yes"], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    assert restore.returncode == 130, restore.stderr
+    assert "database shop replaced, database extra not: restore again" in restore.stderr, restore.stderr
+    assert "unchanged" not in restore.stderr, restore.stderr
+    assert psql("SELECT count(*) FROM t") == "1000"  # shop is the backup's
+    assert psql("SELECT count(*) FROM t", db="extra") == "1500"  # extra was left as it was
+    assert psql("SELECT datname FROM pg_database WHERE datname LIKE '%reconcile%'", db="postgres") == ""
+
+    again = cli(loaded, "restore", "latest", "postgres", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert psql("SELECT count(*) FROM t", db="extra") == "1000"

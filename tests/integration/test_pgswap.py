@@ -43,7 +43,7 @@ def test_swap_puts_staging_in_place_even_with_sessions_on_both(admin):
     make(target, conn, pgswap.staging_name("shop"), "new")
     held = [connect(target, "shop"), connect(target, pgswap.staging_name("shop"))]  # e.g. a monitor
     try:
-        pgswap.swap(conn, "shop")
+        pgswap.drop_database(conn, pgswap.swap(conn, "shop"))
     finally:
         for session in held:
             session.close()
@@ -65,30 +65,62 @@ def test_recover_undoes_a_swap_killed_between_its_renames(admin):
     pgswap.recover(conn, "shop")
     assert mark(target) == "old" and names(conn) == {"shop"}
 
-    make(target, conn, pgswap.retired_name("shop"), "older")  # killed after the new one was in place
+
+def test_a_retired_copy_next_to_the_live_database_is_kept_and_refused(admin):
+    """Killed after the new copy was in place: the retired copy holds what the database had
+    before that restore (maybe rows no backup has). It is not dropped behind anyone's back;
+    only one whose DROP was cut halfway (PostgreSQL marks it invalid, nothing usable is left
+    in it) is dropped, to finish that drop."""
+    target, conn = admin
+    retired = pgswap.retired_name("shop")
+    make(target, conn, "shop", "restored")
+    make(target, conn, retired, "newer than the backup")
+    with pytest.raises(pgswap.LeftoverCopy) as caught:
+        pgswap.recover(conn, "shop")
+    assert caught.value.retired == retired
+    assert mark(target) == "restored" and mark(target, retired) == "newer than the backup"
+    with pytest.raises(pgswap.LeftoverCopy):
+        pgswap.swap(conn, "shop")  # nor by a swap
+    assert names(conn) == {"shop", retired}
+
+    conn.execute("UPDATE pg_database SET datconnlimit = -2 WHERE datname = %s", (retired,))
     pgswap.recover(conn, "shop")
-    assert mark(target) == "old" and names(conn) == {"shop"}
+    assert mark(target) == "restored" and names(conn) == {"shop"}
 
 
-def test_a_rename_leaves_the_live_name_open_whatever_happens_after_it(admin, monkeypatch):
-    """Renamed and reopened in one transaction: a kill right after the rename (simulated by
-    the next statement failing) cannot leave the live database refusing connections."""
+LONG = "shop_with_a_very_long_name_that_shares_its_prefix_with_another"
+
+
+def test_recover_finds_a_retired_copy_under_the_name_older_versions_gave(admin):
+    """Older versions cut long names: their retired copy is put back too, and one next to a
+    live database is refused, under that name as under today's."""
+    target, conn = admin
+    legacy = pgswap.legacy_name(LONG, pgswap.RETIRED_SUFFIX)
+    try:
+        assert legacy != pgswap.retired_name(LONG)
+        make(target, conn, legacy, "old")
+        pgswap.recover(conn, LONG)
+        assert mark(target, LONG) == "old" and not pgswap.exists(conn, legacy)
+        make(target, conn, legacy, "older")
+        with pytest.raises(pgswap.LeftoverCopy):
+            pgswap.recover(conn, LONG)
+        assert mark(target, legacy) == "older"
+    finally:
+        for name in (LONG, legacy):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_swap_leaves_the_live_name_open_and_the_retired_copy_to_the_caller(admin):
+    """Renamed and reopened in one transaction, and nothing is dropped inside the swap: the
+    caller records the database as replaced first, then drops the copy it is handed."""
     target, conn = admin
     make(target, conn, pgswap.staging_name("shop"), "new")
-    real_drop = pgswap.drop_database
-    calls = []
-
-    def killed_after_the_rename(admin_conn, name):
-        calls.append(name)
-        if len(calls) > 1:  # the first drops a leftover retired copy; the next follows the rename
-            raise KeyboardInterrupt
-        real_drop(admin_conn, name)
-
     make(target, conn, "shop", "old")
-    monkeypatch.setattr(pgswap, "drop_database", killed_after_the_rename)
-    with pytest.raises(KeyboardInterrupt):
-        pgswap.swap(conn, "shop")
-    assert not pgswap.closed(conn, "shop") and mark(target) == "new"
+    retired = pgswap.swap(conn, "shop")
+    assert retired == pgswap.retired_name("shop")
+    assert not pgswap.closed(conn, "shop") and mark(target) == "new" and mark(target, retired) == "old"
+    pgswap.drop_database(conn, retired)
+    assert names(conn) == {"shop"}
 
 
 def test_recover_reopens_a_database_a_killed_swap_had_closed(admin):

@@ -46,11 +46,16 @@ SETUP = [
     """ALTER DATABASE shop SET search_path = "$user", public, "odd,schema\"""",
     "ALTER DATABASE shop CONNECTION LIMIT 50",
     "COMMENT ON DATABASE shop IS 'the 100% shop''s data'",
+    "ALTER ROLE appuser IN DATABASE shop SET search_path = app, public",
+    "ALTER ROLE readers IN DATABASE shop SET statement_timeout = '3s'",
+    "ALTER ROLE postgres IN DATABASE shop SET work_mem = '9MB'",
 ]
 DATABASE_FACTS = """
 SELECT pg_get_userbyid(datdba), datconnlimit, datacl::text[],
        (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0),
-       shobj_description(d.oid, 'pg_database')
+       shobj_description(d.oid, 'pg_database'),
+       ARRAY(SELECT pg_get_userbyid(setrole) || ' ' || setconfig::text FROM pg_db_role_setting
+             WHERE setdatabase = d.oid AND setrole <> 0 ORDER BY 1)
 FROM pg_database d WHERE datname = 'shop'
 """
 ROLE_FACTS = """
@@ -125,6 +130,8 @@ def test_roles_and_database_properties_reach_a_fresh_server(servers):
         conn.execute("GRANT SELECT ON items TO readers")
     before = facts(old)
     assert before[0][2] is not None and before[1][0][3] == ["readers"]  # the setup took
+    assert before[0][5] == ['appuser {"search_path=app, public"}', "postgres {work_mem=9MB}",
+                            "readers {statement_timeout=3s}"]
 
     dest = io.BytesIO()
     writer = CompressingWriter(dest, Compression.ZSTD)
@@ -139,7 +146,7 @@ def test_roles_and_database_properties_reach_a_fresh_server(servers):
         assert conn.execute("SELECT count(*), pg_get_userbyid(relowner) FROM items, pg_class "
                             "WHERE relname = 'items' GROUP BY 2").fetchone() == (100, "appuser")
         assert conn.execute("SHOW work_mem").fetchone()[0] == "7MB"
-        assert conn.execute("SHOW search_path").fetchone()[0] == '"$user", public, "odd,schema"'
+        assert conn.execute("SHOW search_path").fetchone()[0] == "app, public"  # its own, in this database
 
 
 def test_an_existing_role_is_left_as_it_is(servers):
@@ -152,7 +159,10 @@ def test_an_existing_role_is_left_as_it_is(servers):
     rotated = "rotated-" + secrets.token_hex(6)
     with connect(old) as conn:
         conn.execute(f"ALTER ROLE appuser PASSWORD '{rotated}'")
+    before = facts(old)
     reader = DecompressingReader(io.BytesIO(dest.getvalue()), Compression.ZSTD, written.sha256)
     engine.restore(old, reader, stats)
     with connect(old, "shop", "appuser", rotated) as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 100
+        assert conn.execute("SHOW search_path").fetchone()[0] == "app, public"
+    assert facts(old) == before  # the settings in this database went with the old copy, and came back

@@ -46,3 +46,16 @@ def test_default_privileges_are_not_touched():
     assert "REVOKE" not in text and "CONNECTION LIMIT" not in text and "COMMENT" not in text
     assert "CREATE ROLE" not in text
     assert 'ALTER DATABASE %I OWNER TO "postgres"' in text
+
+
+def test_settings_a_role_has_in_this_database_only_are_given_back_in_the_current_one():
+    """``ALTER ROLE … IN DATABASE … SET`` rows go with the database they belong to: dropped by
+    the swap, they must come back from the dump (as ``pg_dump --create`` brings them)."""
+    database = Database("postgres", -1, None, None, (), (
+        ("app user", ('search_path=app, "Odd Schema"', "statement_timeout=5s")), ("reader", ("work_mem=3MB",))))
+    lines = render([], [], database, None).decode().splitlines()[1:]
+    assert all("pg_catalog.current_database()" in line for line in lines)
+    joined = "\n".join(lines)
+    assert """ALTER ROLE "app user" IN DATABASE %I SET "search_path" = ''app'', ''Odd Schema''""" in joined
+    assert """ALTER ROLE "app user" IN DATABASE %I SET "statement_timeout" = ''5s''""" in joined
+    assert """ALTER ROLE "reader" IN DATABASE %I SET "work_mem" = ''3MB''""" in joined
