@@ -149,10 +149,13 @@ def restart_loop(service: ServiceFacts, facts: Facts) -> list[Issue]:
     since = f"; {rise} since the last diagnose ({service.previous_at})" if rise > 0 else ""
     details = (f"{box.restart_count} restarts, state {box.state}, last exit code {box.exit_code}"
                f"{since}")
-    severity = C if looping or rise >= LOOP_RESTARTS or short else W
+    # One crash the engine recovered from at once is no loop: heal would stop a service that
+    # runs again and recreate it (QA). Two or more within the short uptime are.
+    severity = C if looping or rise >= LOOP_RESTARTS or (short and rise >= 2) else W
     fix = (f"the process keeps failing: read the last log lines of {service.name} below, fix the "
            "command or configuration in the spec, then `reconcile apply` (a plain restart will "
-           "not help)")
+           "not help)") if severity is C else (
+           f"it runs again; read the last log lines of {service.name} below for why it stopped")
     return [_issue(service.name, severity, "restart loop" if severity is C else "restarted",
                    details, fix, "restart-loop")]
 

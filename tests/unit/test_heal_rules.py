@@ -103,6 +103,7 @@ RECORDED = {
     "postgres-killed": {"postgres": [START]},
     "restart-count-rising": {"worker": [REPORT]},
     "restart-count-rising-fast": {"worker": [RECREATE]},
+    "one-crash-recovered": {"cache": [REPORT]},  # runs again: nothing to stop or recreate
     "restart-loop": {"web": [RECREATE]},
     "stopped": {"web": [START]},
     "volume-full": {"web": [REPORT]},
