@@ -17,6 +17,7 @@ third (default 2 s; tests set 0.1).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ from reconciler.spec.normalise import (
 BACKOFF_ENV = "RECONCILE_HEAL_BACKOFF"
 DEFAULT_BACKOFF_S = 2.0
 LONGEST_WAIT_FACTOR = 15
+RECOVERY_WAIT = 30.0  # seconds a dependent may take to be healthy again once its dependencies are
 ROLLED_BACK = "apply.rolled-back"
 
 Say = Callable[[str, str], None]
@@ -118,19 +120,36 @@ class Healer:
             kind = following
 
     def _after_dependencies(self, fix: Fix) -> FixOutcome | None:
-        """A service whose dependencies were broken too is looked at again first: healthy now
-        (it recovered with them) is fixed; a dependency still broken means not now."""
-        if not fix.after:
-            return None
-        if healthy(self.session, fix.service):
+        """A service whose dependencies are not healthy is not touched: a restart or recreate
+        cannot help it (a recreate is refused while they are down), and it usually recovers
+        with them. Every dependency is looked at, also those a heal of this service alone did
+        not diagnose. One whose dependencies were broken and are healed is looked at again
+        first, over one health-check interval: Docker's own verdict lags until its next check,
+        and a restart on it alone dropped requests the service was answering again (QA)."""
+        if fix.after and healthy(self.session, fix.service):
             self.say(fix.service, f"{fix.service} is healthy again with {', '.join(fix.after)}")
             return FixOutcome(Result.FIXED, "none", 0, f"healthy again once {', '.join(fix.after)} was healed")
-        waiting = [d for d in fix.after if not healthy(self.session, d)]
-        if not waiting:
-            return None
-        words = f"not attempted: it depends on {', '.join(waiting)}, which is not healthy"
-        self.say(fix.service, f"{fix.service}: {words}")
-        return FixOutcome(Result.REPORTED, "wait", 0, words)
+        waiting = [d for d in self.session.spec.services[fix.service].depends_on if not healthy(self.session, d)]
+        if waiting:
+            words = (f"not attempted: it depends on {', '.join(waiting)}, which is not healthy: heal "
+                     f"{'that' if len(waiting) == 1 else 'those'} first (`reconcile heal {' '.join(waiting)}`)")
+            self.say(fix.service, f"{fix.service}: {words}")
+            return FixOutcome(Result.REPORTED, "wait", 0, words)
+        if fix.after and self._recovers(fix.service):
+            self.say(fix.service, f"{fix.service} is healthy again with {', '.join(fix.after)}")
+            return FixOutcome(Result.FIXED, "none", 0, f"healthy again once {', '.join(fix.after)} was healed")
+        return None
+
+    def _recovers(self, service: str) -> bool:
+        """Healthy within one health-check interval of the service (at most ``RECOVERY_WAIT``)."""
+        interval = float(self.session.spec.services[service].health.interval)
+        deadline = time.monotonic() + min(RECOVERY_WAIT, interval + 1.0)
+        while True:
+            if healthy(self.session, service):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
     def _attempts(self, fix: Fix, kind: FixKind, before: list[str]) -> tuple[bool, int, str, bool]:
         limit = ATTEMPTS[kind]

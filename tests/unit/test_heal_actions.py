@@ -22,7 +22,8 @@ from reconciler.spec.models import Spec
 
 SPEC = Spec.model_validate({"project": "p", "services": {
     "db": {"kind": "postgres", "image": "pg:15", "stateful": True},
-    "web": {"image": "app:1"}}})
+    "web": {"image": "app:1"},
+    "api": {"image": "app:1", "depends_on": ["db"], "health": {"interval": "100ms"}}}})
 
 
 def fix(kind: FixKind, rule: str, service: str = "web") -> Fix:
@@ -111,14 +112,36 @@ def test_the_backoff_comes_from_the_environment():
 def test_a_dependent_is_looked_at_again_after_its_dependency(healer, monkeypatch):
     restart = Script()
     monkeypatch.setitem(heal_actions.ACTIONS, FixKind.RESTART, restart)
-    state = {"web": True}
+    state = {"api": True}
     monkeypatch.setattr(heal_actions, "healthy", lambda session, service: state.get(service, False))
-    after = Fix("web", FixKind.RESTART, fix(FixKind.RESTART, "probe-failing").issues, after=("db",))
+    after = Fix("api", FixKind.RESTART, fix(FixKind.RESTART, "probe-failing", service="api").issues, after=("db",))
     recovered = healer.run(after)
     assert (recovered.result, recovered.attempts, restart.calls) == (Result.FIXED, 0, 0)
-    state["web"] = False
+    state["api"] = False
     waiting = healer.run(after)
     assert (waiting.result, waiting.action, restart.calls) == (Result.REPORTED, "wait", 0)
     assert "it depends on db, which is not healthy" in waiting.details
     state["db"] = True
     assert healer.run(after).result is Result.FIXED and restart.calls == 1
+
+
+def test_a_dependent_waits_one_health_interval_before_it_is_restarted(healer, monkeypatch):
+    """QA: once its dependency was healed, the API was restarted on Docker's stale verdict
+    (its next check two seconds away), dropping requests it was answering again."""
+    restart = Script()
+    monkeypatch.setitem(heal_actions.ACTIONS, FixKind.RESTART, restart)
+    answers = iter([False, False, True])
+    monkeypatch.setattr(heal_actions, "healthy", lambda session, service: service == "db" or next(answers))
+    after = Fix("api", FixKind.RESTART, fix(FixKind.RESTART, "healthcheck", service="api").issues, after=("db",))
+    assert (healer.run(after).result, restart.calls) == (Result.FIXED, 0)
+
+
+def test_a_heal_of_one_service_looks_at_its_dependencies_too(healer, monkeypatch):
+    """QA: `heal api` with its cache down restarted api, then tried three recreates that could
+    not work. The dependency was outside the heal's scope, so not in ``after``."""
+    restart = Script()
+    monkeypatch.setitem(heal_actions.ACTIONS, FixKind.RESTART, restart)
+    monkeypatch.setattr(heal_actions, "healthy", lambda session, service: False)
+    outcome = healer.run(fix(FixKind.RESTART, "healthcheck", service="api"))
+    assert (outcome.result, outcome.action, restart.calls) == (Result.REPORTED, "wait", 0)
+    assert "`reconcile heal db`" in outcome.details
