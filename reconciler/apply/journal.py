@@ -61,7 +61,8 @@ class ApplyRecord:
     actions: int
     result: str
     exit_code: int | None = None
-    command: str = "apply"  # or rollback: both change the stack under the lock, journalled alike
+    command: str = "apply"  # or rollback, or heal: all change the stack under the lock, journalled alike
+    profiles: tuple[str, ...] = ()  # the profiles it was limited to; () for the whole project
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -94,7 +95,21 @@ def summarise(path: Path) -> ApplyRecord | None:
     return ApplyRecord(apply_id=start["apply_id"], started=start["ts"],
                        finished=finish["ts"] if finish else None, duration_s=duration, actions=done,
                        result=result, exit_code=finish.get("exit_code") if finish else None,
-                       command=str(start.get("command") or "apply"))
+                       command=command_of(start), profiles=tuple(start.get("profiles") or ()))
+
+
+HEAL_REASON = "heal "
+"""How the reason of a recreate ``reconcile heal`` runs through apply starts (``heal api: …``)."""
+
+
+def command_of(start: dict) -> str:
+    """The command that made the run: the one its ``start`` record names (rollback), else
+    ``heal`` when heal ran it (its recreates go through apply's runner, and only their reason
+    tells them apart), else ``apply``. An operator reading history must see that heal, not a
+    person's apply, replaced a container."""
+    if start.get("command"):
+        return str(start["command"])
+    return "heal" if str(start.get("reason") or "").startswith(HEAL_REASON) else "apply"
 
 
 def _interrupted(last: dict) -> str:

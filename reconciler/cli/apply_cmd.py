@@ -212,20 +212,21 @@ def _event_text(event: dict) -> str:
 
 @app.command()
 def history(as_json: JsonOpt = False) -> None:
-    """List past applies and rollbacks of this project: id, command, start, duration, actions, result."""
+    """List past applies, rollbacks and heal's recreates of this project: id, command, start,
+    duration, actions, result."""
     from reconciler.apply.journal import history as read_history
     from reconciler.cli import output
+    from reconciler.operate.show import history_lines
     from reconciler.spec.load import load_spec
 
     STATE.json = as_json
-    records = read_history(load_spec(STATE.file).state_dir())
+    records = [r.to_dict() for r in read_history(load_spec(STATE.file).state_dir())]
     if as_json:
-        output.print_json([r.to_dict() for r in records])
+        output.print_json(records)
         return
     if not records:
         typer.echo("No applies recorded yet.")
         return
-    typer.echo(f"{'APPLY':<24} {'COMMAND':<8} {'STARTED':<29} {'DURATION':>9} {'ACTIONS':>7}  RESULT")
-    for r in records:
-        duration = f"{r.duration_s:.1f}s" if r.duration_s is not None else "-"
-        typer.echo(f"{r.apply_id:<24} {r.command:<8} {r.started:<29} {duration:>9} {r.actions:>7}  {r.result}")
+    console = output.stdout_console()  # a terminal's width (COLUMNS too); a pipe gets whole lines
+    for line in history_lines(records, console.width if console.is_terminal else None):
+        typer.echo(line)

@@ -131,17 +131,22 @@ def drift(
     """Compare the stack with the spec, changing nothing. Exit 0 no drift, 2 drift, 1 error."""
     from reconciler import dockerio
     from reconciler.apply.lock import held_by
+    from reconciler.errors import EngineError
+    from reconciler.operate import gather
     from reconciler.operate.drift import drift_of
     from reconciler.pipeline import snapshot
     from reconciler.session import Session
 
     STATE.json = as_json
-    client = dockerio.connect()
-    snap = snapshot(STATE.file, profile or (), client=client)
+    try:
+        client = dockerio.connect()
+        snap = snapshot(STATE.file, profile or (), client=client)
+    except EngineError as exc:
+        if metrics_file is not None and exc.ref == "engine.unreachable":  # the file must not stay "healthy"
+            _write_metrics_without_engine(metrics_file, tuple(profile or ()))
+        raise
     session = Session(snap.loaded, _client=client)
     holder = held_by(snap.loaded.state_dir(), snap.loaded.spec.project)  # an apply changing the stack: its new containers are no drift
-    scope = [n for n, s in sorted(snap.loaded.spec.services.items())
-             if not snap.plan.profiles or s.profile in snap.plan.profiles]
     drifted = [] if holder else drift_of(snap.loaded, snap.plan, snap.observed)
     data = {"project": snap.loaded.spec.project, "drift": bool(drifted), "profiles": list(snap.plan.profiles),
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}
@@ -149,30 +154,35 @@ def drift(
         data["apply_running"] = holder.apply_id or None
         data["warnings"].append(f"{holder.running} is running ({holder.describe()}): drift is judged once it ends")
     if metrics_file is not None:
-        data["metrics_file"] = str(_write_metrics(session, metrics_file, scope, drifted, data["warnings"]))
+        scope = gather.scope_of(snap.loaded.spec, snap.plan.profiles)
+        flags = {name: False for name in scope} | {d.service: True for d in drifted}
+        facts = gather.metrics_facts(session, snap.plan.profiles, None if holder else flags,  # not judged: no series
+                                     holder is not None, data["warnings"])
+        data["metrics_file"] = str(_write_metrics(metrics_file, facts))
     if holder is None:
         _notify_drift(session, drifted, bool(snap.plan.profiles))
     _show(data, as_json, "print_drift")
     raise typer.Exit(2 if drifted else 0)
 
 
-def _write_metrics(session, path: Path, scope: list[str], drifted, warnings: list[str]) -> Path:
-    from reconciler.operate import gather, metrics
+def _write_metrics(path: Path, facts) -> Path:
+    """The run's ``metrics.StackFacts`` as the textfile, replaced in one rename."""
+    from reconciler.operate import metrics
 
-    flags = {name: False for name in scope} | {d.service: True for d in drifted}
-    health = {name: int(result.level) for name, result in gather.health_of(session, scope).items()}
-    series = metrics.stack_metrics(session.spec.project, flags, health,
-                                   gather.last_backups(session, warnings),
-                                   gather.last_apply(session.loaded.state_dir()))
-    if path.is_dir():
-        raise ReconcileError(f"cannot write the metrics to {path}: it is a folder", ref="drift.metrics-file",
-                             hint=f"give a file name, e.g. {path / 'reconcile.prom'}")
+    return metrics.write_file(path, metrics.stack_metrics(facts))
+
+
+def _write_metrics_without_engine(path: Path, profiles: tuple[str, ...]) -> None:
+    """``reconcile_engine_up 0`` and what is known without the engine, in place of a file that
+    says all is healthy: best effort, since the engine's error is what the run reports (a
+    spec that cannot be read leaves the file alone, with nothing true to put in it)."""
+    from reconciler.operate import gather
+    from reconciler.spec.load import load_spec
+
     try:
-        return metrics.write_atomic(path, metrics.render(series))
-    except OSError as exc:
-        raise ReconcileError(f"cannot write the metrics to {path}: {exc.strerror or exc}",
-                             ref="drift.metrics-file", hint="choose a file in a folder you can write to "
-                             "(node_exporter's textfile folder)") from None
+        _write_metrics(path, gather.facts_without_engine(load_spec(STATE.file), profiles, []))
+    except ReconcileError as exc:
+        typer.echo(f"warning: {exc.message}", err=True)
 
 
 def _notify_drift(session, drifted, partial: bool) -> None:

@@ -7,13 +7,17 @@ more with one series missing than not written at all.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.apply.journal import RUNNING, ApplyRecord, history
 from reconciler.errors import ReconcileError
 from reconciler.health import Level, ServiceHealth, check_service
+from reconciler.operate.metrics import StackFacts
 from reconciler.session import Session
+from reconciler.spec.load import LoadedSpec
+from reconciler.spec.models import Spec
 from reconciler.storage.prune import parse_timestamp
 
 
@@ -91,12 +95,18 @@ def _newest(docs: list[dict] | None, location: str) -> list[BackupFact]:
     return sorted(newest.values(), key=lambda f: f.service)
 
 
-def last_apply(state_dir: Path, *, running: bool = False) -> ApplyFact | None:
+def last_apply(state_dir: Path, *, running: bool = False, profiles: Collection[str] = ()) -> ApplyFact | None:
     """The newest apply that ended (the metrics' last apply: one in progress has no outcome
     yet, and is not a failure); with ``running``, an apply in progress if there is one
-    (``status`` shows it as ``running``)."""
-    records = [r for r in history(state_dir) if running or r.result != RUNNING]
+    (``status`` shows it as ``running``); with ``profiles``, the newest that covered one of
+    them (an apply limited to other profiles did not touch their services)."""
+    records = [r for r in history(state_dir)
+               if (running or r.result != RUNNING) and _covers(r.profiles, profiles)]
     return _apply_fact(records[-1]) if records else None
+
+
+def _covers(applied: Collection[str], wanted: Collection[str]) -> bool:
+    return not applied or not wanted or bool(set(applied) & set(wanted))
 
 
 def _apply_fact(record: ApplyRecord) -> ApplyFact:
@@ -125,3 +135,40 @@ def applied_services(state_dir: Path, limit: int = 50) -> dict[str, str]:
                 if resource:
                     out[resource] = record.get("ts", "")
     return out
+
+
+# -- what ``drift --metrics-file`` writes ----------------------------------------------------
+
+def scope_of(spec: Spec, profiles: Collection[str]) -> list[str]:
+    """The services a run limited to ``profiles`` covers (all of them without profiles)."""
+    return [name for name, service in sorted(spec.services.items()) if not profiles or service.profile in profiles]
+
+
+def metrics_facts(session: Session, profiles: Collection[str], drift: dict[str, bool] | None,
+                  apply_running: bool, warnings: list[str]) -> StackFacts:
+    """A run that reached the engine: health of the services in scope, their newest backups,
+    the last apply that covered them; ``drift`` None when it was not judged."""
+    scope = scope_of(session.spec, profiles)
+    health = {name: int(result.level) for name, result in health_of(session, scope).items()}
+    return StackFacts(session.spec.project, tuple(profiles), engine_up=True, apply_running=apply_running,
+                      drift=drift, health=health, **_stored_facts(session, scope, profiles, warnings))
+
+
+def facts_without_engine(loaded: LoadedSpec, profiles: Collection[str], warnings: list[str]) -> StackFacts:
+    """A run that could not reach the engine: only what is known without it (the stores'
+    backup metadata, the journal, the lock), so the file stops saying "healthy" and "no drift"
+    about a stack nobody could see."""
+    from reconciler.apply.lock import held_by
+
+    session = Session(loaded)  # connects only when asked to, and nothing here asks
+    running = held_by(loaded.state_dir(), loaded.spec.project) is not None
+    return StackFacts(loaded.spec.project, tuple(profiles), engine_up=False, apply_running=running,
+                      **_stored_facts(session, scope_of(loaded.spec, profiles), profiles, warnings))
+
+
+def _stored_facts(session: Session, scope: list[str], profiles: Collection[str], warnings: list[str]) -> dict:
+    """The backup and apply facts, limited to the run's profiles: two per-profile files must
+    not both carry another profile's backups (a series in two files is refused)."""
+    backups = [b for b in last_backups(session, warnings) if not profiles or b.service in scope]
+    return {"backups": tuple(backups),
+            "last_apply": last_apply(session.loaded.state_dir(), profiles=profiles)}

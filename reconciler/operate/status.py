@@ -1,14 +1,19 @@
 """``reconcile status``: one row per service from one snapshot plus health, backups and the
-journal. Building the rows is pure; ``gather_status`` does the reading."""
+journal. Building the rows is pure; ``gather_status`` does the reading.
+
+A row (``status --json`` ``services[]``): ``service``, ``profile``, ``image`` (the spec's),
+``running_image`` (the live container's, None when there is none), ``image_matches_spec``,
+``state``, ``health``, ``uptime``, ``restarts``, ``last_backup`` {local, s3}, ``last_apply``."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from reconciler.observe.models import Observed
+from reconciler.observe.models import Observed, ObservedContainer
 from reconciler.operate.facts import parse_time
 from reconciler.operate.gather import ApplyFact, BackupFact
 from reconciler.plan import leftovers
+from reconciler.plan.display import Views
 from reconciler.spec.load import LoadedSpec
 
 
@@ -24,8 +29,7 @@ def rows(loaded: LoadedSpec, observed: Observed, health: dict, backups: list[Bac
         result = health.get(name)
         running = live is not None and live.running
         out.append({
-            "service": name, "profile": service.profile,
-            "image": loaded.shown(("services", name, "image"), service.image),
+            "service": name, "profile": service.profile, **images(loaded, name, live),
             "state": live.state.value if live else "missing",
             "health": result.status if result is not None else "-",
             "uptime": uptime(live.started_at, now) if running else None,
@@ -34,6 +38,24 @@ def rows(loaded: LoadedSpec, observed: Observed, health: dict, backups: list[Bac
             "last_apply": applied.get(name),
         })
     return out
+
+
+def images(loaded: LoadedSpec, name: str, live: ObservedContainer | None) -> dict:
+    """``image``: the spec's, as the spec's display rules show it (its meaning since status
+    began); ``running_image``: the one the live container was created from (its Config.Image),
+    None without a container; ``image_matches_spec``: whether they are the same reference.
+
+    Status must say what runs: after a spec change not applied yet, or an apply rolled back,
+    the spec's image is not it. The live reference is shown by the rules a plan shows a
+    container's old image with, so a part that was or may be a secret reads ``(sensitive)``;
+    the comparison is of the real references, which masking could make look alike."""
+    spec_image = loaded.spec.services[name].image
+    shown = loaded.shown(("services", name, "image"), spec_image)
+    if live is None or not live.image_ref:
+        return {"image": shown, "running_image": None, "image_matches_spec": None}
+    same = live.image_ref == str(spec_image)
+    running = shown if same else Views(loaded, name, live.sensitive).before_text("image", live.image_ref)
+    return {"image": shown, "running_image": running, "image_matches_spec": same}
 
 
 def uptime(started_at: str | None, now: datetime) -> str | None:

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.operate import metrics
 from reconciler.operate.gather import ApplyFact, BackupFact
-from reconciler.operate.metrics import Metric, Sample
+from reconciler.operate.metrics import Metric, Sample, StackFacts
 
 # One sample line of the text format: name{label="value",…} value
 _LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? \S+$')
@@ -25,13 +25,13 @@ def stack(**overrides) -> str:
         last_apply=ApplyFact("a1", "ok", True, "2026-01-05T01:00:00Z", "2026-01-05T01:00:42.5Z",
                              1767574842.5, 42.5))
     args.update(overrides)
-    return metrics.render(metrics.stack_metrics(**args))
+    return metrics.render(metrics.stack_metrics(StackFacts(**args)))
 
 
 def test_every_series_has_help_and_type_and_parses():
     text = stack()
     names = re.findall(r"^# TYPE (\S+) gauge$", text, re.M)
-    assert names == ["reconcile_drift", "reconcile_service_health",
+    assert names == ["reconcile_engine_up", "reconcile_apply_running", "reconcile_drift", "reconcile_service_health",
                      "reconcile_last_backup_timestamp_seconds", "reconcile_last_backup_size_bytes",
                      "reconcile_last_apply_success", "reconcile_last_apply_duration_seconds",
                      "reconcile_last_apply_timestamp_seconds"]
