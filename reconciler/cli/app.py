@@ -43,6 +43,19 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+LockWaitOpt = Annotated[str, typer.Option(
+    "--lock-wait", help="How long to wait for a running apply, restore, rollback or heal of the project, "
+                        "e.g. 10m.")]
+
+
+def lock_wait_seconds(text: str) -> float:
+    """``--lock-wait``'s value in seconds; a bad one is a usage error (exit 1)."""
+    from reconciler.spec.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise typer.BadParameter("a duration such as 30s or 10m", param_hint="--lock-wait") from None
 ProfileOpt = Annotated[Optional[list[str]], typer.Option(
     "--profile", "-p", help="Limit to a profile (repeatable), e.g. infrastructure, app.")]
 

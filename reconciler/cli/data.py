@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from reconciler.cli.app import STATE, JsonOpt, app
+from reconciler.cli.app import STATE, JsonOpt, LockWaitOpt, app, lock_wait_seconds
 
 backups_app = typer.Typer(help="List, verify and prune stored backups.", no_args_is_help=True)
 app.add_typer(backups_app, name="backups")
@@ -128,10 +128,11 @@ def restore(
     source: Annotated[str, typer.Option(help="auto | local | s3")] = "auto",
     as_json: JsonOpt = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask: replace the live data.")] = False,
+    lock_wait: LockWaitOpt = "0s",
 ) -> None:
     """Replace live data with a backup (local copy first, S3 when it is missing or corrupt)."""
     from reconciler.apply.journal import new_apply_id
-    from reconciler.apply.lock import ApplyLock
+    from reconciler.apply.lock import ApplyLock, waiting_notice
     from reconciler.backup.restore import Source, restore_services
     from reconciler.cli import output
     from reconciler.operate import runlog
@@ -146,8 +147,10 @@ def restore(
                   f"with backup {backup_id}?")
     # Under the apply lock: two restores (or a restore and an apply's) replacing the same
     # databases at once left one missing, with errors that blamed the backup.
-    with ApplyLock(session.state_dir(), new_apply_id(), project=session.spec.project, command="restore"), \
-            runlog.open_run(session, "restore") as log:
+    wait = lock_wait_seconds(lock_wait)
+    lock = ApplyLock(session.state_dir(), new_apply_id(), wait=wait, project=session.spec.project,
+                     command="restore", on_wait=waiting_notice(lambda e: typer.echo(e["message"], err=True), wait))
+    with lock, runlog.open_run(session, "restore") as log:
         say, meter = _say(as_json)
         run = restore_services(session, backup_id, services, source=chosen,
                                progress=log.progress(say), meter=meter)

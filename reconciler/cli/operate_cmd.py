@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from reconciler.cli.app import STATE, JsonOpt, ProfileOpt, app, write_output
+from reconciler.cli.app import STATE, JsonOpt, LockWaitOpt, ProfileOpt, app, lock_wait_seconds, write_output
 from reconciler.errors import ReconcileError
 
 ServicesArg = Annotated[list[str] | None, typer.Argument(help="Services (default: all).")]
@@ -63,7 +63,7 @@ def _notify_critical(session, result, partial: bool) -> None:
 
 
 @app.command()
-def heal(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
+def heal(services: ServicesArg = None, as_json: JsonOpt = False, lock_wait: LockWaitOpt = "0s") -> None:
     """Fix what diagnose finds and can be fixed safely; report the rest.
 
     Starts what is stopped, restarts what is unhealthy, recreates what restarts in a loop or
@@ -79,7 +79,9 @@ def heal(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
 
     STATE.json = as_json
     printer = _HealPrinter(sys.stderr if as_json else sys.stdout)
-    report = healing.run(Session(load_spec(STATE.file)), services, say=printer.say, emit=printer.event)
+    wait = lock_wait_seconds(lock_wait)
+    report = healing.run(Session(load_spec(STATE.file)), services, say=printer.say, emit=printer.event,
+                         lock_wait=wait)
     if as_json:
         from reconciler.cli.output import print_json
 

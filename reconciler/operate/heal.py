@@ -56,14 +56,15 @@ class HealReport:
 
 
 def run(session: Session, services: list[str] | None = None, *, say: Say,
-        emit: Emit = lambda event: None, backoff: float | None = None) -> HealReport:
+        emit: Emit = lambda event: None, backoff: float | None = None, lock_wait: float = 0.0) -> HealReport:
     """One ``reconcile heal``: under the apply lock (heal changes the stack like apply does),
     with a ``heal`` run log holding every attempt and every apply event of a recreate."""
     from reconciler.apply.journal import new_apply_id
-    from reconciler.apply.lock import ApplyLock
+    from reconciler.apply.lock import ApplyLock, waiting_notice
 
     diagnose.check_services(session, services)
-    lock = ApplyLock(session.state_dir(), new_apply_id(), project=session.spec.project, command="heal")
+    lock = ApplyLock(session.state_dir(), new_apply_id(), wait=lock_wait, project=session.spec.project,
+                     command="heal", on_wait=waiting_notice(lambda event: say("", event["message"]), lock_wait))
     with runlog.open_run(session, "heal") as log, lock:
         def tell(service: str, message: str) -> None:
             log.event("heal", service=service, message=message)

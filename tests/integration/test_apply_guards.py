@@ -113,6 +113,9 @@ def test_an_apply_of_the_project_from_another_state_dir_holds_it_off(project, tm
         assert planned.returncode == 0 and "an apply is running" in planned.stdout, show(planned)
         restore = cli(spec, env, "restore", "latest", "--yes")  # restores take turns with applies too
         assert restore.returncode == 1 and "another apply of project" in restore.stderr, show(restore)
+        healed = cli(spec, env, "heal", "--lock-wait", "1s")  # heal too, and it has the option its hint names
+        assert healed.returncode == 1 and "(waited 1s)" in healed.stderr, show(healed)
+        assert "waiting up to 1s for another apply to finish" in healed.stdout, show(healed)
         waited = apply(spec, env, "--lock-wait", "2m")
         assert waited.returncode == 0, show(waited)
         assert "waiting up to 120s for another apply to finish" in waited.stdout + waited.stderr
