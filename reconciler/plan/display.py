@@ -138,6 +138,10 @@ class Views:
                 shown[index] = prefix + SENSITIVE
         return self._scrubbed(_join(name, shown))
 
+    def scrubbed(self, text: str) -> str:
+        """``text`` with every secret of the spec hidden (for causes built from live values)."""
+        return self._scrubbed(text)
+
     def _scrubbed(self, text: str) -> str:
         """``text`` with any secret of the spec in it hidden: a value shown as it resolves (an
         image tag, a port) may still take a secret's variable (``app:${env:TOKEN}``)."""

@@ -335,6 +335,10 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
                                [n.name for n in ctx.observed.networks])
     if settings.blocked and name not in ctx.unhealthy:
         return _Decision(ActionKind.RECREATE, settings.cause, settings.changes)
+    if (by_hand := _ports_set_by_hand(current)) is not None:
+        shown = Views(ctx.loaded, name, current.sensitive).scrubbed
+        return _Decision(ActionKind.RECREATE, shown(f"published ports of the live container are not the ones it "
+                                                    f"was made with (re-run by hand): {by_hand}"))
     if hand_set := _env_set_by_hand(ctx.configs[name], current):
         keys = ", ".join(hand_set)
         return _Decision(ActionKind.RECREATE, f"env {keys} of the live container is not what the spec sets "
@@ -351,6 +355,22 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
     if settings.changes:
         return _Decision(ActionKind.UPDATE, settings.cause, settings.changes)
     return None
+
+
+def _ports_set_by_hand(current: ObservedContainer) -> str | None:
+    """What the live container publishes that its own config label does not say, and the
+    reverse: a container re-run by hand with its labels copied (``-p 0.0.0.0:…`` for
+    ``127.0.0.1:…``) kept its config label, so only its live bindings tell (QA: drift passed a
+    database published on every interface). None when they agree, or the label predates ports."""
+    made = (current.config or {}).get("ports")
+    if not isinstance(made, list):
+        return None
+    live, wanted = set(current.ports), {str(p) for p in made}
+    if live == wanted:
+        return None
+    parts = ([f"published {', '.join(sorted(live - wanted))}"] if live - wanted else []) + \
+        ([f"not published {', '.join(sorted(wanted - live))}"] if wanted - live else [])
+    return "; ".join(parts)
 
 
 def _env_set_by_hand(config: dict, current: ObservedContainer) -> list[str]:

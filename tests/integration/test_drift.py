@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.conftest_s3 import free_port
 from tests.integration.conftest import materialise
 
 pytestmark = pytest.mark.engine
@@ -223,3 +224,24 @@ def test_an_apply_in_progress_reads_as_running_not_interrupted_nor_failed(client
         process.wait()
     history = json.loads(cli(spec, env, "history", "--json").stdout)
     assert history[-1]["result"].startswith("interrupted during recreate:worker"), history
+
+
+def test_a_cache_re_run_by_hand_on_every_interface_is_drift(client, write_spec, project):
+    """QA: the labels copied (a docker inspect copy, runlike), published on 0.0.0.0 where the
+    spec says 127.0.0.1: drift said "No drift"."""
+    port = free_port()
+    loaded = write_spec(SPEC.replace("    networks: [backend]\n  worker:",
+                                     f'    networks: [backend]\n    ports: ["127.0.0.1:{port}:6379"]\n  worker:'))
+    ids = materialise(client, loaded)
+    assert drift(loaded)[0] == 0  # as made: no drift
+    doc = client.api.inspect_container(ids["cache"])
+    client.api.remove_container(ids["cache"], force=True)
+    again = client.api.create_container(
+        doc["Config"]["Image"], labels=doc["Config"]["Labels"], name=doc["Name"].lstrip("/"), ports=[6379],
+        host_config=client.api.create_host_config(port_bindings={6379: port}),  # every interface
+        networking_config=client.api.create_networking_config(
+            {f"{project}_backend": client.api.create_endpoint_config(aliases=["cache"])}))
+    client.api.start(again["Id"])
+    code, data, _ = drift(loaded)
+    assert code == 2 and [d["service"] for d in data["drifted"]] == ["cache"], data
+    assert f"published {port}:6379/tcp; not published 127.0.0.1:{port}:6379/tcp" in reasons(data, "cache")
