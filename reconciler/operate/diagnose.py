@@ -66,7 +66,7 @@ def run(session: Session, services: list[str] | None = None, *, with_usage: bool
         near = {n: r for n, r in probed.items() if r.status == "degraded" and _limit_words(r)[1]}
         found = sort_issues(found + heal_rules.probe_issues(found, {n: _probe_words(r) for n, r in failing.items()})
                             + heal_rules.degraded_issues(found, {n: _limit_words(r) for n, r in near.items()}))
-    found = restore_first(found)
+    found = dependencies_first(restore_first(found), {n: list(s.depends_on) for n, s in session.spec.services.items()})
     measured = _usage(session, facts, live) if with_usage else {}
     if remember and facts.host.engine_reachable:
         save_memory(session.state_dir(), facts)
@@ -89,6 +89,22 @@ RESTARTING_FIXES = frozenset({"container-exited", "container-paused", "healthche
                               "network-missing", "network-detached", "proxy-stopped", "proxy-detached",
                               heal_rules.PROBE_RULE})
 """Rules whose fix starts, restarts, unpauses, reconnects or recreates the service."""
+
+
+def dependencies_first(issues: list[Issue], depends_on: dict[str, list[str]]) -> list[Issue]:
+    """A service whose probe fails while a service it depends on has a critical issue is most
+    likely failing because of it (an API answering 503 with its database down): its fix says
+    so, rather than proposing to restart and recreate it (heal waits for the dependency too)."""
+    broken = {i.service: i.issue for i in issues if i.severity is Severity.CRITICAL}
+    out = []
+    for issue in issues:
+        causes = [d for d in depends_on.get(issue.service, ()) if d in broken and d != issue.service]
+        if causes and issue.rule in (heal_rules.PROBE_RULE, "healthcheck"):
+            named = ", ".join(f"{d} ({broken[d]})" for d in causes)
+            issue = replace(issue, suggested_fix=f"probably caused by {named}, which it depends on: fix that "
+                                                 f"first; heal does, then looks at {issue.service} again")
+        out.append(issue)
+    return out
 
 
 def restore_first(issues: list[Issue]) -> list[Issue]:
@@ -117,7 +133,8 @@ def _probe(session: Session, name: str) -> ServiceHealth:
 
 def _probe_words(result: ServiceHealth) -> tuple[str, str]:
     shown = {k: v for k, v in result.details.items()
-             if k in ("error", "docker_health", "state", "restarts", "exit_code") and v not in (None, "", 0)}
+             if k in ("url", "status_code", "error", "docker_health", "state", "restarts", "exit_code")
+             and v not in (None, "", 0)}
     return result.status, ", ".join(f"{k} {v}" for k, v in shown.items())
 
 
