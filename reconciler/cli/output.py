@@ -158,13 +158,14 @@ def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
     for service, entry in doc["services"].items():
         facts = [f"{_size(entry['size'])}", entry["checksum"][:19] + "…"]
         if entry.get("table_count") is not None:
-            facts.append(f"{entry['table_count']} tables, {entry['row_count']} rows")
+            facts.append(f"{_count(entry['table_count'], 'table')}, {_count(entry['row_count'], 'row')}")
         if entry.get("key_count") is not None:
-            facts.append(f"{entry['key_count']} keys")
+            facts.append(_count(entry["key_count"], "key"))
         lines.append((f"  {service}: {entry['local_path']} ({', '.join(facts)})", ""))
     for report in pruned:
         if report["deleted"]:
-            lines.append((f"  retention: {report['store']}: deleted {len(report['deleted'])} old files", ""))
+            lines.append((f"  retention: {report['store']}: deleted {_count(len(report['deleted']), 'old backup file')}"
+                          f" (and their metadata)", ""))
     lines += [(f"warning: {warning}", "yellow") for warning in warnings]
     print_lines(lines)
 
