@@ -181,7 +181,7 @@ def test_verify_catches_orphans_and_missing_critical_tables(server):
     report = engine.verify(target, stats)
     failed = {c.name: c for c in report.failures}
     orphan = failed["shop: foreign key order_items_order_id_fkey on public.order_items"]
-    assert orphan.actual == "1 orphan rows"
+    assert orphan.actual == "1 orphan row"
     assert "shop: foreign key orders_customer_id_fkey on public.orders" not in failed  # NOT VALID, no orphan
     [not_valid] = [c for c in report.checks if c.name == "shop: foreign key orders_customer_id_fkey on public.orders"]
     assert not_valid.actual == "0 orphan rows (constraint not validated)"

@@ -116,7 +116,7 @@ def test_a_not_valid_foreign_key_without_orphans_verifies_and_restores(running):
         conn.execute("SET session_replication_role = replica")  # FK triggers off: an orphan
         conn.execute("INSERT INTO c VALUES (3, 99)")
     failed = {c.name: c for c in engine.verify(one, stats).failures}
-    assert failed["shop: foreign key c_p_fk on public.c"].actual == "1 orphan rows (constraint not validated)"
+    assert failed["shop: foreign key c_p_fk on public.c"].actual == "1 orphan row (constraint not validated)"
 
 
 def test_tables_whose_names_would_print_alike_are_counted_apart(running):  # noqa: F811
