@@ -15,7 +15,7 @@ from pathlib import Path
 from reconciler.errors import EngineError, ReconcileError
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import Kind
-from reconciler.spec.normalise import container_name
+from reconciler.spec.normalise import LABEL_PROJECT, container_name
 
 
 @dataclass
@@ -69,18 +69,23 @@ class Session:
         return engine_for(self.spec.services[service].kind, self._client, connect=lambda: self.client)
 
     def container_doc(self, service: str, container: str | None = None) -> dict | None:
-        """Inspect of the service's live container (or ``container``), None when absent."""
+        """Inspect of the service's live container (or ``container``), None when absent. A
+        container under the service's name that is not the project's (``docker run --name``
+        without reconcile's labels) is not the service: it is never probed, backed up or
+        restored in its place (diagnose names it: rule ``name-taken``)."""
         name = container or container_name(self.spec, service)
-        if (doc := self.prefetched.pop(name, None)) is not None:
-            return doc
-        from reconciler import dockerio
+        if (doc := self.prefetched.pop(name, None)) is None:
+            from reconciler import dockerio
 
-        try:
-            return dockerio.inspect_container(self.client, name)
-        except EngineError as exc:
-            if exc.ref == "engine.not-found":
-                return None
-            raise
+            try:
+                doc = dockerio.inspect_container(self.client, name)
+            except EngineError as exc:
+                if exc.ref == "engine.not-found":
+                    return None
+                raise
+        if container is None and ((doc.get("Config") or {}).get("Labels") or {}).get(LABEL_PROJECT) != self.spec.project:
+            return None
+        return doc
 
     def target(self, service: str, container: str | None = None):
         """How an engine reaches the service's running container from this host."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,13 @@ def project_snapshot(client: docker.DockerClient, project: str, image_refs) -> d
             "containers": project_containers(client, project),
             "networks": project_networks(client, project),
             "volumes": project_volumes(client, project)}
+
+
+def containers_named(client: docker.DockerClient, name: str) -> list[dict]:
+    """The list entries of containers named exactly ``name`` (any labels, running or not)."""
+    with engine_errors("listing containers"):
+        listed = client.api.containers(all=True, filters={"name": f"^/{re.escape(name)}$"})
+    return [c for c in listed if f"/{name}" in (c.get("Names") or ())]
 
 
 def project_containers(client: docker.DockerClient, project: str) -> list[dict]:

@@ -94,6 +94,9 @@ class ServiceFacts:
     """A blue-green service's proxy (``<project>-<service>-proxy``), which publishes its host
     ports; empty for a service that publishes its own."""
     proxy: ContainerFacts | None = None
+    name_holder: str = ""
+    """With no container of the service: a container reconcile did not make (no project label)
+    that holds its name, as ``<short id> (<image>, <state>)``; apply cannot create it then."""
 
 
 @dataclass(frozen=True)

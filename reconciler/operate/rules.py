@@ -74,6 +74,12 @@ def disk_space(facts: Facts) -> list[Issue]:
 def container_missing(service: ServiceFacts, facts: Facts) -> list[Issue]:
     if service.container is not None:
         return []
+    if service.name_holder:
+        return [_issue(service.name, C, "name taken", f"{service.container_name} is a container reconcile did not "
+                       f"make (no reconcile labels): {service.name_holder}",
+                       f"look at it (docker inspect {service.container_name}); if it is not needed, remove it "
+                       f"(docker rm -f {service.container_name}), then `reconcile apply` creates the service",
+                       "name-taken")]
     return [_issue(service.name, C, "container missing", f"no container {service.container_name}",
                    "`reconcile apply` creates it (stateful services: restore with `reconcile "
                    "restore` if the data volume is new)", "container-missing")]

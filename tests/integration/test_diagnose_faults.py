@@ -279,3 +279,26 @@ def test_a_cache_that_refuses_writes_is_critical_and_one_near_its_limit_a_warnin
 def deep_issues(loaded) -> dict[str, dict]:
     """`reconcile diagnose --json`'s issues (deep probes included) by rule."""
     return {i["rule"]: i for i in json.loads(run_cli(loaded, "diagnose", "--json").stdout)["issues"]}
+
+
+def test_a_container_of_the_service_s_name_without_labels_is_named_and_never_taken_for_it(client, write_spec, project):
+    """QA: `docker run --name <project>-web …` without reconcile's labels: health probed it as
+    the service, diagnose said the container was missing, and apply failed on the engine's
+    Conflict (exit 2). It is named as what it is, and apply stops with what to do."""
+    loaded = write_spec(APP)
+    ids = materialise(client, loaded)
+    client.api.remove_container(ids["web"], force=True)
+    other = client.api.create_container("reconcile-lab/debian:bookworm", ["sleep", "300"], name=f"{project}-web")
+    try:
+        client.api.start(other["Id"])
+        found = deep_issues(loaded)
+        assert set(found) == {"name-taken"}, found
+        assert other["Id"][:12] in found["name-taken"]["details"]
+        assert f"docker rm -f {project}-web" in found["name-taken"]["suggested_fix"]
+        health = run_cli(loaded, "health", "--json")
+        assert health.returncode == 3, health.stdout  # the service's container is missing: not that one
+        applied = run_cli(loaded, "apply", "--auto-approve")
+        assert applied.returncode == 2 and "error[apply.name-taken]" in applied.stderr, applied.stderr
+        assert client.api.inspect_container(f"{project}-web")["Id"] == other["Id"]  # left alone
+    finally:
+        client.api.remove_container(other["Id"], force=True)
