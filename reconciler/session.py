@@ -83,7 +83,8 @@ class Session:
                 if exc.ref == "engine.not-found":
                     return None
                 raise
-        if container is None and ((doc.get("Config") or {}).get("Labels") or {}).get(LABEL_PROJECT) != self.spec.project:
+        labels = (doc.get("Config") or {}).get("Labels") or {}
+        if container is None and labels.get(LABEL_PROJECT) != self.spec.project:
             return None
         return doc
 

@@ -148,7 +148,8 @@ def drift(
             _write_metrics_without_engine(metrics_file, tuple(profile or ()))
         raise
     session = Session(snap.loaded, _client=client)
-    holder = held_by(snap.loaded.state_dir(), snap.loaded.spec.project)  # an apply changing the stack: its new containers are no drift
+    # an apply changing the stack: its new containers are no drift
+    holder = held_by(snap.loaded.state_dir(), snap.loaded.spec.project)
     drifted = [] if holder else drift_of(snap.loaded, snap.plan, snap.observed)
     data = {"project": snap.loaded.spec.project, "drift": bool(drifted), "profiles": list(snap.plan.profiles),
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}

@@ -316,7 +316,8 @@ def foreign_key_checks(conn: psycopg.Connection, label: str) -> list[VerifyCheck
             _FOREIGN_KEYS).fetchall():
         orphans = int(conn.execute(_orphan_query(cs, ct, ckind, ps, pt, pkind, ccols, pcols))
                       .fetchone()[0])
-        actual = f"{orphans} orphan row{'' if orphans == 1 else 's'}" + ("" if validated else " (constraint not validated)")
+        actual = (f"{orphans} orphan row{'' if orphans == 1 else 's'}"
+                  + ("" if validated else " (constraint not validated)"))
         checks.append(VerifyCheck(f"{label}: foreign key {name} on {table_name(cs, ct)}", "0 orphan rows",
                                   actual, orphans == 0))
     return checks

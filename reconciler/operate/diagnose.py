@@ -118,7 +118,8 @@ def restore_first(issues: list[Issue]) -> list[Issue]:
 
 def deep_health(session: Session, facts: Facts) -> dict:
     """The kind's probe of every running service (each has its own timeout); only those that
-    are not healthy are kept (critical ones are issues, degraded ones warnings). A stopped service is the rules' business, not a probe's.
+    are not healthy are kept (critical ones are issues, degraded ones warnings). A stopped
+    service is the rules' business, not a probe's.
     One after another: the session's engine client and caches are not shared across threads."""
     results = [_probe(session, s.name) for s in facts.services if s.container is not None and s.container.running]
     return {r.service: r for r in results if r.level >= Level.MINOR}

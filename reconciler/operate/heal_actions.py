@@ -219,8 +219,11 @@ def attempt_words(fix: Fix, kind: FixKind, number: int, limit: int) -> str:
     first = next((i for i in fix.issues if fix_for(i) is kind), fix.issues[0])
     if kind is FixKind.RESTART:
         return f"{fix.service} is unhealthy ({first.issue}: {_short(first.details)}): restarting it once"
-    verb = {FixKind.UNPAUSE: "unpausing it (nothing is restarted)", FixKind.START: "starting it", FixKind.RECREATE: "recreating it through apply's plan",
-            FixKind.RECREATE_NETWORK: "recreating its network, reconnecting and starting it"}[kind]
+    rejoin = ("recreating its network, reconnecting and starting it" if "network-missing" in fix.rules else
+              "starting its proxy and reconnecting it" if fix.rules & {"proxy-stopped", "proxy-detached"} else
+              "reconnecting it to its networks and starting it")
+    verb = {FixKind.UNPAUSE: "unpausing it (nothing is restarted)", FixKind.START: "starting it",
+            FixKind.RECREATE: "recreating it through apply's plan", FixKind.RECREATE_NETWORK: rejoin}[kind]
     return f"{fix.service}: {first.issue}: {verb} (attempt {number}/{limit})"
 
 

@@ -1,9 +1,11 @@
 """What heal does about each issue: pure decisions from diagnose's issues to fixes, no I/O.
 
 Heal only does what cannot lose data and needs no change of the spec: start what is stopped,
-unpause what is paused (the same processes go on: nothing is restarted), restart what is unhealthy, recreate what loops or stays unhealthy (through apply's plan, so a
-stateful service is backed up first), and recreate a deleted network. Everything whose real
-fix is elsewhere — another process on a port, memory, disk space, the spec itself — is
+unpause what is paused (the same processes go on: nothing is restarted), restart what is
+unhealthy, recreate what loops or stays unhealthy (through apply's plan, so a stateful
+service is backed up first, and never from an older backup), and recreate a deleted network.
+Everything whose real fix is elsewhere — another process on a port, memory, disk space, a
+client that takes every connection, the spec itself — is
 *reported* with advice: restarting a service into the same OOM kill or the same full disk
 only hides the cause.
 
