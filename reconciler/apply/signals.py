@@ -25,14 +25,19 @@ def _interrupt(signum, frame) -> None:
 
 
 @contextmanager
-def finishing(what: str) -> Iterator[None]:
-    """Ctrl-C and SIGTERM are noted, not acted on, until the block ends."""
+def finishing(what: str, *, then_stop: bool = False) -> Iterator[None]:
+    """Ctrl-C and SIGTERM are noted, not acted on, until the block ends; with ``then_stop``
+    the first one then takes effect as it would have (the handler that was there before: a
+    ``KeyboardInterrupt``), so a step that must not be cut halfway still ends the command.
+    In the main thread only, where signals arrive; a block that fails keeps its own error."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: list[int] = []
     previous = {stop: signal.getsignal(stop) for stop in STOPS}
 
     def held(signum, frame) -> None:
+        received.append(signum)
         sys.stderr.write(f"{signal.Signals(signum).name} received: {what} finishes first\n")
 
     for stop in STOPS:
@@ -42,3 +47,5 @@ def finishing(what: str) -> Iterator[None]:
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)
+    if then_stop and received:
+        signal.raise_signal(received[0])

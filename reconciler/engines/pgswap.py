@@ -9,7 +9,7 @@ second rename) is the data the live database had before that restore, possibly r
 backup holds: ``recover`` refuses to go on rather than drop it, unless it is a drop that was
 cut halfway (PostgreSQL marks such a database invalid; nothing usable is left in it).
 
-Ctrl-C or SIGTERM during a swap waits for it (``uninterrupted``): the renames and the drop
+Ctrl-C or SIGTERM during a swap waits for it (``apply.signals.finishing``): the renames and the drop
 of the retired copy finish, and the caller records the database as replaced, before the
 interrupt takes effect.
 
@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 import psycopg
 from psycopg import errors, sql
@@ -102,32 +99,6 @@ def clashes(names: Iterable[str]) -> list[str]:
             if other != db:
                 found.append(f"{db} and {other} (both would use {derived})")
     return found
-
-
-@contextmanager
-def uninterrupted(what: str) -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block has finished, then take effect as they would
-    have (a ``KeyboardInterrupt`` from the handler that was there before). In the main thread
-    only, where signals arrive; a block that fails keeps its own error."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {stop: signal.getsignal(stop) for stop in _STOPS}
-
-    def held(signum, frame) -> None:
-        received.append(signum)
-        sys.stderr.write(f"{signal.Signals(signum).name} received: {what} finishes first\n")
-
-    for stop in _STOPS:
-        signal.signal(stop, held)
-    try:
-        yield
-    finally:
-        for stop, handler in previous.items():
-            signal.signal(stop, handler)
-    if received:
-        signal.raise_signal(received[0])
 
 
 def exists(admin: psycopg.Connection, db: str) -> bool:

@@ -32,6 +32,7 @@ from typing import BinaryIO
 import psycopg
 
 from reconciler import dockerio
+from reconciler.apply.signals import finishing
 from reconciler.engines import fifo, pgformat, pgglobals, pgload, pgsplit, pgswap
 from reconciler.engines import pgcatalog as pg
 from reconciler.engines.base import (
@@ -312,7 +313,7 @@ class PostgresEngine(DockerBacked):
         as replaced the moment its new copy is in place, and its previous copy is dropped
         whole (not cut halfway), before the interrupt takes effect."""
         for db in loaded:
-            with pgswap.uninterrupted(f"replacing database {db}"):
+            with finishing(f"replacing database {db}", then_stop=True):
                 retired = self._swap_in(target, db)
                 swapped.append(db)
                 if retired is not None:
