@@ -64,6 +64,22 @@ def interrupted(state_dir: Path, service: str) -> dict | None:
     return record
 
 
+def open_records(state_dir: Path) -> dict[str, dict]:
+    """Every restore on record, running or interrupted, by service: the data of each is
+    partial until it ends. A backup must not take it, and retention must keep the backup it
+    was loading (QA: a nightly backup of a half-refilled cache, then its retention deleted
+    the one full backup)."""
+    found = {}
+    for path in sorted((state_dir / FOLDER).glob("*.json")) if (state_dir / FOLDER).is_dir() else ():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            found[path.stem] = record
+    return found
+
+
 def advice(service: str, record: dict) -> str:
     return (f"run `reconcile restore {record.get('backup_id') or 'latest'} {service} --yes` again; "
             "until a restore of it succeeds its data is partial")

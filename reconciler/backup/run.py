@@ -57,6 +57,7 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
                     progress: Progress = lambda _: None, meter: Meter = NO_METER) -> BackupRun:
     """Back up ``services`` (from ``containers[service]`` when given, else the live ones)."""
     containers = containers or {}
+    services, skipped = _without_partial(session, services)
     targets = {s: session.target(s, containers.get(s)) for s in services}
     local = session.local
     local.ensure_root()
@@ -88,9 +89,27 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
         local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
     finally:
         local.release(claim)
-    run = BackupRun(backup_id, doc)
+    run = BackupRun(backup_id, doc, skipped)
     _copy_to_s3(session, run, entries, progress, meter)
     return run
+
+
+def _without_partial(session: Session, services: list[str]) -> tuple[list[str], list[str]]:
+    """``services`` but those a restore is replacing, or left partial: a backup of them would
+    be taken for a good one (and its retention could delete the full backup the restore was
+    loading). They are skipped with a warning; none left is an error."""
+    from reconciler.backup import restoring
+
+    partial = {s: r for s, r in restoring.open_records(session.loaded.state_dir()).items() if s in services}
+    if not partial:
+        return services, []
+    warnings = [f"{s} was not backed up: a restore of backup {r.get('backup_id')} is replacing its data or stopped "
+                f"halfway (its data is partial); {restoring.advice(s, r)}" for s, r in sorted(partial.items())]
+    rest = [s for s in services if s not in partial]
+    if not rest:
+        raise BackupError(warnings[0] if len(warnings) == 1 else "; ".join(warnings),
+                          ref="backup.restore-interrupted", hint="finish the restore first; no backup was taken")
+    return rest, warnings
 
 
 def _claim_id(session: Session, taken_at: datetime) -> tuple[str, int, Path]:

@@ -278,6 +278,7 @@ def _prune_all(session, dry_run: bool, with_s3: bool = True) -> list[dict]:
 
 
 def _prune_one(session, name: str, dry_run: bool) -> dict:
+    from reconciler.backup import restoring
     from reconciler.errors import ReconcileError
     from reconciler.storage.prune import PrunePartlyDone, prune_store
 
@@ -287,7 +288,9 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
     try:
         store = session.local if name == "local" else session.s3  # opening S3 can fail too
         entry["store"] = store.describe()
-        report = prune_store(store, session.spec.backup.retention, dry_run=dry_run, project=session.spec.project)
+        restoring_from = {r.get("backup_id") for r in restoring.open_records(session.loaded.state_dir()).values()}
+        report = prune_store(store, session.spec.backup.retention, dry_run=dry_run, project=session.spec.project,
+                             keep_ids=restoring_from)
     except ReconcileError as exc:
         entry["error"] = {"error": exc.ref, "message": exc.message, "hint": exc.hint}
         report = exc.report if isinstance(exc, PrunePartlyDone) else None

@@ -204,15 +204,17 @@ def plan_prune(records: Sequence[BackupRecord], present: set[str], retention: Re
 
 def prune(store: Store, records: Sequence[BackupRecord], retention: Retention,
           dry_run: bool = False, unreadable: Sequence[Unreadable] = (),
-          others: Sequence[BackupRecord] = ()) -> PruneReport:
+          others: Sequence[BackupRecord] = (), keep_ids: Collection[str] = ()) -> PruneReport:
     """Apply ``retention`` to ``store``. With ``dry_run`` nothing is deleted.
 
     ``records`` should be this store's own metadata (``load_records(store)``); ``others``,
-    other projects' backups in it, whose files are never deleted.
+    other projects' backups in it, whose files are never deleted; ``keep_ids``, backups that
+    must stay whatever retention decides (one a restore is loading, or stopped halfway in).
     """
     present = {item.key for item in store.list()}
     theirs = {key for record in others for key in (*record.files.values(), *record.pruned.values())}
-    plan = plan_prune(records, present, retention, protected=theirs)
+    held = {key for record in records if record.backup_id in keep_ids for key in record.files.values()}
+    plan = plan_prune(records, present, retention, protected=theirs | held)
     report = PruneReport(store.describe(), dry_run, plan.decisions, [], [], [],
                          _kept_keys(records, plan.decisions), list(unreadable),
                          dict(Counter(record.project or "" for record in others)))
@@ -271,10 +273,11 @@ def _kept_keys(records: Sequence[BackupRecord], decisions: Mapping[str, Decision
 
 
 def prune_store(store: Store, retention: Retention, dry_run: bool = False,
-                project: str | None = None) -> PruneReport:
+                project: str | None = None, keep_ids: Collection[str] = ()) -> PruneReport:
     """Load the store's metadata and prune it: the one call the CLI needs per store. With
-    ``project``, only that project's backups (and the seed's, which name none) are pruned."""
+    ``project``, only that project's backups (and the seed's, which name none) are pruned;
+    ``keep_ids`` are kept whatever retention decides (``prune``)."""
     records, unreadable = load_records(store)
     ours = [r for r in records if project is None or r.project in (None, project)]
     others = [r for r in records if project is not None and r.project not in (None, project)]
-    return prune(store, ours, retention, dry_run, unreadable, others)
+    return prune(store, ours, retention, dry_run, unreadable, others, keep_ids)

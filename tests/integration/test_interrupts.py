@@ -193,3 +193,34 @@ def test_ctrl_c_during_the_swap_names_the_replaced_database_and_leaves_no_half_d
     again = cli(loaded, "restore", "latest", "postgres", "--yes")
     assert again.returncode == 0, again.stderr
     assert psql("SELECT count(*) FROM t", db="extra") == "1000"
+
+
+def test_a_service_whose_restore_stopped_halfway_is_not_backed_up_and_its_backup_is_kept(client, write_spec):
+    """QA: after a cache restore was cut off, the nightly backup took the half-refilled data as
+    a good backup, and its retention deleted the full backup the restore had been loading, in
+    both stores. A service with a restore on record is skipped (a warning, exit 1), and no
+    prune deletes the backup that restore names."""
+    from reconciler.backup import restoring
+
+    loaded = write_spec(SPEC.replace("backup:\n  local: { path: ./backups }\n",
+                                     "backup:\n  local: { path: ./backups }\n  retention: { daily: 1, weekly: 0, "
+                                     "monthly: 0 }\n"))
+    materialise(client, loaded)
+    deadline = time.monotonic() + 90
+    while cli(loaded, "health", "postgres").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    first = cli(loaded, "backup", "--no-prune", "--json")
+    assert first.returncode == 0, first.stderr
+    full = json.loads(first.stdout)["backup_id"]
+    assert cli(loaded, "backup", "--no-prune").returncode == 0  # a newer one: retention (daily: 1) prefers it
+    restoring.begin(loaded.state_dir(), "files", full, running=True)  # a restore of the older, cut off
+    second = cli(loaded, "backup", "--json")
+    assert second.returncode == 1, second.stderr
+    taken = json.loads(second.stdout)
+    assert set(taken["services"]) == {"postgres"}
+    assert any("files was not backed up" in w and f"reconcile restore {full} files --yes" in w
+               for w in taken["warnings"]), taken["warnings"]
+    listed = {row["backup_id"]: row for row in json.loads(cli(loaded, "backups", "list", "--json").stdout)}
+    assert full in listed and "files" in listed[full]["services"]  # the restore's backup, kept whatever retention says
+    only = cli(loaded, "backup", "files")
+    assert only.returncode == 1 and "error[backup.restore-interrupted]" in only.stderr, only.stderr
