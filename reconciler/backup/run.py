@@ -89,7 +89,7 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
         local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
     finally:
         local.release(claim)
-    run = BackupRun(backup_id, doc, skipped)
+    run = BackupRun(backup_id, doc, skipped + missing_critical(session, entries))
     _copy_to_s3(session, run, entries, progress, meter)
     return run
 
@@ -168,6 +168,21 @@ def _backup_one(session: Session, service: str, target, taken_at: datetime, seri
         checked.expect(written.sha256)
     return ServiceEntry(service, key, written.size, written.sha256, compression.value, stats,
                         str(session.local.path_of(key)))
+
+
+def missing_critical(session: Session, entries: list[ServiceEntry]) -> list[str]:
+    """A warning per service whose backup lacks critical tables the spec names (a typo, or
+    taken before the app made its tables): nothing noticed it until a restore was refused."""
+    from reconciler.engines.pgcatalog import backed_up
+
+    warnings = []
+    for entry in entries:
+        critical = session.spec.services[entry.service].backup.critical_tables
+        if entry.stats.databases and (missing := [t for t in critical if t not in backed_up([t], entry.stats)]):
+            warnings.append(f"{entry.service}: the backup holds no table {', '.join(missing)} of "
+                            f"backup.critical_tables: check the names in the spec (a restore of this backup "
+                            f"cannot check them)")
+    return warnings
 
 
 def _copy_to_s3(session: Session, run: BackupRun, entries: list[ServiceEntry], progress: Progress,

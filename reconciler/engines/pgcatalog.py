@@ -299,6 +299,13 @@ def locale_checks(conn: psycopg.Connection, expected: DatabaseStats, label: str)
                         (want.provider, want.collate, want.ctype) == (got.provider, got.collate, got.ctype))]
 
 
+def backed_up(critical: Iterable[str], stats) -> list[str]:
+    """The critical tables (``users`` or ``schema.users``) a backup holds (``BackupStats``)."""
+    keys = {key for database in stats.databases for key in database.tables}
+    names = keys | {key.split(".", 1)[-1].strip('"') for key in keys} | {key.replace('"', "") for key in keys}
+    return [wanted for wanted in critical if wanted in names]
+
+
 def critical_checks(critical: Iterable[str], present: set[str], label: str) -> list[VerifyCheck]:
     """Each critical table (``users`` or ``schema.users``) must exist in some database."""
     prefix = f"{label}: " if label else ""

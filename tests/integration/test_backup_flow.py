@@ -301,3 +301,21 @@ def test_an_interrupted_s3_copy_is_recorded_as_failed_not_pending(stack, monkeyp
     assert caught.value.__notes__ == [f"backup {doc['backup_id']} is whole in the local folder; its S3 copy "
                                       "did not finish (recorded as failed)"]
     assert doc["s3_error"] == "interrupted during the S3 copy"
+
+
+def test_a_critical_table_the_backup_lacks_is_a_warning_at_backup_and_no_reason_to_refuse_its_restore(stack):
+    """QA: a typo in critical_tables (or a backup taken before the app made its tables) passed
+    backup, backups verify and health, then every restore of that backup was refused, the
+    hint pointing at `backups verify`, which found nothing wrong."""
+    loaded, session, _ = stack
+    loaded.file.write_text(loaded.file.read_text().replace("critical_tables: [patients, visits]",
+                                                           "critical_tables: [patients, vists]"))
+    taken = cli(loaded, "backup", "--json")
+    assert taken.returncode == 1, taken.stderr
+    assert any("no table vists of backup.critical_tables" in w for w in json.loads(taken.stdout)["warnings"])
+    before = table_digest(session, "patients")
+    restored = cli(loaded, "restore", "latest", "postgres", "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert table_digest(session, "patients") == before
+    checked = cli(loaded, "verify", "--json")  # the live data is still held to the spec's names
+    assert checked.returncode == 2 and "critical table vists" in checked.stdout
