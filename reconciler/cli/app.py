@@ -143,7 +143,9 @@ def plan(
     else:
         output.print_plan_text(render.render_text(snap.plan))
         if out is not None:
-            typer.echo(f"\nSaved to {out}. Apply it with: reconcile apply {out}")
+            default = os.environ.get("RECONCILE_FILE") or STATE.file == Path("reconcile.yaml")
+            given = "" if default else f" -f {STATE.file}"  # the spec it was made from, as given
+            typer.echo(f"\nSaved to {out}. Apply it with: reconcile{given} apply {out}")
     if detailed_exitcode and not snap.plan.empty:
         raise typer.Exit(2)
 

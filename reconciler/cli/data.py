@@ -143,8 +143,10 @@ def restore(
         raise typer.BadParameter("auto, local or s3", param_hint="--source")
     session = _session()
     _check_request(session, "restore", backup_id, services)
-    _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} "
-                  f"with backup {backup_id}?")
+    which = ("the newest backup of each (`reconcile backups list` shows them)" if backup_id == "latest"
+             else f"backup {backup_id}")
+    _confirm(yes, f"Replace the live data of {', '.join(services or ['all backed-up services'])} with {which}? "
+                  "Data written since that backup is lost.")
     # Under the apply lock: two restores (or a restore and an apply's) replacing the same
     # databases at once left one missing, with errors that blamed the backup.
     wait = lock_wait_seconds(lock_wait)
@@ -169,7 +171,7 @@ def _confirm(yes: bool, question: str) -> None:
         raise ReconcileError("refusing to restore without confirmation", ref="restore.confirm",
                              hint="pass --yes when running without a terminal")
     if not typer.confirm(question):
-        raise typer.Exit(1)
+        raise ReconcileError("restore cancelled: nothing was changed", ref="restore.cancelled")
 
 
 @app.command()

@@ -33,6 +33,7 @@ def stack(client, project, tmp_path):
 def saved_plan(spec, env, path) -> dict:
     result = cli(spec, env, "plan", "--out", str(path))
     assert result.returncode == 0, show(result)
+    assert f"Apply it with: reconcile -f {spec} apply {path}" in result.stdout  # the spec it needs
     return json.loads(path.read_text())
 
 
