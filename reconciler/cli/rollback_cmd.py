@@ -100,6 +100,6 @@ class RollbackText(TextUI):
                            f"{len(data['actions'])} service(s) switched back.")
         for warning in data.get("warnings") or []:
             self.console.print(f"  warning: {warning}", style="yellow")
-        if data.get("actions"):
-            self.console.print("  the spec still names the newer version: `reconcile plan` shows it, "
-                               "and the next apply deploys it again")
+        if ahead := data.get("spec_differs"):
+            self.console.print(f"  the spec still describes the newer version of {', '.join(ahead)}: `reconcile "
+                               "plan` shows it, and the next apply deploys it again (revert the spec to stay)")

@@ -27,6 +27,7 @@ from reconciler.plan import leftovers
 from reconciler.plan.actions import Plan
 from reconciler.plan.display import short_id
 from reconciler.session import Session
+from reconciler.spec.normalise import config_hash, normalised_config
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ def rollback(session: Session, services: list[str], ui: UI, lock_wait: float = 0
             _finish(run_, "failed" if code < 3 else "critical", code, getattr(exc, "message", "interrupted"))
             raise
         code = 1 if run_.warnings else 0
-        return Result(code, _finish(run_, "ok" if code == 0 else "warnings", code))
+        ahead = [t.service for t in chosen
+                 if t.kept.spec_hash != config_hash(normalised_config(session.spec, t.service))]
+        return Result(code, _finish(run_, "ok" if code == 0 else "warnings", code, spec_differs=ahead))
 
 
 def _one(run_: ApplyRun, target: Target) -> None:
@@ -155,10 +158,13 @@ def _one(run_: ApplyRun, target: Target) -> None:
                 kept=rollout.kept_name)
 
 
-def _finish(run_: ApplyRun, result: str, code: int, error: str = "") -> dict:
+def _finish(run_: ApplyRun, result: str, code: int, error: str = "", spec_differs: list[str] = ()) -> dict:
+    """``spec_differs``: services rolled back to a version their spec does not describe (the
+    next apply deploys the spec's again); none when the spec was reverted first."""
     summary = {"apply_id": run_.apply_id, "command": "rollback", "result": result, "exit_code": code,
                "duration_s": round(time.monotonic() - run_.started, 2), "actions": list(run_.done),
-               "warnings": list(run_.warnings), "journal": str(run_.journal.path)}
+               "warnings": list(run_.warnings), "journal": str(run_.journal.path),
+               "spec_differs": list(spec_differs)}
     if error:
         summary["error"] = error
     try:

@@ -33,6 +33,7 @@ def test_rollback_under_load_switches_back_then_plan_shows_the_drift(client, pro
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["action"] for e in events if e["event"] == "action-end"] == ["rollback:api", "rollback:worker"]
     assert events[-1]["event"] == "finish" and events[-1]["result"] == "ok"
+    assert events[-1]["spec_differs"] == ["api", "worker"]  # the spec still says app:2
     assert seen.failed == 0 and seen.versions["2"] and seen.versions["1"], (seen.errors, seen.versions)
     assert version_of(env) == "1"
     assert images(client, project) == {f"{project}-api": "reconcile-lab/app:1",
@@ -47,6 +48,7 @@ def test_rollback_under_load_switches_back_then_plan_shows_the_drift(client, pro
     again = cli(spec, new, "rollback", "api", "--auto-approve")
     assert again.returncode == 0, show(again)
     assert version_of(env) == "2" and "switched back" in again.stdout
+    assert "the spec still describes" not in again.stdout  # back on app:2, which the spec says (QA)
     history = cli(spec, new, "history")
     assert history.stdout.count(" ok") >= 4, history.stdout
 
