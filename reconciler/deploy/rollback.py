@@ -63,8 +63,20 @@ def targets(session: Session, observed: Observed, services: list[str]) -> list[T
                           and rules.kept(observed, n)]
     if not chosen:
         raise ReconcileError("no service has a kept version to go back to", ref="rollback.nothing",
-                             hint="versions are kept by blue-green deploys (deploy.strategy: blue-green)")
+                             hint="a version is kept when a blue-green deploy (deploy.strategy: blue-green) "
+                                  "replaces it: there is none before the second deploy")
     return [_target(session, observed, name) for name in service_order(spec, chosen)]
+
+
+def not_rolled_back(session: Session, chosen: list[Target]) -> list[str]:
+    """The app's other services, which a rollback of all leaves as they are: a service that
+    keeps no older version (strategy recreate) stays on the one it runs (QA: the worker stayed
+    on the new version, unsaid)."""
+    spec, picked = session.spec, {t.service for t in chosen}
+    return [f"{name}: not rolled back (strategy {spec.services[name].deploy.strategy.value} keeps no older "
+            "version): it goes on running the version it runs now"
+            for name in sorted(spec.services) if name not in picked and not spec.services[name].stateful
+            and not rules.blue_green(spec.services[name])]
 
 
 def _target(session: Session, observed: Observed, name: str) -> Target:
@@ -117,6 +129,8 @@ def rollback(session: Session, services: list[str], ui: UI, lock_wait: float = 0
                    on_wait=waiting_notice(ui.emit, lock_wait), command="rollback"):
         chosen = targets(session, observe_for(session.loaded, session.client), services)
         ui.show([describe(session, t) for t in chosen])
+        for line in [] if services else not_rolled_back(session, chosen):
+            ui.emit({"event": "notice", "message": line})
         if not ui.confirm("Roll back?"):
             raise ReconcileError("rollback cancelled: nothing was changed", ref="rollback.cancelled")
         plan = Plan(project=session.spec.project, actions=(), fingerprint="")
