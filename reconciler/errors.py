@@ -133,7 +133,11 @@ class Interrupted(ReconcileError):
     exit_code = 130
 
     @classmethod
-    def from_stop(cls, stop: BaseException) -> Interrupted:
+    def from_stop(cls, stop: BaseException, silent_means_unchanged: bool = False) -> Interrupted:
+        """``silent_means_unchanged``: the command's stages note every change they leave (or it
+        changes nothing), so no note means nothing was changed, and the message says so."""
         cause = "stopped by SIGTERM" if stop.args == ("SIGTERM",) else "interrupted"
         notes = [note for note in getattr(stop, "__notes__", ()) if note]
+        if not notes and silent_means_unchanged:
+            notes = ["nothing was changed"]
         return cls(f"{cause}: {'; '.join(notes)}" if notes else cause)

@@ -33,7 +33,13 @@ class _Group(typer.core.TyperGroup):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as stop:
-            raise Interrupted.from_stop(stop) from None
+            raise Interrupted.from_stop(stop, ctx.invoked_subcommand in NOTED_COMMANDS) from None
+
+
+NOTED_COMMANDS = frozenset({"backup", "restore", "verify", "plan", "validate", "schema", "health", "diagnose",
+                            "drift", "status", "history", "changes"})
+"""Commands that change nothing, or whose every stage notes on an interrupt what it left
+(backup, restore): interrupted without a note, they changed nothing."""
 
 
 app = typer.Typer(

@@ -47,3 +47,15 @@ def test_a_rollback_is_not_cut_short_by_ctrl_c_or_sigterm(capsys):
     assert "SIGINT received: the rollback finishes first" in err
     assert "SIGTERM received: the rollback finishes first" in err
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_command_whose_stages_note_their_changes_says_nothing_was_changed_when_none_did():
+    """QA: Ctrl-C early in backup or restore printed a bare "interrupted"."""
+    from reconciler.cli.app import NOTED_COMMANDS
+
+    assert Interrupted.from_stop(KeyboardInterrupt(), silent_means_unchanged=True).message == \
+        "interrupted: nothing was changed"
+    noted = KeyboardInterrupt()
+    noted.add_note("no backup was kept")
+    assert Interrupted.from_stop(noted, silent_means_unchanged=True).message == "interrupted: no backup was kept"
+    assert {"backup", "restore", "plan"} <= NOTED_COMMANDS and not {"apply", "heal", "backups"} & NOTED_COMMANDS
