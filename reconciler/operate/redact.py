@@ -184,6 +184,11 @@ def _not_public(loaded: LoadedSpec, values: list[str]) -> list[str]:
     (``POSTGRES_DB: healthcare`` in project healthcare) is no secret, and masking it turned
     every container name into ``***-postgres``."""
     public = {value for path in NAMES_AND_PLACES if (value := value_at(loaded.spec, path)) is not None}
+    # database names the spec writes literally in backup.databases are in every plan: masking
+    # the same value taken from POSTGRES_DB turned "database healthcare" into "database ***"
+    public |= {db for name, service in loaded.spec.services.items()
+               for i, db in enumerate(service.backup.databases)
+               if loaded.shown(("services", name, "backup", "databases", i), db) == db}
     return [v for v in values if v not in public]
 
 
