@@ -104,15 +104,22 @@ def _undeclared_references(spec: Spec, locate: Locate) -> list[SpecError]:
                 errors.append(SpecError(
                     f"service {name} mounts undeclared volume {mount.source!r}",
                     ref="spec.undeclared-volume", location=locate(("services", name, "volumes", index)),
-                    hint=f"declare it under top-level volumes: ({mount.source}: {{}}) "
-                         "or use an absolute host path"))
+                    hint=_close(mount.source, spec.volumes, f"declare it under top-level volumes: "
+                                                             f"({mount.source}: {{}}) or use an absolute host path")))
         for index, network in enumerate(service.networks):
             if network not in spec.networks:
                 errors.append(SpecError(
                     f"service {name} joins undeclared network {network!r}",
                     ref="spec.undeclared-network", location=locate(("services", name, "networks", index)),
-                    hint=f"declare it under top-level networks: ({network}: {{}})"))
+                    hint=_close(network, spec.networks, f"declare it under top-level networks: ({network}: {{}})")))
     return errors
+
+
+def _close(name: str, declared, advice: str) -> str:
+    """A declared name it is likely a typo of, first: declaring the typo would give the
+    service a new, empty volume or network."""
+    close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? (else {advice})" if close else advice
 
 
 def _backupable(spec: Spec, locate: Locate) -> list[SpecError]:

@@ -158,8 +158,13 @@ def _read_text(path: Path) -> str:
         raise SpecError(exc.describe("the spec file"), location=Location(str(path), exc.line, exc.col),
                         ref="spec.encoding", hint=exc.hint) from None
     except FileNotFoundError:
+        named = os.environ.get("RECONCILE_FILE")
+        if named and not Path(named).is_absolute() and Path(named) == path:
+            raise SpecError(f"spec file {path} (from RECONCILE_FILE) not found in {Path.cwd()}",
+                            ref="spec.missing",
+                            hint="RECONCILE_FILE is read from the folder you are in: give it an absolute path") from None
         raise SpecError(f"spec file {path} not found", ref="spec.missing",
-                        hint="pass -f FILE, set RECONCILE_FILE, or create reconcile.yaml "
+                        hint="pass reconcile -f FILE, set RECONCILE_FILE, or create reconcile.yaml "
                              "(see specs/healthcare.yaml)") from None
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror}", ref="spec.unreadable",

@@ -206,7 +206,8 @@ def test_a_prune_of_s3_marks_the_local_records_of_what_it_deleted(spec):  # noqa
                                           "storage": {"local": "ok", "s3": "ok"}}).encode())
     session = SimpleNamespace(local=local, s3=LocalStore(remote_root), spec=SimpleNamespace(
         project="shop", backup=SimpleNamespace(s3=SimpleNamespace(enabled=True),
-                                               retention=Retention(daily=1, weekly=0, monthly=0))))
+                                               retention=Retention(daily=1, weekly=0, monthly=0))),
+        loaded=SimpleNamespace(state_dir=lambda: spec.parent / "state"))
     dry, = [r for r in _prune_all(session, dry_run=True) if r["name"] == "s3"]
     assert dry["deleted_metadata"] == [oldest, metadata.key_for("2026-11-02-020000")]
     assert json.loads(local.read_bytes(oldest))["storage"]["s3"] == "ok"  # a dry run changes nothing
