@@ -225,15 +225,16 @@ def print_catalogue(found) -> None:
 
     if found.rows:
         table = Table(box=None, pad_edge=False)
-        table.add_column("backup", no_wrap=True)
-        table.add_column("taken (UTC)", no_wrap=True)
+        # the id is when it was taken (YYYY-MM-DD-HHMMSS, UTC): a second column of the same time
+        # made the table wider than an 80-column terminal (--json has the exact timestamp)
+        table.add_column("backup (taken, UTC)", no_wrap=True)
         table.add_column("services")
         table.add_column("size", no_wrap=True, justify="right")
         table.add_column("stores", no_wrap=True)
         table.add_column("verified", no_wrap=True)
         for row in found.rows:
             size = sum(e["size"] or 0 for e in row["services"].values())
-            table.add_row(row["backup_id"], _taken(row["timestamp"]), ", ".join(row["services"]), _size(size),
+            table.add_row(row["backup_id"], ", ".join(row["services"]), _size(size),
                           ", ".join(row["stores"]), "yes" if row["verified"] else "no")
         print_table(table)
     elif not found.problems:
@@ -243,19 +244,6 @@ def print_catalogue(found) -> None:
         stdout_console().print(f"No backups in the {' or '.join(answered)} store." if answered
                                else "No backups could be listed.")
     print_problems(found.problems)
-
-
-def _taken(timestamp: str) -> str:
-    """``2026-11-29 20:41:09``: to the second, in UTC (the metadata keeps microseconds and a
-    zone, which made the table wider than an 80-column terminal)."""
-    from datetime import UTC
-
-    from reconciler.storage.prune import parse_timestamp
-
-    try:
-        return parse_timestamp(timestamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    except (ValueError, TypeError):
-        return str(timestamp)
 
 
 def print_file_check(found) -> None:
