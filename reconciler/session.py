@@ -74,15 +74,16 @@ class Session:
         without reconcile's labels) is not the service: it is never probed, backed up or
         restored in its place (diagnose names it: rule ``name-taken``)."""
         name = container or container_name(self.spec, service)
-        if (doc := self.prefetched.pop(name, None)) is None:
-            from reconciler import dockerio
+        if (doc := self.prefetched.pop(name, None)) is not None:
+            return doc  # read from the project's labelled containers
+        from reconciler import dockerio
 
-            try:
-                doc = dockerio.inspect_container(self.client, name)
-            except EngineError as exc:
-                if exc.ref == "engine.not-found":
-                    return None
-                raise
+        try:
+            doc = dockerio.inspect_container(self.client, name)
+        except EngineError as exc:
+            if exc.ref == "engine.not-found":
+                return None
+            raise
         labels = (doc.get("Config") or {}).get("Labels") or {}
         if container is None and labels.get(LABEL_PROJECT) != self.spec.project:
             return None

@@ -189,6 +189,9 @@ def sick_words(name: str, result) -> str:
     if result.status == restoring.RULE:
         return (f"{name}: a restore of it stopped halfway, its data is partial: apply neither starts, "
                 f"restarts nor recreates it; {restoring.advice(name, result.details)}")
+    error = str((result.details or {}).get("error", ""))
+    if "writes are refused" in error or "too many clients" in error or "connection slots are reserved" in error:
+        return f"{name} is at a limit ({error}): apply does not restart it for that (see the warning below)"
     if result.status == "paused":
         return f"{name} is paused: apply unpauses it (and restarts it if it stays unhealthy)"
     if result.status in ("proxy-stopped", "proxy-detached"):

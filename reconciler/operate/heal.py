@@ -146,13 +146,14 @@ def recreate_with_apply(session: Session, emit: Emit, fix: Fix, reason: str,
     try:
         outcome = run_plan(session, plan, emit, reason=f"heal {fix.service}: {reason}")
     except ApplyError as exc:  # before the recreate (its backup): not rolled back, nothing changed
-        if fallback and exc.ref != ROLLED_BACK and not isinstance(exc, CriticalError):
+        stateful = session.spec.services[fix.service].stateful
+        if (fallback or stateful) and exc.ref != ROLLED_BACK and not isinstance(exc, CriticalError):
             raise LeftToOperator(
-                f"it cannot be read for a backup ({exc.message}), and heal never puts an older backup in "
-                "place of live data", hint=f"read its logs (docker logs {container_name(session.spec, fix.service)})"
-                "; if its command or configuration is wrong, fix the spec and run `reconcile apply`; if its "
-                "data is damaged, `reconcile apply` shows the recreate from the latest backup (writes since it "
-                "are lost) for you to confirm") from None
+                f"it could not be backed up and recreated ({exc.message}): nothing was replaced, and heal never "
+                "puts an older backup in place of live data", hint=f"read its logs (docker logs "
+                f"{container_name(session.spec, fix.service)}); if its command or configuration is wrong, fix the "
+                "spec and run `reconcile apply`; if its data is damaged, `reconcile apply` shows the recreate from "
+                "the latest backup (writes since it are lost) for you to confirm") from None
         raise
     backups = [f"backup {b['backup_id']} ({b['file']})" for b in outcome.summary.get("backups") or []]
     done = ", ".join(a.partition(":")[0] for a in outcome.summary.get("actions") or [])
