@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from reconciler.cli.app import STATE, JsonOpt, ProfileOpt, app
+from reconciler.cli.app import STATE, JsonOpt, LockWaitOpt, ProfileOpt, app, lock_wait_seconds
 
 
 @app.command()
@@ -25,8 +25,7 @@ def apply(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
-    lock_wait: Annotated[str, typer.Option(
-        "--lock-wait", help="How long to wait for another apply to finish, e.g. 10m.")] = "0s",
+    lock_wait: LockWaitOpt = "0s",
 ) -> None:
     """Make the stack match the spec: back up, recreate, restore, verify; roll back on failure.
 
@@ -58,12 +57,8 @@ def apply(
 def _options(plan_file, auto_approve: bool, profiles, lock_wait: str):
     from reconciler.apply.runner import Options
     from reconciler.errors import ReconcileError
-    from reconciler.spec.durations import parse_duration
 
-    try:
-        wait = parse_duration(lock_wait)
-    except ValueError:
-        raise typer.BadParameter("a duration such as 30s or 10m", param_hint="--lock-wait") from None
+    wait = lock_wait_seconds(lock_wait)
     if plan_file is None and not auto_approve and not sys.stdin.isatty():
         raise ReconcileError("apply needs a confirmation and there is no terminal to ask on",
                              ref="apply.no-terminal",

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from reconciler.cli.app import STATE, JsonOpt, app
+from reconciler.cli.app import STATE, JsonOpt, LockWaitOpt, app, lock_wait_seconds
 from reconciler.cli.apply_cmd import TextUI, _json_line
 
 
@@ -23,8 +23,7 @@ def rollback(
                                      "with a kept version).")] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
-    lock_wait: Annotated[str, typer.Option(
-        "--lock-wait", help="How long to wait for a running apply to finish, e.g. 10m.")] = "0s",
+    lock_wait: LockWaitOpt = "0s",
 ) -> None:
     """Switch back to the previous version, with no downtime (blue-green services).
 
@@ -43,12 +42,11 @@ def rollback(
     from reconciler.deploy.rollback import rollback as run_rollback
     from reconciler.errors import ReconcileError
     from reconciler.session import Session
-    from reconciler.spec.durations import parse_duration
     from reconciler.spec.load import load_spec
 
     STATE.json = as_json
     try:
-        wait = _duration(lock_wait, parse_duration)
+        wait = lock_wait_seconds(lock_wait)
         if not auto_approve and not sys.stdin.isatty():
             raise ReconcileError("rollback needs a confirmation and there is no terminal to ask on",
                                  ref="rollback.no-terminal", hint="pass --auto-approve")
@@ -61,13 +59,6 @@ def rollback(
         raise typer.Exit(error.exit_code) from None
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-def _duration(text: str, parse) -> float:
-    try:
-        return parse(text)
-    except ValueError:
-        raise typer.BadParameter("a duration such as 30s or 10m", param_hint="--lock-wait") from None
 
 
 def _json_ui(ui_type):
