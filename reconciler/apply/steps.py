@@ -16,7 +16,7 @@ from reconciler.deploy import bluegreen
 from reconciler.errors import ApplyError, EngineError
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.plan.inplace import memory_bytes
-from reconciler.spec.normalise import LABEL_PROJECT, container_name, role_from_name
+from reconciler.spec.normalise import container_name, role_from_name
 
 DEFAULT_GRACE = 30.0
 
@@ -80,13 +80,11 @@ def create(run: ApplyRun, action: Action) -> dict:
 def _name_free(session, name: str) -> None:
     """A container reconcile did not make under the service's name (``docker run --name``
     without its labels) stops the create with what to do, not the engine's Conflict."""
-    for doc in dockerio.containers_named(session.client, name):
-        if (doc.get("Labels") or {}).get(LABEL_PROJECT) != session.spec.project:
-            raise ApplyError(f"cannot create {name}: a container reconcile did not make (no reconcile labels) has "
-                             f"that name: {doc['Id'][:12]} ({doc.get('Image', '?')}, {doc.get('State', '?')})",
-                             ref="apply.name-taken",
-                             hint=f"look at it (docker inspect {name}); if it is not needed, remove it "
-                                  f"(docker rm -f {name}) and apply again; nothing of the service was changed")
+    if holder := dockerio.foreign_holder(session.client, name, session.spec.project):
+        raise ApplyError(f"cannot create {name}: a container reconcile did not make (no reconcile labels) has "
+                         f"that name: {holder}", ref="apply.name-taken",
+                         hint=f"look at it (docker inspect {name}); if it is not needed, remove it "
+                              f"(docker rm -f {name}) and apply again; nothing of the service was changed")
 
 
 def recreate(run: ApplyRun, action: Action) -> dict:

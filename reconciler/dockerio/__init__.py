@@ -86,11 +86,15 @@ def project_snapshot(client: docker.DockerClient, project: str, image_refs) -> d
             "volumes": project_volumes(client, project)}
 
 
-def containers_named(client: docker.DockerClient, name: str) -> list[dict]:
-    """The list entries of containers named exactly ``name`` (any labels, running or not)."""
+def foreign_holder(client: docker.DockerClient, name: str, project: str) -> str:
+    """A container named ``name`` that is not ``project``'s (``docker run --name`` without
+    reconcile's labels), as ``<short id> (<image>, <state>)``; '' when there is none."""
     with engine_errors("listing containers"):
         listed = client.api.containers(all=True, filters={"name": f"^/{re.escape(name)}$"})
-    return [c for c in listed if f"/{name}" in (c.get("Names") or ())]
+    for doc in listed:
+        if f"/{name}" in (doc.get("Names") or ()) and (doc.get("Labels") or {}).get("reconcile.project") != project:
+            return f"{doc['Id'][:12]} ({doc.get('Image', '?')}, {doc.get('State', '?')})"
+    return ""
 
 
 def project_containers(client: docker.DockerClient, project: str) -> list[dict]:

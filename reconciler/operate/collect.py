@@ -32,7 +32,7 @@ from reconciler.operate.facts import (
 from reconciler.operate.redact import Redactor
 from reconciler.plan import leftovers
 from reconciler.session import Session
-from reconciler.spec.normalise import LABEL_PROJECT, container_name, network_name, proxy_name, volume_name
+from reconciler.spec.normalise import container_name, network_name, proxy_name, volume_name
 
 LOG_LINES = 30
 HEALTH_PROBES = 3
@@ -105,17 +105,9 @@ def _service_facts(session: Session, name: str, doc: dict | None, volumes: dict,
         logs=logs, previous_restart_count=previous.get("restart_count") if same else None,
         previous_at=previous.get("at") if same else None, proxy_name=proxy,
         proxy=container_facts(proxy_doc, redact) if proxy_doc is not None else None,
-        name_holder=_name_holder(session, container_name(spec, name)) if doc is None else "",
+        name_holder=dockerio.foreign_holder(session.client, container_name(spec, name), spec.project)
+        if doc is None else "",
     )
-
-
-def _name_holder(session: Session, name: str) -> str:
-    """A container under the service's name that is not the project's (``docker run --name``
-    without reconcile's labels): '' when there is none."""
-    for doc in dockerio.containers_named(session.client, name):
-        if (doc.get("Labels") or {}).get(LABEL_PROJECT) != session.spec.project:
-            return f"{doc['Id'][:12]} ({doc.get('Image', '?')}, {doc.get('State', '?')})"
-    return ""
 
 
 def container_facts(doc: dict, redact: Redactor) -> ContainerFacts:

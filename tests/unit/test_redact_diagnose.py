@@ -60,7 +60,7 @@ def session(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "project_networks", lambda client, project: [])
     monkeypatch.setattr(engine, "inspect_images", lambda client, refs: {r: {} for r in refs})
     monkeypatch.setattr(engine, "engine_info", lambda client: {})
-    monkeypatch.setattr(engine, "containers_named", lambda client, name: [])
+    monkeypatch.setattr(engine, "foreign_holder", lambda client, name, project: "")
     monkeypatch.setattr(engine, "logs", lambda client, container, lines: API_LOGS)
     return Session(load_spec(path, {}), environ={}, _client=object())
 
