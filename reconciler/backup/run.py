@@ -172,13 +172,17 @@ def _backup_one(session: Session, service: str, target, taken_at: datetime, seri
 
 def missing_critical(session: Session, entries: list[ServiceEntry]) -> list[str]:
     """A warning per service whose backup lacks critical tables the spec names (a typo, or
-    taken before the app made its tables): nothing noticed it until a restore was refused."""
-    from reconciler.engines.pgcatalog import backed_up
-
+    taken before the app made its tables): nothing noticed it until a restore was refused.
+    pgcatalog (and psycopg with it) is imported only for such a service: a cache-only backup
+    would spend ~0.1 s of its run importing them."""
     warnings = []
     for entry in entries:
         critical = session.spec.services[entry.service].backup.critical_tables
-        if entry.stats.databases and (missing := [t for t in critical if t not in backed_up([t], entry.stats)]):
+        if not (critical and entry.stats.databases):
+            continue
+        from reconciler.engines.pgcatalog import backed_up
+
+        if missing := [t for t in critical if t not in backed_up([t], entry.stats)]:
             warnings.append(f"{entry.service}: the backup holds no table {', '.join(missing)} of "
                             f"backup.critical_tables: check the names in the spec (a restore of this backup "
                             f"cannot check them)")
