@@ -213,8 +213,9 @@ def _s3(spec: Spec, locate: Locate) -> list[SpecError]:
     s3 = spec.backup.s3
     if not s3.enabled or s3.bucket.strip():
         return []
+    written = "bucket" in s3.model_fields_set  # at its line, where an error can name its ${env:…}
     return [SpecError("backup.s3 is enabled but names no bucket", ref="spec.s3-bucket",
-                      location=locate(("backup", "s3")),
+                      location=locate(("backup", "s3", "bucket") if written else ("backup", "s3")),
                       hint="set backup.s3.bucket (it must exist), or enabled: false")]
 
 

@@ -1,20 +1,30 @@
-"""``${env:NAME}``, ``${env:NAME:-default}`` and ``${file:PATH}`` in spec strings.
+"""``${env:…}`` and ``${file:PATH}`` references in spec strings.
+
+The grammar, as in Compose but for the ``env:`` prefix:
+
+- ``${env:NAME}``: NAME's value; an error when NAME is unset; empty when NAME is set but empty
+  (as in a shell), and a field that cannot be empty then fails at load, naming NAME.
+- ``${env:NAME:-default}``: the default when NAME is unset or empty (``${env:NAME:-}`` accepts
+  an empty NAME on purpose).
+- ``${env:NAME:?message}``: an error, with ``message`` as its hint, when NAME is unset or empty.
+- ``${env:NAME?message}``: an error, with ``message`` as its hint, when NAME is unset.
+- ``${file:PATH}``: the content of a regular file of at most 1 MiB (not a device or a pipe),
+  relative to the spec's folder, without its final newlines.
 
 Every substituted value counts as a secret for display: the caller gets the resolved text and
-a display text in which each substitution reads ``(sensitive)``. ``$${`` escapes a literal ``${``;
-a ``$`` not followed by ``{`` is itself.
-
-``${env:NAME:-default}`` takes the default when NAME is unset or empty, as the shell and
-Compose do (``${env:NAME}`` of an empty NAME is empty). References do not nest
-(``${env:A:-${env:B}}``) and must be closed: either is an error, never literal text.
-``${file:PATH}`` reads a regular file of at most 1 MiB (not a device or a pipe).
+a display text in which each substitution reads ``(sensitive)``, and each ``Reference`` made
+(``${env:NAME}``, how it resolved), so an error can say where a value came from without
+repeating it. ``$${`` escapes a literal ``${``; a ``$`` not followed by ``{`` is itself.
+References do not nest (``${env:A:-${env:B}}``) and must be closed: either is an error, never
+literal text. A message or default ends at the first ``}``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +37,7 @@ if TYPE_CHECKING:  # load imports this module
 
 SENSITIVE = "(sensitive)"
 _OPEN = re.compile(r"\$\$\{|\$\{")
-_ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$", re.S)
+_ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|:\?|\?)(?P<arg>.*))?$", re.S)
 _FILE = re.compile(r"^file:(?P<path>.+)$", re.S)
 
 
@@ -45,18 +55,39 @@ class InterpolationError(ValueError):
         self.hint = hint
 
 
+class Outcome(Enum):
+    """How a reference resolved: what an error about its value should send the operator to check."""
+
+    SET = "set"  # the variable's value, or the file's content
+    DEFAULT = "default"  # ``${env:NAME:-default}`` of an unset or empty NAME: the spec's default
+    EMPTY = "empty"  # a variable set but empty, or an empty file
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One ``${…}`` of a value: how to name it in a message, what it reads, how it resolved.
+    ``value`` is what it put in (a secret): never part of a message, only for masking one."""
+
+    written: str  # ``${env:NAME}``, ``${env:NAME:-…}`` (the default is not repeated), ``${file:PATH}``
+    outcome: Outcome
+    env: str = ""  # the variable it reads
+    file: Path | None = None  # or the file
+    value: str = field(default="", repr=False)
+
+
 @dataclass(frozen=True)
 class Resolved:
-    value: str
+    value: str = field(repr=False)
     display: str
     interpolated: bool
+    references: tuple[Reference, ...] = ()
 
 
 def interpolate(text: str, environ: Mapping[str, str], base_dir: Path) -> Resolved:
     """Resolve every reference in ``text``; raise ``InterpolationError`` naming what is missing."""
     parts: list[str] = []
     shown: list[str] = []
-    found = False
+    references: list[Reference] = []
     pos = 0
     while match := _OPEN.search(text, pos):
         parts.append(text[pos:match.start()])
@@ -67,12 +98,13 @@ def interpolate(text: str, environ: Mapping[str, str], base_dir: Path) -> Resolv
             shown.append("${")
             continue
         body, pos = _body(text, match.start(), pos)
-        parts.append(_resolve(body, environ, base_dir))
+        reference = _resolve(body, environ, base_dir)
+        parts.append(reference.value)
         shown.append(SENSITIVE)
-        found = True
+        references.append(reference)
     parts.append(text[pos:])
     shown.append(text[pos:])
-    return Resolved("".join(parts), "".join(shown), found)
+    return Resolved("".join(parts), "".join(shown), bool(references), tuple(references))
 
 
 def _body(text: str, start: int, after: int) -> tuple[str, int]:
@@ -91,30 +123,46 @@ def _body(text: str, start: int, after: int) -> tuple[str, int]:
     return body, close + 1
 
 
-def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> str:
+def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> Reference:
     if env := _ENV.match(body):
-        name, default = env["name"], env["default"]
-        if environ.get(name) or (name in environ and default is None):
-            return environ[name]
-        if default is not None:
-            return default
-        raise InterpolationError(
-            f"environment variable {name} is not set",
-            f"export {name}=… before running, or write ${{env:{name}:-default}} in the spec")
+        return _resolve_env(env["name"], env["op"], env["arg"], environ)
     if file := _FILE.match(body):
-        path = (base_dir / file["path"].strip()).resolve()
-        try:
-            return read_source(path).rstrip("\n")
-        except (NotUtf8Error, UnfitFileError) as exc:
-            raise InterpolationError(exc.describe(f"the ${{file:…}} source {path}"), exc.hint) from None
-        except OSError as exc:
-            raise InterpolationError(
-                f"cannot read {path} for ${{file:…}}: {exc.strerror}",
-                "the path is relative to the spec file's folder; check it exists and is readable"
-            ) from None
+        return _resolve_file(file["path"].strip(), base_dir)
     raise InterpolationError(
         f"unknown reference ${{{body.split(':', 1)[0]}:…}}",
-        "use ${env:NAME}, ${env:NAME:-default} or ${file:PATH}; write $${ for a literal ${")
+        "use ${env:NAME}, ${env:NAME:-default}, ${env:NAME:?message} or ${file:PATH}; "
+        "write $${ for a literal ${")
+
+
+def _resolve_env(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> Reference:
+    written = f"${{env:{name}{op or ''}{'…' if arg else ''}}}"
+    value = environ.get(name)
+    if value or (value is not None and op in (None, "?")):
+        return Reference(written, Outcome.SET if value else Outcome.EMPTY, env=name, value=value)
+    if op == ":-":
+        return Reference(written, Outcome.DEFAULT, env=name, value=arg or "")
+    state = "is not set" if value is None else "is set but empty"
+    if op is None:
+        raise InterpolationError(
+            f"environment variable {name} {state}",
+            f"export {name}=… before running, or write ${{env:{name}:-default}} in the spec")
+    # ``${env:NAME:?message}`` or ``${env:NAME?message}``: the operator's own message is the hint
+    raise InterpolationError(f"environment variable {name} {state} (${{env:{name}{op}…}} requires it)",
+                             (arg or "").strip() or f"export {name}=… (not empty) before running")
+
+
+def _resolve_file(written: str, base_dir: Path) -> Reference:
+    path = (base_dir / written).resolve()
+    try:
+        value = read_source(path).rstrip("\n")
+    except (NotUtf8Error, UnfitFileError) as exc:
+        raise InterpolationError(exc.describe(f"the ${{file:…}} source {path}"), exc.hint) from None
+    except OSError as exc:
+        raise InterpolationError(
+            f"cannot read {path} for ${{file:…}}: {exc.strerror}",
+            "the path is relative to the spec file's folder; check it exists and is readable"
+        ) from None
+    return Reference(f"${{file:{written}}}", Outcome.SET if value else Outcome.EMPTY, file=path, value=value)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

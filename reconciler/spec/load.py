@@ -28,12 +28,14 @@ from reconciler.spec.forms import FROM_FILE
 from reconciler.spec.interpolate import (
     Interpolated,
     InterpolationError,
+    Resolved,
     interpolate,
     read_env_file,
     substituted,
     value_at,
 )
 from reconciler.spec.models import Spec
+from reconciler.spec.provenance import empty_fields, name_sources
 from reconciler.spec.yamlread import ShapeError, Written, check_shape, yaml_reader
 
 PathKey = tuple[str | int, ...]
@@ -130,12 +132,12 @@ def load_spec(file: Path | str, environ: Mapping[str, str] | None = None) -> Loa
 def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
     positions = _Positions(path)
     errors: list[SpecError] = []
-    display: dict[PathKey, str] = {}
-    data = _plain(raw, (), positions, environ, path.parent.resolve(), display, errors)
+    resolved: dict[PathKey, Resolved] = {}
+    data = _plain(raw, (), positions, environ, path.parent.resolve(), resolved, errors)
     if not isinstance(data, dict):
         raise SpecError("the spec must be a mapping at the top level", location=Location(str(path)),
                         hint="start from specs/healthcare.yaml", ref="spec.shape")
-    _merge_env_files(data, path.parent.resolve(), positions, display, errors)
+    _merge_env_files(data, path.parent.resolve(), positions, errors)
     spec = None
     if not errors:
         try:
@@ -146,8 +148,12 @@ def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
         from reconciler.spec.checks import cross_check
 
         errors.extend(cross_check(spec, positions.location))
+    errors = name_sources(errors, resolved, _dotted)
+    errors.extend(empty_fields(resolved, spec is not None and spec.backup.s3.enabled,
+                               lambda at: positions.location(at, value=True)))
     if errors:
         raise SpecErrors(errors)
+    display = {at: found.display for at, found in resolved.items()}
     return LoadedSpec(spec, path.resolve(), dict(positions.at), _published(display, spec))
 
 
@@ -162,7 +168,8 @@ def _read_text(path: Path) -> str:
         if named and not Path(named).is_absolute() and Path(named) == path:
             raise SpecError(f"spec file {path} (from RECONCILE_FILE) not found in {Path.cwd()}",
                             ref="spec.missing",
-                            hint="RECONCILE_FILE is read from the folder you are in: give it an absolute path") from None
+                            hint="RECONCILE_FILE is read from the folder you are in: give it an absolute path"
+                            ) from None
         raise SpecError(f"spec file {path} not found", ref="spec.missing",
                         hint="pass reconcile -f FILE, set RECONCILE_FILE, or create reconcile.yaml "
                              "(see specs/healthcare.yaml)") from None
@@ -230,7 +237,7 @@ def _yaml_problem(exc: MarkedYAMLError) -> tuple[str, str]:
 
 
 def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[str, str],
-           base: Path, display: dict[PathKey, str], errors: list[SpecError]) -> object:
+           base: Path, display: dict[PathKey, Resolved], errors: list[SpecError]) -> object:
     """Plain Python data with references resolved; ruamel nodes also give their positions.
 
     A key is the text it was written as; so is an ``env`` value that YAML reads as a number,
@@ -263,7 +270,8 @@ def _is_env_value(path: PathKey) -> bool:
 
 
 def _resolve(text: str, path: PathKey, positions: _Positions, environ: Mapping[str, str],
-             base: Path, display: dict[PathKey, str], errors: list[SpecError]) -> str:
+             base: Path, display: dict[PathKey, Resolved], errors: list[SpecError]) -> str:
+    """The text resolved; ``display`` keeps how an interpolated one may be shown, and its sources."""
     try:
         resolved = interpolate(text, environ, base)
     except InterpolationError as exc:
@@ -271,7 +279,7 @@ def _resolve(text: str, path: PathKey, positions: _Positions, environ: Mapping[s
                                 ref="spec.interpolation"))
         return text
     if resolved.interpolated:
-        display[path] = resolved.display
+        display[path] = resolved
         return Interpolated(resolved.value)
     return resolved.value
 
@@ -301,8 +309,7 @@ def _published(display: dict[PathKey, str], spec: Spec) -> dict[PathKey, str]:
     return kept
 
 
-def _merge_env_files(data: dict, base: Path, positions: _Positions,
-                     display: dict[PathKey, str], errors: list[SpecError]) -> None:
+def _merge_env_files(data: dict, base: Path, positions: _Positions, errors: list[SpecError]) -> None:
     """Fold each service's ``env_file`` under its ``env`` (explicit ``env`` wins)."""
     services = data.get("services")
     if not isinstance(services, dict):

@@ -319,8 +319,9 @@ def test_an_endpoint_with_a_path_is_refused_without_echoing_it(tmp_path, endpoin
         load_spec(tmp_path / "reconcile.yaml", {"S3_ENDPOINT": endpoint})
     [error] = info.value.errors
     assert error.location.path == "backup.s3.endpoint" and "path" in error.message
-    assert error.hint == ("the endpoint is the server only (https://host); put the bucket in backup.s3.bucket "
-                          "(Contabo shows https://host/bucket)")
+    assert error.hint.endswith("the endpoint is the server only (https://host); put the bucket in backup.s3.bucket "
+                               "(Contabo shows https://host/bucket)")
+    assert "${env:S3_ENDPOINT}" in error.message and "S3_ENDPOINT" in error.hint.split(";")[0]
     assert "qax-s3path" not in f"{error}\n{error!r}\n{error.as_dict()}" and "contabostorage" not in str(error)
     assert endpoint_problem(endpoint)  # the S3 store refuses it too, should a spec bypass validation
 
