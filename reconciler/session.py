@@ -72,7 +72,8 @@ class Session:
         """Inspect of the service's live container (or ``container``), None when absent. A
         container under the service's name that is not the project's (``docker run --name``
         without reconcile's labels) is not the service: it is never probed, backed up or
-        restored in its place (diagnose names it: rule ``name-taken``)."""
+        restored in its place (diagnose names it: rule ``name-taken``; a plan that would create
+        the service's container is blocked by it: ``plan.name-taken``)."""
         name = container or container_name(self.spec, service)
         if (doc := self.prefetched.pop(name, None)) is not None:
             return doc  # read from the project's labelled containers

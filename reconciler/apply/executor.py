@@ -20,6 +20,7 @@ from reconciler.plan.actions import Action, ActionKind
 
 
 def execute(run: ApplyRun) -> None:
+    safety.check_not_blocked(run.plan)  # also a plan made here (heal's, a re-plan): refused before its first step
     for action in run.plan.actions:
         safety.check_step(run.plan, action, run.done)
         run.record("action-begin", action=action.id, kind=action.kind.value, resource=action.resource,

@@ -5,7 +5,8 @@ The planning is the same pure ``make_plan`` as ``reconcile plan``; healing (the 
 as ``reconcile heal``) only adds the services it could not fix in place, re-planned with
 ``unhealthy=…``. ``run_plan`` runs a plan made elsewhere (heal's recreates). Exit codes
 follow DESIGN.md: 0 done; 1 done with warnings, or refused before anything changed (stale
-plan, lock busy, not confirmed); 2 failed and rolled back; 3 rollback failed.
+plan, lock busy, not confirmed, a plan with blocking issues); 2 failed and rolled back; 3
+rollback failed.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def apply(options: Options, ui: UI, session: Session | None = None) -> Outcome:
             ui.emit({"event": "notice", "message": "took over the lock of an apply that is gone "
                      f"({lock.took_over.describe()}); this apply will converge what it left"})
         plan, observed = _initial_plan(session, options)
+        safety.check_not_blocked(plan)  # a name taken by a container not ours: refused, nothing done
         sick = heal.diagnose(session, heal.candidates(session, plan, observed))
         critical = {n: r for n, r in sick.items() if r.level >= Level.CRITICAL}
         if plan.empty and not critical:

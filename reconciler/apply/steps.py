@@ -79,7 +79,8 @@ def create(run: ApplyRun, action: Action) -> dict:
 
 def _name_free(session, name: str) -> None:
     """A container reconcile did not make under the service's name (``docker run --name``
-    without its labels) stops the create with what to do, not the engine's Conflict."""
+    without its labels) stops the create with what to do, not the engine's Conflict. The plan
+    already blocks on one it saw (``plan.names``); this catches one started since."""
     if holder := dockerio.foreign_holder(session.client, name, session.spec.project):
         raise ApplyError(f"cannot create {name}: a container reconcile did not make (no reconcile labels) has "
                          f"that name: {holder}", ref="apply.name-taken",

@@ -126,9 +126,11 @@ def plan(
     markdown: Annotated[bool, typer.Option("--markdown", help="Markdown for a pull-request comment.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan to apply later.")] = None,
     detailed_exitcode: Annotated[bool, typer.Option(
-        "--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")] = False,
+        "--detailed-exitcode",
+        help="Exit 0 no changes, 2 changes, 1 error or a plan apply would refuse.")] = False,
 ) -> None:
-    """Show what apply would change, without changing anything."""
+    """Show what apply would change, without changing anything. A plan apply would refuse
+    (a blocking issue, such as a container not made by reconcile under a service's name) exits 1."""
     from reconciler.cli import output
     from reconciler.pipeline import snapshot
     from reconciler.plan import render
@@ -152,8 +154,21 @@ def plan(
             default = os.environ.get("RECONCILE_FILE") or STATE.file == Path("reconcile.yaml")
             given = "" if default else f" -f {STATE.file}"  # the spec it was made from, as given
             typer.echo(f"\nSaved to {out}. Apply it with: reconcile{given} apply {out}")
+    if snap.plan.blocking:
+        _refused(snap.plan, as_json or markdown)
     if detailed_exitcode and not snap.plan.empty:
         raise typer.Exit(2)
+
+
+def _refused(plan, quiet_stdout: bool) -> None:
+    """A plan apply would refuse (``Plan.blocking``) exits 1, whatever ``--detailed-exitcode``
+    says: CI must not read it as changes ready to apply. The plan itself says why; with --json
+    or --markdown, stdout is the document, and stderr says it for the log."""
+    if quiet_stdout:
+        for blocker in plan.blocking:
+            sys.stderr.write(f"error[{blocker.ref}] apply refuses this plan: {blocker.message}\n"
+                             f"  hint: {blocker.hint}\n")
+    raise typer.Exit(1)
 
 
 def _with_running_apply(snap):

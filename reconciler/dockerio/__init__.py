@@ -82,8 +82,23 @@ def project_snapshot(client: docker.DockerClient, project: str, image_refs) -> d
     """
     return {"images": inspect_images(client, sorted(set(image_refs))),
             "containers": project_containers(client, project),
+            "name_holders": name_holders(client, project),
             "networks": project_networks(client, project),
             "volumes": project_volumes(client, project)}
+
+
+def name_holders(client: docker.DockerClient, project: str) -> list[dict]:
+    """Containers that are not ``project``'s (no reconcile labels, or another project's) under a
+    name of the project's form, ``<project>-…``: one may hold a name apply would create a
+    container under, which the plan must say before apply fails on the engine's Conflict.
+
+    One list call, filtered by the engine (no inspect): the fields the plan names them by.
+    """
+    with engine_errors("listing containers"):
+        listed = client.api.containers(all=True, filters={"name": f"^/{re.escape(project)}-"})
+    return [{"Id": doc["Id"], "Names": list(doc.get("Names") or ()), "Image": doc.get("Image", ""),
+             "State": doc.get("State", ""), "Project": (doc.get("Labels") or {}).get("reconcile.project")}
+            for doc in listed if (doc.get("Labels") or {}).get("reconcile.project") != project]
 
 
 def foreign_holder(client: docker.DockerClient, name: str, project: str) -> str:

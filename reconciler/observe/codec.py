@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from reconciler.observe.models import (
     Health,
+    NameHolder,
     Observed,
     ObservedContainer,
     ObservedImage,
@@ -64,7 +65,15 @@ def observed_from_dict(data: Mapping | None) -> Observed:
         images=tuple(image_from_dict(i) for i in data.get("images") or ()),
         missing_images=tuple(str(r) for r in data.get("missing_images") or ()),
         engine_version=str(data.get("engine_version") or ""),
+        name_holders=tuple(holder_from_dict(h) for h in data.get("name_holders") or ()),
     )
+
+
+def holder_from_dict(data: Mapping) -> NameHolder:
+    """A container that is not the project's: its name, and what the plan names it by."""
+    name = str(data["name"])
+    return NameHolder(name=name, id=str(data.get("id") or name), image=str(data.get("image") or ""),
+                      state=str(data.get("state") or "running"), project=_text_or_none(data.get("project")))
 
 
 def fields_from_labels(labels: Mapping[str, str]) -> dict[str, object]:

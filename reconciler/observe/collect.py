@@ -9,6 +9,7 @@ from pathlib import Path
 from reconciler.observe.codec import sensitive_map
 from reconciler.observe.models import (
     Health,
+    NameHolder,
     Observed,
     ObservedContainer,
     ObservedImage,
@@ -53,7 +54,16 @@ def from_raw(project: str, raw: dict) -> Observed:
         images=tuple(image_from(ref, doc) for ref, doc in images.items() if doc is not None),
         missing_images=tuple(ref for ref, doc in images.items() if doc is None),
         engine_version="",
+        name_holders=tuple(sorted((h for doc in raw.get("name_holders") or () for h in holders_from(doc)),
+                                  key=lambda h: h.name)),
     )
+
+
+def holders_from(doc: dict) -> list[NameHolder]:
+    """One per name of a listed container that is not the project's (``dockerio.name_holders``)."""
+    return [NameHolder(name=name.lstrip("/"), id=doc["Id"], image=doc.get("Image") or "",
+                       state=doc.get("State") or "", project=doc.get("Project") or None)
+            for name in doc.get("Names") or ()]
 
 
 def container_from(doc: dict) -> ObservedContainer:

@@ -119,6 +119,20 @@ class ObservedImage:
 
 
 @dataclass(frozen=True)
+class NameHolder:
+    """A container that is not the project's (no reconcile labels, or another project's) under a
+    name of the project's form (``<project>-…``). Never touched; the planner only checks whether
+    it holds a name the plan would create a container under (``docker run --name`` by hand)."""
+
+    name: str
+    id: str
+    image: str
+    state: str
+    project: str | None = None
+    """The ``reconcile.project`` label of another project, if it has one."""
+
+
+@dataclass(frozen=True)
 class Observed:
     project: str
     containers: tuple[ObservedContainer, ...] = ()
@@ -127,10 +141,14 @@ class Observed:
     images: tuple[ObservedImage, ...] = ()
     missing_images: tuple[str, ...] = ()
     engine_version: str = ""
+    name_holders: tuple[NameHolder, ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def image(self, ref: str) -> ObservedImage | None:
         return next((i for i in self.images if i.ref == ref), None)
+
+    def name_holder(self, name: str) -> NameHolder | None:
+        return next((h for h in self.name_holders if h.name == name), None)
 
     def current(self, service: str) -> ObservedContainer | None:
         found = [c for c in self.containers if c.service == service and c.role is Role.CURRENT]

@@ -89,6 +89,28 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Blocker:
+    """Something in the engine that would make an action of ``resource`` (a service) fail, seen
+    when the plan is made: a container reconcile did not make under the name the service's
+    container is created with. Carried by the plan rather than raised, so a reviewer sees the
+    whole plan and what stands in its way; apply refuses a plan that has one for any of its
+    actions before it changes anything (``safety.check_not_blocked``)."""
+
+    resource: str
+    ref: str
+    message: str
+    hint: str
+
+    def to_dict(self) -> dict:
+        return {"resource": self.resource, "ref": self.ref, "message": self.message, "hint": self.hint}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Blocker:
+        return cls(resource=str(data["resource"]), ref=str(data.get("ref") or "plan.blocked"),
+                   message=str(data.get("message") or ""), hint=str(data.get("hint") or ""))
+
+
+@dataclass(frozen=True)
 class Plan:
     project: str
     actions: tuple[Action, ...]
@@ -97,10 +119,14 @@ class Plan:
     warnings: tuple[str, ...] = ()
     spec_hash: str = ""
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    blocking: tuple[Blocker, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not self.actions
+
+    def blocked(self, resource: str) -> bool:
+        return any(b.resource == resource for b in self.blocking)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -116,7 +142,8 @@ class Plan:
             "format": PLAN_FORMAT, "project": self.project, "fingerprint": self.fingerprint,
             "spec_hash": self.spec_hash, "profiles": list(self.profiles),
             "summary": self.counts(), "changes": not self.empty,
-            "warnings": list(self.warnings), "actions": [a.to_dict() for a in self.actions],
+            "warnings": list(self.warnings), "blocking": [b.to_dict() for b in self.blocking],
+            "actions": [a.to_dict() for a in self.actions],
             **({"meta": self.meta} if self.meta else {}),
         }
 
@@ -129,4 +156,5 @@ class Plan:
             actions=tuple(Action.from_dict(a) for a in data["actions"]),
             profiles=tuple(data.get("profiles", ())), warnings=tuple(data.get("warnings", ())),
             spec_hash=data.get("spec_hash", ""), meta=data.get("meta", {}),
+            blocking=tuple(Blocker.from_dict(b) for b in data.get("blocking") or ()),
         )

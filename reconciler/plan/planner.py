@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from reconciler.deploy import planning
 from reconciler.errors import PlanError
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
-from reconciler.plan import inplace, leftovers, safety
+from reconciler.plan import inplace, leftovers, names, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
 from reconciler.plan.carryover import fresh_cause
 from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
@@ -74,6 +74,10 @@ def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] 
     restart, restarting in a loop, cut off from a deleted network) to why; each gets a
     recreate (with backup and verify when stateful) whatever its state, so healing is
     planned like any other change and the plan stays the one source of truth.
+
+    What would make an action fail midway (a container reconcile did not make under the name
+    a service's container gets) is the plan's ``blocking``, not an error: the plan is shown
+    with it, and apply refuses it before changing anything.
     """
     spec = loaded.spec
     selected = frozenset(profiles)
@@ -93,7 +97,7 @@ def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] 
     _strays(ctx, actions, warnings)
     plan = Plan(project=spec.project, actions=tuple(actions), fingerprint=observed.fingerprint(),
                 profiles=tuple(sorted(selected)), warnings=tuple(warnings),
-                spec_hash=_plan_spec_hash(ctx))
+                spec_hash=_plan_spec_hash(ctx), blocking=names.blockers(loaded, observed, actions))
     safety.check(plan)
     return plan
 

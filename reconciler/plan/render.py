@@ -15,7 +15,9 @@ CI page (``~`` is taken by recreate, so Terraform's update-in-place is ``^`` her
     <  restore (the backup, into a fresh volume)
     ?  verify (the data after a stateful recreate)
     =  switch-traffic (blue-green: point the proxy at the new container, drain, stop the old)
-    !  a warning (no action; apply will heal it or an operator should look)
+    !  a warning (no action; apply will heal it or an operator should look), or under
+       "Blocked" what makes apply refuse the whole plan (with a hint), the actions it stops
+       marked "(blocked)"
 
 ``color=True`` adds rich markup tags (``[green]+[/green]``) for the CLI to print with rich;
 this module does not import rich, and escapes ``[`` in causes so they cannot act as tags.
@@ -31,6 +33,12 @@ JSON (``render_json``), a stable shape (``format`` is bumped on any incompatible
       "summary": {"create": 1, …},     # count per action kind (only kinds present)
       "changes": true,                 # false when the plan is empty
       "warnings": ["…"],
+      "blocking": [{                   # [] unless apply would refuse this plan (exit 1), e.g.
+        "resource": "api",             # a container reconcile did not make holds the name
+        "ref": "plan.name-taken",      # the service's container is created under
+        "message": "api: the name healthcare-api is taken by container 3f2a9c1e4b5d (…) …",
+        "hint": "… docker rename … / docker rm -f …"
+      }],
       "actions": [{
         "id": "recreate:postgres",     # "<kind>:<resource>", unique in a plan
         "kind": "recreate",            # create-network | create-volume | create | recreate
@@ -57,6 +65,9 @@ import re
 from reconciler.plan.actions import Action, ActionKind, Plan
 
 NO_CHANGES = "No changes. The stack matches the spec."
+BLOCKED_HEADING = "Blocked: apply refuses this plan until this is fixed:"
+BLOCKED_MARK = " (blocked)"
+REFUSED = "Apply would refuse this plan before changing anything (see Blocked above)."
 MARKER = "<!-- reconcile-plan -->"
 
 SYMBOLS = {
@@ -121,11 +132,19 @@ def render_text(plan: Plan, color: bool = False) -> str:
         lines.append(NO_CHANGES)
     else:
         lines.extend(_action_lines(plan, color))
+    if plan.blocking:
+        lines += ["", _paint(BLOCKED_HEADING, "bold red", color)]
+        for blocker in plan.blocking:
+            lines.append(f"  {_paint('!', 'red', color)} {esc(blocker.message)}")
+            if blocker.hint:
+                lines.append(f"    hint: {esc(blocker.hint)}")
     if plan.warnings:
         lines += ["", "Warnings:"]
         lines += [f"  {_paint('!', 'yellow', color)} {esc(w)}" for w in plan.warnings]
     if not plan.empty:
         lines += ["", _paint(summary(plan), "bold", color)]
+    if plan.blocking:
+        lines.append(_paint(REFUSED, "bold red", color))
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +158,8 @@ def _action_lines(plan: Plan, color: bool) -> list[str]:
         symbol = SYMBOLS[action.kind]
         tag = _paint(f"{symbol} {verb(action).ljust(verb_width)}", COLOURS[symbol], color)
         resource = esc(resource_label(action).ljust(resource_width))
-        lines.append(f"  {tag}  {resource}  {esc(action.cause)}")
+        mark = BLOCKED_MARK if plan.blocked(action.resource) else ""
+        lines.append(f"  {tag}  {resource}  {esc(action.cause)}{mark}")
         lines.extend(f"{indent}{esc(str(change))}" for change in _untold(action))
     return lines
 
@@ -190,10 +210,11 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     tail += ["", f"<sub>fingerprint `{plan.fingerprint}`</sub>"]
     if plan.empty:
         return "\n".join([*head, f"**{NO_CHANGES}**", *tail]) + "\n"
-    head += [f"**{summary(plan)}**", "", "| | action | resource | cause |", "|:-:|---|---|---|"]
+    head += [f"**{summary(plan)}**", "", *_blocked_markdown(plan),
+             "| | action | resource | cause |", "|:-:|---|---|---|"]
     budget = limit - _size(head) - _size(tail) - 400  # the notes of what was left out
-    rows = [f"| `{SYMBOLS[a.kind]}` | {verb(a)} | {_cell(resource_label(a))} | {_cell(_clip(a.cause))} |"
-            for a in plan.actions]
+    rows = [f"| `{SYMBOLS[a.kind]}` | {verb(a)} | {_cell(resource_label(a))} | "
+            f"{_cell(_clip(a.cause))}{BLOCKED_MARK if plan.blocked(a.resource) else ''} |" for a in plan.actions]
     shown, budget = _fit(rows, budget)
     body = rows[:shown]
     if shown < len(rows):
@@ -211,6 +232,19 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
                             "lists them all")
             body += ["", "</details>"]
     return "\n".join([*head, *body, *tail]) + "\n"
+
+
+def _blocked_markdown(plan: Plan) -> list[str]:
+    """What makes apply refuse the plan, above the table, so the comment never reads as a
+    deploy that will go through (each clipped: the header always fits)."""
+    if not plan.blocking:
+        return []
+    lines = [f"⛔ **{_cell(BLOCKED_HEADING)}**", ""]
+    for blocker in plan.blocking:
+        lines.append(f"- ❗ {_cell(_clip(blocker.message, 1000))}")
+        if blocker.hint:
+            lines.append(f"  <br>hint: {_cell(_clip(blocker.hint, 1000))}")
+    return [*lines, ""]
 
 
 def render_error_markdown(errors: list) -> str:

@@ -12,6 +12,11 @@ The rules:
 * a ``restore`` likewise depends on the backup it restores;
 * a ``remove`` of a protected resource is refused outright;
 * every ``depends_on`` names an action earlier in the plan, and action ids are unique.
+
+Beside the rules, a plan may carry blocking issues (``Plan.blocking``): what the engine holds
+that would make one of its actions fail midway (a container reconcile did not make under the
+name a service's container is created with). The plan is still made and shown, with them;
+``check_not_blocked`` is apply's refusal of such a plan, before it changes anything.
 """
 
 from __future__ import annotations
@@ -46,6 +51,18 @@ def check_step(plan: Plan, action: Action, done_ids: Collection[str]) -> None:
             f"{_what(action)} must wait for {backup}, which has not completed",
             ref="safety.backup-pending",
             hint="nothing was destroyed; fix the backup's error shown above and run apply again")
+
+
+def check_not_blocked(plan: Plan) -> None:
+    """Raise ``SafetyError`` (exit 1: refused, nothing changed) when a blocking issue of the plan
+    concerns one of its actions. An issue of a service the plan no longer acts on (heal's plan
+    for one service, taken from a whole plan) does not stop it."""
+    blockers = [b for b in plan.blocking if any(a.resource == b.resource for a in plan.actions)]
+    if not blockers:
+        return
+    hints = list(dict.fromkeys(b.hint for b in blockers if b.hint))
+    raise SafetyError("apply refuses this plan: " + "; ".join(b.message for b in blockers),
+                      ref=blockers[0].ref, hint="; ".join([*hints, "nothing was changed"]))
 
 
 def needs_backup(action: Action) -> bool:

@@ -284,7 +284,7 @@ def deep_issues(loaded) -> dict[str, dict]:
 def test_a_container_of_the_service_s_name_without_labels_is_named_and_never_taken_for_it(client, write_spec, project):
     """QA: `docker run --name <project>-web …` without reconcile's labels: health probed it as
     the service, diagnose said the container was missing, and apply failed on the engine's
-    Conflict (exit 2). It is named as what it is, and apply stops with what to do."""
+    Conflict (exit 2). It is named as what it is, and apply refuses before any change, saying what to do."""
     loaded = write_spec(APP)
     ids = materialise(client, loaded)
     client.api.remove_container(ids["web"], force=True)
@@ -297,8 +297,8 @@ def test_a_container_of_the_service_s_name_without_labels_is_named_and_never_tak
         assert f"docker rm -f {project}-web" in found["name-taken"]["suggested_fix"]
         health = run_cli(loaded, "health", "--json")
         assert health.returncode == 3, health.stdout  # the service's container is missing: not that one
-        applied = run_cli(loaded, "apply", "--auto-approve")
-        assert applied.returncode == 2 and "error[apply.name-taken]" in applied.stderr, applied.stderr
+        applied = run_cli(loaded, "apply", "--auto-approve")  # refused up front, from the plan (exit 1)
+        assert applied.returncode == 1 and "error[plan.name-taken]" in applied.stderr, applied.stderr
         assert client.api.inspect_container(f"{project}-web")["Id"] == other["Id"]  # left alone
     finally:
         client.api.remove_container(other["Id"], force=True)
