@@ -108,7 +108,9 @@ def validate(as_json: JsonOpt = False) -> None:
         print_json({"valid": True, "file": str(loaded.file), "project": spec.project,
                     "services": sorted(spec.services)})
         return
-    typer.echo(f"{STATE.file}: valid ({len(spec.services)} services, project {spec.project}).")
+    from reconciler.cli.output import echo
+
+    echo(f"{STATE.file}: valid ({len(spec.services)} services, project {spec.project}).")
 
 
 @app.command()
@@ -153,7 +155,7 @@ def plan(
         if out is not None:
             default = os.environ.get("RECONCILE_FILE") or STATE.file == Path("reconcile.yaml")
             given = "" if default else f" -f {STATE.file}"  # the spec it was made from, as given
-            typer.echo(f"\nSaved to {out}. Apply it with: reconcile{given} apply {out}")
+            output.echo(f"\nSaved to {out}. Apply it with: reconcile{given} apply {out}")
     if snap.plan.blocking:
         _refused(snap.plan, as_json or markdown)
     if detailed_exitcode and not snap.plan.empty:

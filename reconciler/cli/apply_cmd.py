@@ -126,8 +126,9 @@ class TextUI:
         elif kind == "action-end":
             ok = event.get("status") == "ok"
             extra = f" → {event['backup_id']}" if event.get("backup_id") else ""
-            text = f"{'ok' if ok else 'FAILED'}  {event['action']}{extra} ({event.get('seconds', 0)}s)"
-            self._line(text if ok else f"{text}: {event.get('error', '')}", None if ok else "red")
+            mark = f"{'ok' if ok else 'FAILED'}  "  # a long error continues under the action
+            text = f"{mark}{event['action']}{extra} ({event.get('seconds', 0)}s)"
+            self._line(text if ok else f"{text}: {event.get('error', '')}", None if ok else "red", len(mark))
         elif kind == "logs":
             self._line(f"last log lines of the new container ({event['action']}):", "red")
             for line in event.get("lines") or []:
@@ -136,23 +137,23 @@ class TextUI:
             self._line(_event_text(event), "yellow" if kind != "notice" else None)
         elif kind == "no-changes":
             self._stop_spinner()
-            self.console.print("No changes.")
+            self._line("No changes.", None)
         elif kind == "finish":
             self.summary(event)
 
     def summary(self, data: dict) -> None:
         self._stop_spinner()
         self.console.print()
-        self.console.print(f"Apply {data['apply_id']}: {data['result']} in {data['duration_s']}s, "
-                           f"{len(data['actions'])} action(s) done.")
+        self._line(f"Apply {data['apply_id']}: {data['result']} in {data['duration_s']}s, "
+                   f"{len(data['actions'])} action(s) done.", None)
         for backup in data.get("backups") or []:
-            self.console.print(f"  backup {backup['backup_id']} of {backup['service']}: {backup['file']} "
-                               f"(S3: {backup['s3']})")
+            self._line(f"  backup {backup['backup_id']} of {backup['service']}: {backup['file']} "
+                       f"(S3: {backup['s3']})", None)
         for volume in data.get("unused_volumes") or []:
-            self.console.print(f"  volume {volume} is no longer used (kept; remove by hand: "
-                               f"docker volume rm {volume})")
+            self._line(f"  volume {volume} is no longer used (kept; remove by hand: "
+                       f"docker volume rm {volume})", None)
         for warning in data.get("warnings") or []:
-            self.console.print(f"  warning: {warning}", style="yellow")
+            self._line(f"  warning: {warning}", "yellow")
 
     def _spin(self, text: str) -> None:
         if not self.console.is_terminal:
@@ -168,10 +169,11 @@ class TextUI:
             self.status.stop()
             self.status = None
 
-    def _line(self, text: str, style: str | None) -> None:
-        from rich.text import Text
+    def _line(self, text: str, style: str | None, indent: int | None = None) -> None:
+        """One line, wrapped to a terminal's width (``output.print_line``), whole anywhere else."""
+        from reconciler.cli.output import print_line
 
-        self.console.print(Text(text, style=style or ""))
+        print_line(self.console, text, style or "", indent)
 
 
 def sick_words(name: str, result) -> str:

@@ -35,7 +35,7 @@ def changes(
 
     Writes <class>-changed=true|false and changed-files=N to $GITHUB_OUTPUT when it is set.
     """
-    from reconciler.cli.output import print_json
+    from reconciler.cli.output import echo, print_json
 
     STATE.json = as_json
     if missing_base not in {m.value for m in MissingBase}:
@@ -49,21 +49,21 @@ def changes(
     if as_json:
         print_json(report.to_dict())
     else:
-        typer.echo(summary(report))
+        echo(summary(report))
 
 
 def warn_base_missing(report: ChangeReport, as_json: bool) -> None:
     """On stderr, so a log shows why a push counted as changing everything."""
     from rich.text import Text
 
-    from reconciler.cli.output import print_json_warnings, stderr_console
+    from reconciler.cli.output import print_json_warnings, print_line, stderr_console
 
     message = (f"base {report.base!r} is not in this repository's history ({GONE}): "
                f"every file of {report.head} counts as changed (--missing-base all)")
     if as_json:
         print_json_warnings([message])
     else:
-        stderr_console().print(Text.assemble(("warning", "bold yellow"), "[changes.missing-base] ", message))
+        print_line(stderr_console(), Text.assemble(("warning", "bold yellow"), "[changes.missing-base] ", message))
 
 
 def summary(report: ChangeReport) -> str:

@@ -68,11 +68,11 @@ def _say(as_json: bool):
             sys.stderr.write(f"… {msg}\n")
             sys.stderr.flush()
         return plain, NO_METER
-    from reconciler.cli.output import stderr_console
+    from reconciler.cli.output import print_line, stderr_console
     from reconciler.cli.progress import meter_for
 
     console = stderr_console()
-    return (lambda msg: console.print(f"… {msg}")), meter_for(console, as_json)
+    return (lambda msg: print_line(console, f"… {msg}")), meter_for(console, as_json)
 
 
 @app.command()
@@ -151,7 +151,7 @@ def restore(
     # databases at once left one missing, with errors that blamed the backup.
     wait = lock_wait_seconds(lock_wait)
     lock = ApplyLock(session.state_dir(), new_apply_id(), wait=wait, project=session.spec.project,
-                     command="restore", on_wait=waiting_notice(lambda e: typer.echo(e["message"], err=True), wait))
+                     command="restore", on_wait=waiting_notice(lambda e: output.echo(e["message"], err=True), wait))
     with lock, runlog.open_run(session, "restore") as log:
         say, meter = _say(as_json)
         run = restore_services(session, backup_id, services, source=chosen,

@@ -62,6 +62,9 @@ def _notify_critical(session, result, partial: bool) -> None:
         send_if_new(session.loaded.state_dir(), "diagnose", note)
 
 
+_HEAL_MARK = len("reported ")  # heal's summary lines continue under the service, past the mark
+
+
 @app.command()
 def heal(services: ServicesArg = None, as_json: JsonOpt = False, lock_wait: LockWaitOpt = "0s") -> None:
     """Fix what diagnose finds and can be fixed safely; report the rest.
@@ -88,7 +91,7 @@ def heal(services: ServicesArg = None, as_json: JsonOpt = False, lock_wait: Lock
         print_json(report.to_dict())
     else:
         for line in healing.summary_lines(report):
-            printer.line(line)
+            printer.line(line, _HEAL_MARK)
     raise typer.Exit(report.exit_code)
 
 
@@ -98,7 +101,12 @@ class _HealPrinter:
     def __init__(self, stream) -> None:
         self.stream = stream
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, indent: int | None = None) -> None:
+        if self.stream.isatty():  # wrapped to the terminal; anywhere else one line as it is
+            from reconciler.cli.output import echo
+
+            echo(text, err=self.stream is sys.stderr, indent=indent)
+            return
         self.stream.write(text + "\n")
         self.stream.flush()
 
@@ -110,8 +118,9 @@ class _HealPrinter:
         if kind == "action-end":
             ok = event.get("status") == "ok"
             extra = f" → {event['backup_id']}" if event.get("backup_id") else ""
-            self.line(f"    {'ok' if ok else 'FAILED'}  {event['action']}{extra} ({event.get('seconds', 0)}s)"
-                      + ("" if ok else f": {event.get('error', '')}"))
+            mark = f"    {'ok' if ok else 'FAILED'}  "
+            self.line(f"{mark}{event['action']}{extra} ({event.get('seconds', 0)}s)"
+                      + ("" if ok else f": {event.get('error', '')}"), len(mark))
         elif kind in ("rollback-begin", "rollback-end", "warning"):
             words = {"rollback-begin": f"rolling back {event.get('service')}: {event.get('reason')}",
                      "rollback-end": f"rollback of {event.get('service')}: {event.get('status')}"}
@@ -185,7 +194,9 @@ def _write_metrics_without_engine(path: Path, profiles: tuple[str, ...]) -> None
     try:
         _write_metrics(path, gather.facts_without_engine(load_spec(STATE.file), profiles, []))
     except ReconcileError as exc:
-        typer.echo(f"warning: {exc.message}", err=True)
+        from reconciler.cli.output import echo
+
+        echo(f"warning: {exc.message}", err=True)
 
 
 def _notify_drift(session, drifted, partial: bool) -> None:

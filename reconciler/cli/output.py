@@ -2,7 +2,9 @@
 
 Colour only when stdout is a terminal (and ``NO_COLOR`` is unset), so CI logs stay clean.
 Nothing is ever read as rich markup: styles come from ``Text`` and ``style=``, so a path,
-image or error message with brackets in it prints as it is.
+image or error message with brackets in it prints as it is. On a terminal a long line is
+wrapped at its width under a hanging indent (``print_line``); a pipe, a file or a CI log gets
+every line whole, as grep and golden tests expect.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from reconciler.errors import ReconcileError
 
 if TYPE_CHECKING:  # rich is imported only when something is styled: plain output starts faster
     from rich.console import Console
+    from rich.text import Text
 
 SYMBOL_STYLES = {"+": "green", "~": "yellow", "-": "red", ">": "cyan", "*": "blue",
                  "<": "magenta", "?": "bright_black", "!": "yellow"}
@@ -23,6 +26,12 @@ SYMBOL_STYLES = {"+": "green", "~": "yellow", "-": "red", ">": "cyan", "*": "blu
 
 def color_stdout() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def plain_stdout() -> bool:
+    """Stdout is no terminal (a pipe, a file, a CI log): lines go out as they are, without
+    rich. A terminal with NO_COLOR still goes through rich, which wraps to its width."""
+    return not (sys.stdout.isatty() or color_stdout())
 
 
 def stdout_console() -> Console:
@@ -42,16 +51,51 @@ def stderr_console() -> Console:
 
 def print_plan_text(text: str, console: Console | None = None) -> None:
     """Colour each plan line by its leading symbol, without interpreting any markup in it."""
-    if console is None and not color_stdout():
+    if console is None and plain_stdout():
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
-    from rich.text import Text
-
     console = console or stdout_console()
     for line in text.splitlines():
         stripped = line.lstrip()
         style = SYMBOL_STYLES.get(stripped[:1]) if stripped[1:2] == " " else None
-        console.print(Text(line, style=style or ""))
+        print_line(console, line, style or "")
+
+
+def wrap_width(console: Console) -> int | None:
+    """The width to wrap people's lines at: a terminal's; None anywhere else. FORCE_COLOR or
+    TTY_COMPATIBLE=1 make rich call a pipe (a CI log) a terminal: colour then, but a log has
+    no width, so its lines stay whole. A console forced to be a terminal in code (ours on a
+    tty, a test's) is one (rich keeps that choice apart; its private name is read carefully)."""
+    if not console.is_terminal:
+        return None
+    isatty = getattr(console.file, "isatty", None)
+    if getattr(console, "_force_terminal", None) or (isatty is not None and isatty()):
+        return console.width
+    return None
+
+
+def print_line(console: Console, text: str | Text, style: str = "", indent: int | None = None) -> None:
+    """One line for people. On a terminal wrapped at its width under a hanging indent: the
+    terminal itself would break it at column 0, across the plan's symbol column and indented
+    changes. Anywhere else printed as it is, one logical line per line."""
+    from rich.text import Text
+
+    from reconciler.cli.wrap import wrap_line
+
+    line = Text(text, style=style) if isinstance(text, str) else text
+    width = wrap_width(console)
+    console.print(line if width is None else Text("\n").join(wrap_line(line, width, indent)))
+
+
+def echo(text: str, style: str = "", err: bool = False, indent: int | None = None) -> None:
+    """``typer.echo`` for people's lines: the same off a terminal (rich not even imported),
+    wrapped by ``print_line`` on one."""
+    if not (sys.stderr if err else sys.stdout).isatty():
+        import typer
+
+        typer.echo(text, err=err)
+        return
+    print_line(stderr_console() if err else stdout_console(), text, style, indent)
 
 
 def print_json(data: object) -> None:
@@ -69,11 +113,11 @@ def report_error(error: ReconcileError, as_json: bool) -> None:
     errors = getattr(error, "errors", None) or [error]
     for err in errors:
         where = f"{err.location}: " if err.location else ""
-        console.print(Text.assemble(("error", "bold red"), f"[{err.ref}] ", where, err.message))
+        print_line(console, Text.assemble(("error", "bold red"), f"[{err.ref}] ", where, err.message))
         if err.hint:
-            console.print(Text.assemble(("  hint: ", "cyan"), err.hint))
+            print_line(console, Text.assemble(("  hint: ", "cyan"), err.hint))
     if len(errors) > 1:
-        console.print(f"{len(errors)} problems found.")
+        print_line(console, f"{len(errors)} problems found.")
 
 
 _LEVEL_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "stopped": "red",
@@ -173,7 +217,8 @@ def print_backup(doc: dict, warnings: list[str], pruned: list[dict]) -> None:
 def print_restore(data: dict) -> None:
     entries = {service: entry for service, entry in data.items() if isinstance(entry, dict)}
     mixed = any(entry.get("backup_id", data["backup_id"]) != data["backup_id"] for entry in entries.values())
-    lines = [("Restored, each service from its newest backup:" if mixed else f"Restored backup {data['backup_id']}:", "")]
+    lines = [("Restored, each service from its newest backup:" if mixed
+              else f"Restored backup {data['backup_id']}:", "")]
     for service, entry in entries.items():
         facts = [f"backup {entry['backup_id']} from {entry.get('source')}" if mixed else f"from {entry.get('source')}"]
         if entry.get("tables_restored") is not None:
@@ -208,15 +253,13 @@ VERIFY_SHOWN = 10  # failed checks listed per service; the rest are counted
 
 def print_lines(lines: list[tuple[str, str]]) -> None:
     """Lines as they are (paths and names are never read as markup), each in its style on
-    a colour terminal; plain text, without importing rich, anywhere else."""
-    if not color_stdout():
+    a terminal (wrapped to it); plain text, without importing rich, anywhere else."""
+    if plain_stdout():
         sys.stdout.write("".join(f"{text}\n" for text, _ in lines))
         return
-    from rich.text import Text
-
     console = stdout_console()
     for text, style in lines:
-        console.print(Text(text, style=style))
+        print_line(console, text, style)
 
 
 def print_catalogue(found) -> None:
@@ -238,11 +281,11 @@ def print_catalogue(found) -> None:
                           ", ".join(row["stores"]), "yes" if row["verified"] else "no")
         print_table(table)
     elif not found.problems:
-        stdout_console().print("No backups yet. Take one with: reconcile backup")
+        print_line(stdout_console(), "No backups yet. Take one with: reconcile backup")
     else:
         answered = [name for name, state in found.stores.items() if state == "ok"]
-        stdout_console().print(f"No backups in the {' or '.join(answered)} store." if answered
-                               else "No backups could be listed.")
+        print_line(stdout_console(), f"No backups in the {' or '.join(answered)} store." if answered
+                   else "No backups could be listed.")
     print_problems(found.problems)
 
 
@@ -252,18 +295,18 @@ def print_file_check(found) -> None:
     from rich.text import Text
 
     console = stdout_console()
-    console.print(Text(f"{_count(found.checked, 'file')} checked, {_count(len(found.problems), 'problem')}."))
+    print_line(console, f"{_count(found.checked, 'file')} checked, {_count(len(found.problems), 'problem')}.")
     for problem in found.problems:
-        console.print(Text(f"  {problem['store']}: {problem['key']}: {problem['error']}"))
+        print_line(console, f"  {problem['store']}: {problem['key']}: {problem['error']}")
     if found.unrecorded:
         errors = stderr_console()
-        errors.print(Text.assemble(("warning", "bold yellow"), "[backup.unrecorded] ",
-                                   f"{_count(len(found.unrecorded), 'file')} no backup's metadata names "
-                                   "(never restored, never pruned):"))
+        print_line(errors, Text.assemble(("warning", "bold yellow"), "[backup.unrecorded] ",
+                                         f"{_count(len(found.unrecorded), 'file')} no backup's metadata names "
+                                         "(never restored, never pruned):"))
         for item in found.unrecorded:
-            errors.print(Text(f"  {item['store']}: {item['key']}"))
-        errors.print(Text.assemble(("  hint: ", "cyan"), "if a metadata file was lost, copy it back from the "
-                                   "other store; otherwise delete these files by hand"))
+            print_line(errors, f"  {item['store']}: {item['key']}")
+        print_line(errors, Text.assemble(("  hint: ", "cyan"), "if a metadata file was lost, copy it back from the "
+                                         "other store; otherwise delete these files by hand"))
     print_problems(found.unreadable_stores)
 
 
@@ -277,43 +320,45 @@ def print_problems(problems) -> None:
 
     console = stderr_console()
     for problem in problems:
-        console.print(Text.assemble(("warning", "bold yellow"), f"[{problem.ref}] ", str(problem)))
+        print_line(console, Text.assemble(("warning", "bold yellow"), f"[{problem.ref}] ", str(problem)))
         if problem.hint:
-            console.print(Text.assemble(("  hint: ", "cyan"), problem.hint))
+            print_line(console, Text.assemble(("  hint: ", "cyan"), problem.hint))
 
 
 def print_prune(reports: list[dict], dry_run: bool) -> None:
     """Each store's outcome on stdout; a store that failed is a warning (with its hint) on
     stderr, after what the other stores did, which is never hidden by it."""
-    from rich.text import Text
-
     console, errors = stdout_console(), stderr_console()
     verb = "would delete" if dry_run else "deleted"
     for report in reports:
         failure = report["error"]
         if failure is None or report["deleted"]:
-            console.print(Text(f"{report['store']}: {verb} {len(report['deleted'])} files, "
-                               f"kept {len(report['kept'])}."))
+            print_line(console, f"{report['store']}: {verb} {len(report['deleted'])} files, "
+                                f"kept {len(report['kept'])}.")
             for key in report["deleted"]:
-                console.print(Text(f"  - {key}"))
+                print_line(console, f"  - {key}")
         for item in report.get("unreadable", []):
-            errors.print(Text.assemble(("warning", "bold yellow"), "[backup.metadata] ",
-                                       f"{item['key']} in the {report['name']} store is skipped: {item['reason']}"))
-            errors.print(Text.assemble(("  hint: ", "cyan"), "fix or remove that file: the files of the backup "
-                                       "it records are not pruned until then"))
+            _warn(errors, "backup.metadata", f"{item['key']} in the {report['name']} store is skipped: "
+                                             f"{item['reason']}",
+                  "fix or remove that file: the files of the backup it records are not pruned until then")
         if others := report.get("others"):
             from reconciler.backup.sharing import HINT
 
-            held = ", ".join(f"{count} of project {project or '(unnamed)'}" for project, count in sorted(others.items()))
-            errors.print(Text.assemble(("warning", "bold yellow"), "[backup.shared] ",
-                                       f"the {report['name']} store also holds backups of other projects "
-                                       f"({held}): left alone"))
-            errors.print(Text.assemble(("  hint: ", "cyan"), HINT))
+            held = ", ".join(f"{count} of project {project or '(unnamed)'}"
+                             for project, count in sorted(others.items()))
+            _warn(errors, "backup.shared", f"the {report['name']} store also holds backups of other projects "
+                                           f"({held}): left alone", HINT)
         if failure is not None:
-            errors.print(Text.assemble(("warning", "bold yellow"), f"[{failure['error']}] ",
-                                       f"pruning the {report['name']} store failed: {failure['message']}"))
-            if failure["hint"]:
-                errors.print(Text.assemble(("  hint: ", "cyan"), failure["hint"]))
+            _warn(errors, failure["error"], f"pruning the {report['name']} store failed: {failure['message']}",
+                  failure["hint"])
+
+
+def _warn(console: Console, ref: str, message: str, hint: str | None) -> None:
+    from rich.text import Text
+
+    print_line(console, Text.assemble(("warning", "bold yellow"), f"[{ref}] ", message))
+    if hint:
+        print_line(console, Text.assemble(("  hint: ", "cyan"), hint))
 
 
 def print_json_warnings(warnings: list[str], **extra) -> None:

@@ -79,7 +79,7 @@ class RollbackText(TextUI):
 
     def show(self, lines: list[str]) -> None:
         self.total = len(lines)
-        self.console.print("Rollback:")
+        self._line("Rollback:", None)
         for line in lines:
             self._line(f"  = {line}", "cyan")
         self.console.print()
@@ -87,10 +87,10 @@ class RollbackText(TextUI):
     def summary(self, data: dict) -> None:
         self._stop_spinner()
         self.console.print()
-        self.console.print(f"Rollback {data['apply_id']}: {data['result']} in {data['duration_s']}s, "
-                           f"{len(data['actions'])} service(s) switched back.")
+        self._line(f"Rollback {data['apply_id']}: {data['result']} in {data['duration_s']}s, "
+                   f"{len(data['actions'])} service(s) switched back.", None)
         for warning in data.get("warnings") or []:
-            self.console.print(f"  warning: {warning}", style="yellow")
+            self._line(f"  warning: {warning}", "yellow")
         if ahead := data.get("spec_differs"):
-            self.console.print(f"  the spec still describes the newer version of {', '.join(ahead)}: `reconcile "
-                               "plan` shows it, and the next apply deploys it again (revert the spec to stay)")
+            self._line(f"  the spec still describes the newer version of {', '.join(ahead)}: `reconcile "
+                       "plan` shows it, and the next apply deploys it again (revert the spec to stay)", None)

@@ -9,7 +9,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.cli.output import print_table, stdout_console, table_fits
+from reconciler.cli.output import print_line, print_table, stdout_console, table_fits
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 _HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "stopped": "red",
@@ -17,22 +17,27 @@ _HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "missing": "red", "st
                  "error": "red"}
 
 
+_SEVERITY_WIDTH = 9  # ``CRITICAL `` then the issue; its details and fix are indented as much
+
+
 def print_diagnosis(report: dict) -> None:
+    """Each line wrapped on a terminal (continuing under its text), whole anywhere else."""
     console = stdout_console()
     issues = report["issues"]
     if not issues:
-        console.print(Text("No issues found.", style="green"))
+        print_line(console, "No issues found.", "green")
+    margin = " " * _SEVERITY_WIDTH
     for issue in issues:
         style = _SEVERITY_STYLE.get(issue["severity"], "")
-        console.print(Text.assemble((f"{issue['severity'].upper():<9}", style),
-                                    f"{issue['service']}: ", (issue["issue"], "bold")))
-        console.print(Text(f"         {issue['details']}"))
-        console.print(Text.assemble(("         fix: ", "cyan"), issue["suggested_fix"]))
+        print_line(console, Text.assemble((f"{issue['severity'].upper():<{_SEVERITY_WIDTH}}", style),
+                                          f"{issue['service']}: ", (issue["issue"], "bold")), indent=_SEVERITY_WIDTH)
+        print_line(console, f"{margin}{issue['details']}")
+        print_line(console, Text.assemble((f"{margin}fix: ", "cyan"), issue["suggested_fix"]))
     _print_usage(console, report.get("resource_usage") or {})
     for service, lines in (report.get("logs") or {}).items():
-        console.print(Text(f"\nlast log lines of {service}:", style="bold"))
+        print_line(console, f"\nlast log lines of {service}:", "bold")
         for line in lines or ["(no output)"]:
-            console.print(Text(f"  | {line}"))
+            print_line(console, f"  | {line}")
 
 
 def _print_usage(console, usage: dict) -> None:
@@ -48,23 +53,23 @@ def _print_usage(console, usage: dict) -> None:
     for label, entry in (disk.get("host") or {}).items():
         parts.append(f"{label} {entry['free_percent']} % free")
     if parts:
-        console.print(Text("\nhost: " + ", ".join(parts), style="bright_black"))
+        print_line(console, "\nhost: " + ", ".join(parts), "bright_black")
 
 
 def print_drift(data: dict) -> None:
     console = stdout_console()
     if "apply_running" in data:
-        console.print(Text("Not judged: an apply is changing the stack.", style="yellow"))
+        print_line(console, "Not judged: an apply is changing the stack.", "yellow")
     elif not data["drifted"]:
-        console.print(Text("No drift: the stack matches the spec.", style="green"))
+        print_line(console, "No drift: the stack matches the spec.", "green")
     for entry in data["drifted"]:
-        console.print(Text.assemble(("drift  ", "yellow"), (entry["service"], "bold")))
+        print_line(console, Text.assemble(("drift  ", "yellow"), (entry["service"], "bold")))
         for reason in entry["reasons"]:
-            console.print(Text(f"       {reason}"))
+            print_line(console, f"       {reason}")
     for warning in data.get("warnings") or []:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        print_line(console, f"warning: {warning}", "yellow")
     if data.get("metrics_file"):
-        console.print(Text(f"metrics written to {data['metrics_file']}", style="bright_black"))
+        print_line(console, f"metrics written to {data['metrics_file']}", "bright_black")
 
 
 def print_status(data: dict, console=None) -> None:
@@ -77,14 +82,13 @@ def print_status(data: dict, console=None) -> None:
     if not table_fits(table, console):
         table = _narrow_status_table(data, _details_room(data, console))
     print_table(table, console)
-    wrap = console.is_terminal  # at the terminal's width, at spaces; a pipe gets whole lines
-    last = data.get("last_apply")
+    last = data.get("last_apply")  # these lines wrap at a terminal's width; a pipe gets them whole
     if last:
-        console.print(Text(f"last apply {last['apply_id']}: {last['result']} at {last['started']}"
-                           + (f" ({last['duration_s']:.1f}s)" if last.get("duration_s") is not None else ""),
-                           style="bright_black"), soft_wrap=not wrap)
+        print_line(console, f"last apply {last['apply_id']}: {last['result']} at {last['started']}"
+                            + (f" ({last['duration_s']:.1f}s)" if last.get("duration_s") is not None else ""),
+                   "bright_black")
     for warning in data.get("warnings") or []:
-        console.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=not wrap)
+        print_line(console, f"warning: {warning}", "yellow")
 
 
 def _status_table(data: dict) -> Table:
