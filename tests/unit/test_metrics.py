@@ -188,3 +188,22 @@ def test_a_paused_container_is_drift_though_no_plan_action_names_it(tmp_path):
     assert [d.service for d in drift_of(loaded, only_app, observed)] == ["web"]
     running = Observed("shop", (box("web", State.RUNNING),))
     assert drift_of(loaded, Plan("shop", (), "fp"), running) == []
+
+
+def test_a_blocked_service_says_apply_would_refuse(tmp_path):
+    """drift from cron said only "create it" while apply would refuse the plan."""
+    from reconciler.operate.drift import drift_of
+    from reconciler.plan.actions import Action, ActionKind, Blocker, Plan
+    from reconciler.spec.load import load_spec
+
+    spec = tmp_path / "reconcile.yaml"
+    spec.write_text("version: 1\nproject: shop\nservices:\n  web: { image: w }\n")
+    blocker = Blocker("web", "plan.name-taken", "web: the name shop-web is taken by container 0a1b2c3d4e5f "
+                      "(image busybox, running), which reconcile did not make (it has no reconcile labels): "
+                      "apply cannot create the container of web", "docker rename shop-web …")
+    plan = Plan("shop", (Action(ActionKind.CREATE, "web", "new service"),), "fp", blocking=(blocker,))
+    (found,) = drift_of(load_spec(spec), plan)
+    assert found.reasons == ("new service (apply would create it)",
+                             "blocked: the name shop-web is taken by container 0a1b2c3d4e5f (image busybox, running), "
+                             "which reconcile did not make (it has no reconcile labels): apply cannot create the "
+                             "container of web (apply refuses until that container is renamed or removed)")
