@@ -120,6 +120,7 @@ def container_from_dict(data: Mapping, project: str = "") -> ObservedContainer:
         created_at=_text_or_none(merged.get("created_at")),
         finished_at=_text_or_none(merged.get("finished_at")),
         upstream=_text_or_none(merged.get("upstream")),
+        command_by_hand=tuple(str(f) for f in merged.get("command_by_hand") or ()),
         **_in_place_settings(merged),
     )
 

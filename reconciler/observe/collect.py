@@ -102,6 +102,7 @@ def container_from(doc: dict) -> ObservedContainer:
         finished_at=state.get("FinishedAt"),
         upstream=_proxy_upstream(doc) if role is Role.PROXY else None,
         env_seen=_env_seen(config, labels, made),
+        command_by_hand=_command_by_hand(config, made),
         restart_policy=(host_config.get("RestartPolicy") or {}).get("Name") or "no",
         memory_limit=int(host_config.get("Memory") or 0) or None,
     )
@@ -117,6 +118,15 @@ def _env_seen(config: dict, labels: dict, made: dict | None) -> dict[str, str] |
     running = dict(item.split("=", 1) for item in config.get("Env") or () if isinstance(item, str) and "=" in item)
     project, service = labels.get(LABEL_PROJECT, ""), labels.get(LABEL_SERVICE) or ""
     return {key: env_digest(project, service, key, running[key]) if key in running else "" for key in made}
+
+
+def _command_by_hand(config: dict, made: dict | None) -> tuple[str, ...]:
+    """The fields of ``command``/``entrypoint`` the spec set (``made``) that the container does
+    not run with: re-run by hand with the labels copied (QA: drift missed a worker run with
+    another command). One the spec left to the image is not compared (the image's may change)."""
+    live = {"command": config.get("Cmd"), "entrypoint": config.get("Entrypoint")}
+    return tuple(name for name in ("command", "entrypoint")
+                 if isinstance((made or {}).get(name), list) and list(live[name] or []) != made[name])
 
 
 def _proxy_upstream(doc: dict) -> str | None:

@@ -87,6 +87,9 @@ class ObservedContainer:
     env_seen: dict[str, str] | None = None
     """For each env key of ``config``: the digest of the value the container RUNS with ('' when
     it lacks the key); differs from the label's when the container was re-run by hand."""
+    command_by_hand: tuple[str, ...] = ()
+    """``command`` and/or ``entrypoint`` when the container RUNS another one than its config
+    label records (re-run by hand with the labels copied): compared only where the spec set one."""
 
     @property
     def running(self) -> bool:
@@ -165,7 +168,7 @@ class Observed:
         facts = {
             "containers": sorted((c.id, c.state.value, c.spec_hash or "", c.image_id, c.role.value,
                                   c.restart_policy or "", c.memory_limit or 0, sorted(c.networks),
-                                  sorted((c.env_seen or {}).items()))
+                                  sorted((c.env_seen or {}).items()), list(c.command_by_hand))
                                  + ((c.upstream,) if c.upstream else ()) for c in self.containers),
             "networks": sorted(n.id for n in self.networks),
             "volumes": sorted(v.name for v in self.volumes),

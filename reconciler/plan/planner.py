@@ -348,6 +348,10 @@ def _decide_same_config(ctx: _Context, name: str, current: ObservedContainer,
         return _Decision(ActionKind.RECREATE, f"env {keys} of the live container is not what the spec sets "
                          "(the container was re-run by hand)",
                          tuple(Change(f"env.{key}", SENSITIVE, SENSITIVE) for key in hand_set))
+    if current.command_by_hand:
+        fields = " and ".join(current.command_by_hand)
+        return _Decision(ActionKind.RECREATE, f"{fields} of the live container is not what the spec sets "
+                         "(the container was re-run by hand)")
     if current.role is not Role.CURRENT:
         return _Decision(ActionKind.START, leftovers.adopt_cause(current), updates=settings.changes)
     if name in ctx.unhealthy:
