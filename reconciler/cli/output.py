@@ -20,8 +20,6 @@ if TYPE_CHECKING:  # rich is imported only when something is styled: plain outpu
     from rich.console import Console
     from rich.text import Text
 
-SYMBOL_STYLES = {"+": "green", "~": "yellow", "-": "red", ">": "cyan", "*": "blue",
-                 "<": "magenta", "?": "bright_black", "!": "yellow"}
 
 
 def color_stdout() -> bool:
@@ -54,10 +52,13 @@ def print_plan_text(text: str, console: Console | None = None) -> None:
     if console is None and plain_stdout():
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
+    from reconciler.plan.render import COLOURS
+
+    styles = {**COLOURS, "!": "yellow"}  # the plan's own colours (also ^ update and = switch-traffic)
     console = console or stdout_console()
     for line in text.splitlines():
         stripped = line.lstrip()
-        style = SYMBOL_STYLES.get(stripped[:1]) if stripped[1:2] == " " else None
+        style = styles.get(stripped[:1]) if stripped[1:2] == " " else None
         print_line(console, line, style or "")
 
 

@@ -132,6 +132,14 @@ def test_plan_on_a_terminal_fits_its_width_keeps_its_columns_and_colours():
     assert "\x1b[34m" in styled[recreate - 1]  # the backup line keeps its blue
 
 
+def test_every_plan_symbol_has_the_colour_the_plan_gives_it():
+    """Update (^) and switch-traffic (=) lines came out uncoloured, verify (?) grey."""
+    console = _console()
+    output.print_plan_text("  ^ update  web  restart\n  = switch-traffic  api  x\n  ? verify  db  y", console)
+    styled = console.export_text(styles=True).splitlines()
+    assert [row[:5] for row in styled] == ["\x1b[33m", "\x1b[36m", "\x1b[34m"]
+
+
 def test_plan_off_a_terminal_is_byte_for_byte_the_rendered_text(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "60")
     text = render_text(_plan())
