@@ -7,7 +7,10 @@ GNU long-name and pax headers are metadata, not entries. Each member is also rep
 (path, type, mode, owner, size, link target, SHA-256 of its content, hashed chunk by chunk
 as the data passes) to ``on_member``, which ``TreeDigest`` folds into a digest of the tree.
 Verify re-archives the live folders with the same tar and scans again, so both sides use
-one definition.
+one definition. A GNU sparse member of a pax archive (``tar --format=posix --sparse``) is
+reported as restored: its real name and size, its content hashed with the holes as zeros
+(``tarsparse``), so it counts and digests like the same file in a dense archive. Pax
+``mtime`` records give modification times to the nanosecond (``TarMember.mtime_ns``).
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.engines.tarsparse import SPARSE_KEYS, SPARSE_LISTS, sparse_content
+
 BLOCK = 512
 _METADATA = frozenset(b"LKxgX")  # GNU long name/link, pax extended/global, Solaris xattr
 _REGULAR = frozenset(b"07\0")
 _TYPES = {ord("0"): "file", 0: "file", ord("7"): "file", ord("1"): "hardlink", ord("2"): "symlink",
           ord("3"): "char", ord("4"): "block", ord("5"): "dir", ord("6"): "fifo"}
 _MAX_METADATA = 1 << 20  # a long name or pax header larger than this is cut, not buffered
-_PAX_KEYS = {b"path": "path", b"linkpath": "link", b"size": "size", b"uid": "uid", b"gid": "gid"}
+_PAX_KEYS = {b"path": "path", b"linkpath": "link", b"size": "size", b"uid": "uid", b"gid": "gid",
+             b"mtime": "mtime"} | SPARSE_KEYS
+_PAX_NUMBERS = ("size", "uid", "gid")
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ class TarMember:
     gid: int
     size: int
     target: str = ""
-    sha256: str = ""  # content of a regular file
+    sha256: str = ""  # content of a regular file (of a sparse one: with its holes as zeros)
+    mtime_ns: int = 0
 
 
 class TarScanner:
@@ -50,6 +58,7 @@ class TarScanner:
         self.entries = 0
         self.content_bytes = 0
         self.ended = False      # a zero block seen
+        self.sparse_files = 0   # GNU sparse members (only GNU tar or libarchive restore them)
         self._on_member = on_member
         self._header = b""      # a header split across chunks
         self._remaining = 0     # data bytes of the current member still to pass
@@ -108,20 +117,24 @@ class TarScanner:
 
     def _start_entry(self, header: bytes, kind: int, size: int) -> None:
         self.entries += 1
+        pending, self._pending = self._pending, {}
         regular = kind in _REGULAR
         if regular:
+            sparse = sparse_content(pending)
+            self.sparse_files += sparse is not None
+            size = size if sparse is None else sparse.real_size
             self.content_bytes += size
-            self._hasher = hashlib.sha256()
-        pending, self._pending = self._pending, {}
+            self._hasher = hashlib.sha256() if sparse is None else sparse
         target = pending.get("link", _text(header[157:257]))
         if kind in (ord("3"), ord("4")):
             target = f"{_number(header[329:337])}:{_number(header[337:345])}"
-        self._member = {"path": pending.get("path") or _name(header),
+        self._member = {"path": pending.get("sparse_name") or pending.get("path") or _name(header),
                         "type": _TYPES.get(kind, f"type-{chr(kind)}"),
                         "mode": _number(header[100:108]) & 0o7777,
                         "uid": int(pending.get("uid", _number(header[108:116]))),
                         "gid": int(pending.get("gid", _number(header[116:124]))),
-                        "size": size if regular else 0, "target": target}
+                        "size": size if regular else 0, "target": target,
+                        "mtime_ns": _mtime_ns(pending.get("mtime"), header[136:148])}
 
     def _end_member(self) -> None:
         if self._member is not None:
@@ -166,11 +179,15 @@ class TreeDigest:
     directly under each archived folder (``srv/data/a.txt``, ``srv/data/sub``), so verify can
     name where a difference is; absent when there are more than ``GROUP_LIMIT`` of them.
     This detects change; it is not a signature against someone forging a matching tree.
+    ``archive``: how the archive was written (``tarformat.ArchiveNote``: its format, the tar
+    that wrote it, what it could not keep); not part of the digest, and absent in backups
+    made before it was recorded (plain GNU-format archives).
     """
 
     aspects: Mapping[str, str]
     groups: Mapping[str, str] | None = None
     version: int = DIGEST_VERSION
+    archive: Mapping[str, object] | None = None
 
     @property
     def sha256(self) -> str:
@@ -182,6 +199,8 @@ class TreeDigest:
                                    "aspects": dict(self.aspects)}
         if self.groups is not None:
             data["groups"] = dict(self.groups)
+        if self.archive is not None:
+            data["archive"] = dict(self.archive)
         return data
 
     @classmethod
@@ -189,8 +208,9 @@ class TreeDigest:
         """``None`` for a digest this code cannot compare (absent, or a newer version)."""
         if not isinstance(data, Mapping) or data.get("version") != DIGEST_VERSION:
             return None
-        groups = data.get("groups")
-        return cls(dict(data.get("aspects") or {}), None if groups is None else dict(groups))
+        groups, archive = data.get("groups"), data.get("archive")
+        return cls(dict(data.get("aspects") or {}), None if groups is None else dict(groups),
+                   archive=dict(archive) if isinstance(archive, Mapping) else None)
 
     def differing_aspects(self, other: TreeDigest) -> list[str]:
         return [name for name in ASPECTS if self.aspects.get(name) != other.aspects.get(name)]
@@ -268,7 +288,8 @@ def _text(field_bytes: bytes) -> str:
 
 
 def _pax_records(data: bytes) -> dict:
-    """``LEN key=value\\n`` records; only the keys that change what a member is."""
+    """``LEN key=value\\n`` records; only the keys that change what a member is (the sparse
+    map of version 0.0 repeats its offset and numbytes keys: those are kept in order)."""
     found: dict = {}
     pos = 0
     while pos < len(data):
@@ -282,10 +303,24 @@ def _pax_records(data: bytes) -> dict:
         key, _, value = data[space + 1:pos + length - 1].partition(b"=")
         if key in _PAX_KEYS:
             name = _PAX_KEYS[key]
-            found[name] = int(value) if name in ("size", "uid", "gid") else value.decode(
-                "utf-8", "surrogateescape")
+            found[name] = int(value) if name in _PAX_NUMBERS else value.decode("utf-8", "surrogateescape")
+        elif key in SPARSE_LISTS:
+            found.setdefault(SPARSE_LISTS[key], []).append(value.decode("ascii", "replace"))
         pos += length
     return found
+
+
+def _mtime_ns(record: str | None, field_bytes: bytes) -> int:
+    """A pax ``mtime`` (decimal seconds, maybe negative, up to nanoseconds) or the header's
+    whole seconds, as integer nanoseconds (no float: it would round the last digits)."""
+    if record:
+        sign, text = (-1, record[1:]) if record.startswith("-") else (1, record)
+        whole, _, fraction = text.partition(".")
+        try:
+            return sign * (int(whole or "0") * 10**9 + int((fraction + "000000000")[:9]))
+        except ValueError:
+            pass
+    return _number(field_bytes) * 10**9
 
 
 def _number(field_bytes: bytes) -> int:

@@ -5,7 +5,9 @@ RUNS, with ``--volumes-from`` the service container (read-only), so it sees ever
 and bind mount at the same path, also while the service is stopped, and needs nothing on
 the host. Read-only mounts (configuration) are not data and are left out. Members are
 stored relative to ``/`` (``var/lib/app/…``) with numeric owners, so a restore puts back
-paths, modes and owners exactly.
+paths, modes and owners exactly; where the image has GNU tar, in pax format with sparse
+files kept sparse and modification times to the nanosecond (``tarformat``: the command,
+the fallback for other tars, and the note in the metadata of how an archive was written).
 
 ``backup.stop_service`` stops the service for the moment of the copy (a consistent copy of
 files an application writes) and ALWAYS starts it again, also when archiving fails. A
@@ -37,6 +39,18 @@ from reconciler.engines.base import (
     one_line,
 )
 from reconciler.engines.compress import ZSTD_DEFAULT
+from reconciler.engines.tarformat import (
+    NO_SPARSE_TAR,
+    VERSION_COMMAND,
+    ArchiveNote,
+    RestoreRefused,
+    create_command,
+    extract_command,
+    sparse_refused,
+    unpacks_sparse,
+    without_marker,
+    written_with,
+)
 from reconciler.engines.tarscan import (
     ASPECTS,
     TarMember,
@@ -89,16 +103,16 @@ class VolumeEngine(DockerBacked):
         if not counter.scanner.ended:
             raise BackupError(f"the archive of {target.service_name} is incomplete (no end blocks)",
                               ref="backup.truncated", hint="tar stopped early; the archive is discarded")
+        note = written_with(result.stderr, counter.scanner.sparse_files)
         return BackupStats(Kind.GENERIC, raw_bytes=counter.count, paths=tuple(paths),
                            file_count=counts.entries, content_bytes=counts.content_bytes,
-                           tree=counter.tree.digest())
+                           tree=replace(counter.tree.digest(), archive=note.as_dict()))
 
     def _archive(self, target: Target, paths: list[str],
                  sink: Callable[[bytes], object]) -> dockerio.ExecResult:
         relative = [p.lstrip("/") for p in paths]
         try:
-            return self._stream_out(target, lambda path: ["tar", "--numeric-owner", "-C", "/", "-cf",
-                                                          path, *relative], sink)
+            return self._stream_out(target, lambda path: create_command(path, relative), sink)
         except dockerio.StreamAborted as exc:
             raise BackupError(f"archiving the volumes of {target.service_name} aborted: "
                               f"{cause_text(exc, target)}", ref="backup.stream",
@@ -106,7 +120,8 @@ class VolumeEngine(DockerBacked):
 
     def restore_precheck(self, target: Target, stats: BackupStats) -> None:
         """Refuse, before anything is stopped or wiped, a backup of folders the container does
-        not mount (the spec moved a volume since): its files would land in the helper only."""
+        not mount (the spec moved a volume since): its files would land in the helper only; and
+        one holding sparse files when the image's tar cannot unpack them (one helper asks)."""
         doc = dockerio.inspect_container(self.client, target.container_id)
         if missing := unmounted(list(stats.paths) or writable_paths(target, doc), doc):
             mounted = ", ".join(writable_paths(target, doc)) or "none"
@@ -114,6 +129,12 @@ class VolumeEngine(DockerBacked):
                                f"does not mount (it mounts {mounted})", ref="restore.paths",
                                hint="mount the volume at that path again to restore this backup, or restore "
                                     "its archive by hand; nothing was stopped or changed")
+        note = ArchiveNote.of(stats.tree)
+        if note.sparse_files:
+            version: list[bytes] = []
+            self._helper_exec(target, VERSION_COMMAND, version.append, read_only=True)
+            if not unpacks_sparse(b"".join(version)):
+                raise sparse_refused(target.service_name, note, "nothing was stopped or changed")
 
     def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
         started = time.monotonic()
@@ -123,6 +144,10 @@ class VolumeEngine(DockerBacked):
             dockerio.stop(self.client, target.container_id, target.service.deploy.stop_grace)
         try:
             report = self._refill(target, paths, stream, stats)
+        except RestoreRefused as exc:
+            if running:
+                dockerio.start(self.client, target.container_id)
+            raise RestoreError(exc.message, ref=exc.ref, hint=exc.hint) from None
         except KeyboardInterrupt as stop:
             stop.add_note(f"{target.service_name}'s volumes were being replaced in place: they hold "
                           f"part of the backup, and the service is {_LEFT}")
@@ -137,7 +162,10 @@ class VolumeEngine(DockerBacked):
 
     def _refill(self, target: Target, paths: list[str], stream: BinaryIO, stats: BackupStats) -> VerifyReport:
         """Wipe and unpack, then compare with the backup before the service can change a file."""
-        result = self._unpack(target, paths, stream)
+        note = ArchiveNote.of(stats.tree)
+        result = self._unpack(target, paths, stream, sparse=note.sparse_files > 0)
+        if result.exit_code == NO_SPARSE_TAR:
+            raise sparse_refused(target.service_name, note, "nothing was wiped")
         if result.exit_code != 0:
             raise RestoreError(f"restoring the volumes of {target.service_name} failed "
                                f"(exit {result.exit_code}): "
@@ -149,15 +177,14 @@ class VolumeEngine(DockerBacked):
                                ref="restore.verify", hint="restore again, or from another backup")
         return report
 
-    def _unpack(self, target: Target, paths: list[str], stream: BinaryIO) -> dockerio.ExecResult:
+    def _unpack(self, target: Target, paths: list[str], stream: BinaryIO, sparse: bool) -> dockerio.ExecResult:
         source = _chunks(stream)
-        script = _WIPE + '; exec tar --numeric-owner -C / -xpf "$0"'
         image = self._image(target)
         try:
             return fifo.stream_in(
-                self.client, image, lambda path: ["sh", "-c", script, path, *paths], _lead(source),
+                self.client, image, lambda path: extract_command(path, paths, _WIPE, sparse), _lead(source),
                 {"volumes_from": target.container_id, "read_only": False},
-                lambda rest: dockerio.run_helper(self.client, image, ["sh", "-c", script, "-", *paths],
+                lambda rest: dockerio.run_helper(self.client, image, extract_command("-", paths, _WIPE, sparse),
                                                  volumes_from=target.container_id, read_only=False,
                                                  source=rest))
         except dockerio.StreamAborted as exc:
@@ -178,8 +205,7 @@ class VolumeEngine(DockerBacked):
         tree = TreeDigestBuilder(recorded)
         scanner = TarScanner(_as_recorded(tree.add, dict(zip(live, recorded, strict=True))))
         try:
-            result = self._stream_out(target, lambda path: ["tar", "--numeric-owner", "-C", "/",
-                                                            "-cf", path, *live], scanner.feed)
+            result = self._stream_out(target, lambda path: create_command(path, live), scanner.feed)
         except dockerio.StreamAborted:
             result = dockerio.ExecResult(-1, b"")
         where = ", ".join(expected.paths)
@@ -354,7 +380,9 @@ def _lead(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _stderr(target: Target, result: dockerio.ExecResult) -> str:
-    return target.redact(one_line(result.stderr.decode("utf-8", "replace")))
+    return target.redact(one_line(without_marker(result.stderr).decode("utf-8", "replace")))
+
+
 
 
 def _ms(started: float) -> float:

@@ -91,7 +91,7 @@ def test_members_carry_path_type_owner_mode_target_and_content_hash():
         whole, digest = scan(raw)
         by_path = {m.path.rstrip("/"): m for m in whole}
         assert by_path["d/a.txt"] == TarMember("d/a.txt", "file", 0o640, 1234, 2345, 5, "",
-                                               hashlib.sha256(b"hello").hexdigest())
+                                               hashlib.sha256(b"hello").hexdigest(), 1000 * 10**9)
         assert by_path[LONG].size == 70000 and by_path[LONG].uid == 5
         assert by_path["d/link"].type == "symlink" and by_path["d/link"].target == "a.txt"
         assert by_path["d"].type == "dir" and by_path["d"].mode == 0o755
