@@ -67,15 +67,21 @@ def _with_kept(run: ApplyRun, failed: Action, error: ApplyError) -> ApplyError:
     only the failing step is undone, and "rolled back" alone read as the whole deploy (QA:
     the API served its new version while the worker was rolled back to the old one)."""
     by_id = {a.id: a for a in run.plan.actions}
-    kept = sorted({by_id[i].resource for i in run.done if i in by_id and by_id[i].kind in _CHANGES
-                   and by_id[i].resource != failed.resource})
-    if not kept:
+    changed = [by_id[i] for i in run.done if i in by_id and by_id[i].kind in _CHANGES
+               and by_id[i].resource != failed.resource]
+    kept = sorted({a.resource for a in changed if a.kind is not ActionKind.REMOVE})
+    removed = sorted({a.resource for a in changed if a.kind is ActionKind.REMOVE})  # gone: not "kept" (QA)
+    switched = sorted({a.resource for a in changed if a.kind is ActionKind.SWITCH_TRAFFIC})
+    notes = []
+    if kept:
+        notes.append(f"already changed by this apply, and kept (only the failed step is undone): {', '.join(kept)}"
+                     + (f"; {', '.join(switched)} serve{'s' if len(switched) == 1 else ''} the new version "
+                        f"(`reconcile rollback {' '.join(switched)}` puts the previous one back)" if switched else ""))
+    if removed:
+        notes.append(f"already removed by this apply: {', '.join(removed)}")
+    if not notes:
         return error
-    switched = sorted({by_id[i].resource for i in run.done if i in by_id
-                       and by_id[i].kind is ActionKind.SWITCH_TRAFFIC and by_id[i].resource != failed.resource})
-    note = (f"already changed by this apply, and kept (only the failed step is undone): {', '.join(kept)}"
-            + (f"; {', '.join(switched)} serve{'s' if len(switched) == 1 else ''} the new version "
-               f"(`reconcile rollback {' '.join(switched)}` puts the previous one back)" if switched else ""))
+    note = "; ".join(notes)
     error.hint = f"{error.hint}; {note}" if error.hint else note
     return error
 

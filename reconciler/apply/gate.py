@@ -78,8 +78,8 @@ def _hopeless(result: ServiceHealth) -> bool:
 
 
 def _describe(result: ServiceHealth) -> str:
-    shown = {k: v for k, v in result.details.items() if k in ("exit_code", "restarts", "error",
-                                                                "docker_health", "oom_killed")}
+    shown = {k: v for k, v in result.details.items() if k in ("exit_code", "restarts", "error", "url",
+                                                                "status_code", "docker_health", "oom_killed")}
     extra = ", ".join(f"{k} {v}" for k, v in shown.items() if v not in (None, "", False))
     return result.status + (f": {extra}" if extra else "")
 

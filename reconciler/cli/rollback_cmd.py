@@ -92,5 +92,5 @@ class RollbackText(TextUI):
         for warning in data.get("warnings") or []:
             self._line(f"  warning: {warning}", "yellow")
         if ahead := data.get("spec_differs"):
-            self._line(f"  the spec still describes the newer version of {', '.join(ahead)}: `reconcile "
+            self._line(f"  the spec still describes another version of {', '.join(ahead)}: `reconcile "
                        "plan` shows it, and the next apply deploys it again (revert the spec to stay)", None)

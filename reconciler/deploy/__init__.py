@@ -9,6 +9,7 @@ Where each rule lives:
   (atomic write → ``nginx -t`` → ``nginx -s reload`` → confirm the new workers serve it).
 * ``bluegreen`` — one replacement: start the new container → ready → promote the names →
   switch the proxy → drain → stop the old one (kept); undone on failure.
+* ``watch``     — the new container around the switch: its ports answer, it keeps serving.
 * ``rollback``  — ``reconcile rollback``: the same steps with the newest kept version.
 
 This module imports nothing, so the pure parts load without the engine's SDK.

@@ -2,7 +2,8 @@
 
     open      create the candidate ``<p>-<s>-new-<t>`` (or start a kept version, for
               ``reconcile rollback``) → wait until ready (its health check; with none, running
-              for ``deploy.readiness_delay``). The old container is untouched: a candidate
+              for ``deploy.readiness_delay``), and behind a proxy, accepting connections on
+              each port the proxy forwards to. The old container is untouched: a candidate
               that never gets ready is removed and traffic never moved (exit 2).
     promote   rename old → ``-old-<t>``, new → ``<p>-<s>``. Names say which container is
               which at every point, so an apply killed here converges on the next run
@@ -11,14 +12,16 @@
               rollout counts as switched from the moment the proxy is touched, not when
               ``point`` returns: nginx may already serve the new container when a signal or
               a confirm timeout stops it there.
-    retire    drain (``deploy.drain``, proxy only) → stop the old one with SIGTERM and
+    retire    drain (``deploy.drain``, proxy only), watching the new one (``watch``: a crash
+              or a failed health check then is undone) → stop the old one with SIGTERM and
               ``deploy.stop_grace`` → restart policy ``no`` → rename it ``-kept-<t>``.
 
 Any failure before the old container is retired is undone (``undo``): the proxy is pointed
 back at the old container and confirmed to serve it (``proxy.point_back``) before anything
 is stopped or removed, the names are swapped back, the new container is removed (a kept one
-is stopped again). Failures while tidying the retired container only warn: traffic already
-moved.
+is stopped again); an old container whose stop was under way is first waited for and started
+again. Failures while tidying the retired container only warn: traffic already moved; a
+Ctrl-C there waits for the tidy, then says the new version serves (``finish``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from reconciler import dockerio
 from reconciler.apply import builders, gate, volumes
 from reconciler.apply.context import ApplyRun
 from reconciler.apply.signals import finishing
-from reconciler.deploy import proxy, rules
+from reconciler.deploy import proxy, rules, watch
 from reconciler.errors import ApplyError, CriticalError, EngineError, ReconcileError
 from reconciler.observe.collect import container_from
 from reconciler.observe.models import ObservedContainer
@@ -62,9 +65,12 @@ class Rollout:
     new_id: str | None = None
     new_name: str = ""
     new_restart: str = ""
+    new_restarts: int = 0  # the new container's restart count when it was found ready
     reused: bool = False
     promoted: bool = False
     switched: bool = False  # the proxy may serve the new container (set before it is touched)
+    served: bool = False  # it ever did: an undo stops it gracefully (in-flight requests finish)
+    old_stopping: bool = False  # its stop was asked for (it may still be in its grace period)
     old_stopped: bool = False
     finished: bool = False
 
@@ -89,7 +95,7 @@ def recreate(run: ApplyRun, action: Action) -> dict:
     when the plan has none for this service (no proxy, or a hand-made plan)."""
     rollout = open_candidate(run, action)
     if run.plan.action(f"{ActionKind.SWITCH_TRAFFIC.value}:{action.resource}") is None:
-        complete(run, action.id, rollout)
+        finish(run, action.id, rollout)
     return {"container": rollout.new_id, "replaced": rollout.old_id}
 
 
@@ -98,12 +104,13 @@ def switch_traffic(run: ApplyRun, action: Action) -> dict:
     the live container (proxy missing, stopped, changed, or serving another container)."""
     rollout = run.rollouts.get(action.resource)
     if isinstance(rollout, Rollout) and not rollout.finished:
-        details = complete(run, action.id, rollout)
+        details = finish(run, action.id, rollout)
         return {"container": rollout.new_id, "kept": rollout.kept_name, **details}
     live = run.session.container_doc(action.resource)
     if live is None or not (live.get("State") or {}).get("Running"):
         raise ApplyError(f"{action.resource} has no running container to send traffic to",
                          ref="apply.no-upstream", hint="run plan again: the engine changed")
+    watch.ports_answer(run, action.id, action.resource, live, candidate=False)
     return proxy.point(run, action.id, action.resource, live)
 
 
@@ -153,9 +160,13 @@ def start_and_wait(run: ApplyRun, action_id: str, rollout: Rollout) -> None:
     timeout = gate.timeout_for(session, service, recreate=True)
     run.step(action_id, f"wait until {rollout.new_name} is ready (up to {timeout:g}s)")
     gate.wait_ready(session, service, rollout.new_id, timeout)
-    state = dockerio.inspect_container(session.client, rollout.new_id).get("State") or {}
-    if rules.needs_readiness_delay(session.spec.services[service], state):
+    doc = dockerio.inspect_container(session.client, rollout.new_id)
+    if rules.needs_readiness_delay(session.spec.services[service], doc.get("State") or {}):
         _readiness_delay(run, action_id, rollout)
+        doc = dockerio.inspect_container(session.client, rollout.new_id)
+    rollout.new_restarts = int(doc.get("RestartCount") or 0)
+    if rollout.proxied:
+        watch.ports_answer(run, action_id, rollout.service, doc)
 
 
 def _readiness_delay(run: ApplyRun, action_id: str, rollout: Rollout) -> None:
@@ -196,7 +207,7 @@ def switch(run: ApplyRun, action_id: str, rollout: Rollout) -> dict:
     target = dockerio.inspect_container(run.session.client, rollout.new_id)
     free = (lambda: stop_old(run, action_id, rollout, " to free its host ports for the proxy")) \
         if rollout.old_ports else None
-    rollout.switched = True  # from here on nginx may serve the new one: an undo points it back
+    rollout.switched = rollout.served = True  # from here on nginx may serve the new one: an undo points it back
     return proxy.point(run, action_id, rollout.service, target, before_start=free)
 
 
@@ -206,26 +217,48 @@ def stop_old(run: ApplyRun, action_id: str, rollout: Rollout, why: str = "") -> 
     grace = run.session.spec.services[rollout.service].deploy.stop_grace
     run.step(action_id, f"stop {rollout.previous_name} (SIGTERM, grace {grace:g}s){why}",
              container=rollout.old_id)
+    rollout.old_stopping = True  # a signal during the stop leaves it exiting: the undo must wait and restart it
     dockerio.stop(run.session.client, rollout.old_id, grace)
     rollout.old_stopped = True
 
 
 def retire(run: ApplyRun, action_id: str, rollout: Rollout) -> None:
-    """Drain, stop, keep. After the stop, failures are warnings: the new one serves."""
+    """Drain, stop, keep. After the stop, failures are warnings: the new one serves.
+
+    The new container must still serve when the old one stops: one that crashed (or was
+    restarted by its restart policy) during the drain is undone while the old one still runs
+    (QA: a version that died 3 s after its health check was kept, exit 0, requests failing)."""
     drain = run.session.spec.services[rollout.service].deploy.drain
     if rollout.proxied and not rollout.old_stopped and drain > 0:
         run.step(action_id, f"drain {rollout.previous_name} for {drain:g}s (it finishes in-flight requests)")
-        time.sleep(drain)
+        watch.drain(run, rollout, drain)
+    watch.still_serving(run, rollout, probe=True)
     stop_old(run, action_id, rollout)
     rollout.finished = True
-    try:
-        _set_restart(run, rollout.old_id, "no")
-        run.step(action_id, f"rename {rollout.previous_name} → {rollout.kept_name} (kept for rollback)",
-                 container=rollout.old_id)
-        dockerio.rename(run.session.client, rollout.old_id, rollout.kept_name)
+    try:  # a Ctrl-C here waits: it must not leave the old one half-kept (restart policy, name)
+        with finishing("keeping the old version", then_stop=True):
+            _set_restart(run, rollout.old_id, "no")
+            run.step(action_id, f"rename {rollout.previous_name} → {rollout.kept_name} (kept for rollback)",
+                     container=rollout.old_id)
+            dockerio.rename(run.session.client, rollout.old_id, rollout.kept_name)
     except EngineError as exc:
         run.warn(f"{rollout.service}: the old container {rollout.previous_name} could not be kept "
                  f"({exc.message}); the next apply removes it")
+
+
+def finish(run: ApplyRun, action_id: str, rollout: Rollout) -> dict:
+    """``complete``, and a Ctrl-C that lands once the new version serves (nothing left to
+    undo) said as it is: not "failed", which read as the deploy undone (QA)."""
+    try:
+        return complete(run, action_id, rollout)
+    except KeyboardInterrupt:
+        if not rollout.finished:
+            raise
+        raise ApplyError(f"interrupted once {rollout.service} had switched: {rollout.canonical} serves the "
+                         f"version it switched to, the one before is kept as {rollout.kept_name}",
+                         ref="apply.interrupted",
+                         hint=f"run the command again for what is left; `reconcile rollback {rollout.service}` "
+                              "puts the previous version back") from None
 
 
 def _set_restart(run: ApplyRun, container: str, policy: str) -> None:
@@ -250,10 +283,30 @@ def undo(run: ApplyRun, rollout: Rollout, action_id: str, error: BaseException) 
     rollout.finished = True
     run.record("rollback-end", service=rollout.service, status="ok")
     serves = "still serves" if rollout.old_running else "is as it was (it was not running)"
+    if rollout.old_running and (down := _proxy_down(run, rollout)):
+        serves = f"still runs, but {down}"
     return ApplyError(f"{reason}; rolled back: {rollout.canonical} {serves} ({traffic})",
                       ref="apply.rolled-back",
                       hint="nothing was lost; run apply again" if reason == "interrupted"
                       else "nothing was lost; fix the cause shown above and try again")
+
+
+def _proxy_down(run: ApplyRun, rollout: Rollout) -> str:
+    """Why nothing serves the service's host ports after the undo, or "" (QA: "still serves"
+    while its proxy had been removed by hand before the apply)."""
+    if not rollout.proxied or rollout.old_ports:
+        return ""
+    name = rules.proxy_container_name(run.session.loaded, rollout.service)
+    try:
+        doc = dockerio.inspect_container(run.session.client, name)
+    except EngineError:
+        doc = None
+    state = (doc or {}).get("State") or {}
+    if state.get("Running") and not state.get("Restarting"):
+        return ""
+    what = "missing" if doc is None else (state.get("Status") or "not running")
+    fix = "an apply of the spec it ran under creates it" if doc is None else "`reconcile heal` starts it"
+    return f"its proxy {name} is {what} (so it was before this apply): nothing serves its host ports; {fix}"
 
 
 def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> str:
@@ -265,6 +318,11 @@ def _undo(run: ApplyRun, rollout: Rollout, action_id: str) -> str:
         proxy.remove(run, action_id, service)  # a first deploy's proxy holds the old one's ports
         if rollout.switched:
             traffic = "the proxy was removed: it publishes its own host ports again"
+    if rollout.old_stopping and not rollout.old_stopped:
+        grace = run.session.spec.services[service].deploy.stop_grace
+        run.step(action_id, f"undo: wait until {rollout.old_name} has stopped (its stop was under way)",
+                 container=rollout.old_id)
+        dockerio.stop(client, rollout.old_id, grace)  # it got SIGTERM: it exits in its grace period
     old = dockerio.inspect_container(client, rollout.old_id)
     if rollout.old_running and not (old.get("State") or {}).get("Running"):
         run.step(action_id, f"undo: start {rollout.old_name}", container=rollout.old_id)
@@ -298,6 +356,11 @@ def _drop_new(run: ApplyRun, rollout: Rollout, action_id: str) -> None:
         dockerio.stop(client, rollout.new_id, run.session.spec.services[rollout.service].deploy.stop_grace)
         _set_restart(run, rollout.new_id, "no")
     else:
+        if rollout.served:  # the proxy's old workers may still wait on it (QA: a request cut, 502)
+            grace = run.session.spec.services[rollout.service].deploy.stop_grace
+            run.step(action_id, f"undo: stop {rollout.new_name} (SIGTERM, grace {grace:g}s: its in-flight "
+                     "requests finish)", container=rollout.new_id)
+            dockerio.stop(client, rollout.new_id, grace)
         run.step(action_id, f"undo: remove {rollout.new_name}", container=rollout.new_id)
         dockerio.remove_container(client, rollout.new_id)
         rollout.new_id = None

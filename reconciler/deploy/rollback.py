@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reconciler import dockerio
+from reconciler.apply import gate
 from reconciler.apply.context import ApplyRun
 from reconciler.apply.journal import Journal, new_apply_id
 from reconciler.apply.lock import ApplyLock, waiting_notice
@@ -135,6 +137,7 @@ def rollback(session: Session, services: list[str], ui: UI, lock_wait: float = 0
             raise ReconcileError("rollback cancelled: nothing was changed", ref="rollback.cancelled")
         plan = Plan(project=session.spec.project, actions=(), fingerprint="")
         run_ = ApplyRun(session, plan, Journal(session.state_dir(), rollback_id), ui.emit)
+        _redact_their_secrets(run_, chosen)
         run_.record("start", project=session.spec.project, command="rollback",
                     actions=[t.action_id for t in chosen])
         try:
@@ -150,26 +153,48 @@ def rollback(session: Session, services: list[str], ui: UI, lock_wait: float = 0
         return Result(code, _finish(run_, "ok" if code == 0 else "warnings", code, spec_differs=ahead))
 
 
+def _redact_their_secrets(run_: ApplyRun, chosen: list[Target]) -> None:
+    """A kept version runs with the secrets it was made with, which a rotated spec no longer
+    holds; its logs (shown when it fails to start) must not print them (QA)."""
+    from reconciler.operate.redact import Redactor
+
+    docs = [dockerio.inspect_container(run_.session.client, c.id) for t in chosen for c in (t.kept, t.current)]
+    run_.redactor = Redactor.for_spec(run_.session.loaded, running=docs)  # in place of the spec's alone
+
+
 def _one(run_: ApplyRun, target: Target) -> None:
     run_.record("action-begin", action=target.action_id, kind="rollback", resource=target.service,
                 cause=describe(run_.session, target))
     began = time.monotonic()
     try:
         rollout = bluegreen.open_kept(run_, target.action_id, target.current, target.kept)
-        bluegreen.complete(run_, target.action_id, rollout)
+        bluegreen.finish(run_, target.action_id, rollout)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is undone alike
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
+            getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         run_.record("action-end", action=target.action_id, status="failed", error=message,
                     seconds=round(time.monotonic() - began, 2))
+        if isinstance(exc, gate.NotReady) and exc.logs:  # as apply shows them (QA: none were shown)
+            run_.record("logs", action=target.action_id, lines=exc.logs.splitlines()[-gate.LOG_LINES:])
         opened = run_.rollouts.get(target.service)
         if opened is not None and not opened.finished:
-            raise run_.redacted(bluegreen.undo(run_, opened, target.action_id, exc)) from None
+            raise run_.redacted(_as_rollback(bluegreen.undo(run_, opened, target.action_id, exc))) from None
+        if isinstance(exc, ApplyError) and exc.ref == "apply.interrupted":
+            raise run_.redacted(exc) from None
         raise run_.redacted(ApplyError(f"{target.action_id} failed: {message}", ref="rollback.step",
                                        hint="see the error above")) from None
     run_.done.append(target.action_id)
     run_.record("action-end", action=target.action_id, status="ok",
                 seconds=round(time.monotonic() - began, 2), container=target.kept.id,
                 kept=rollout.kept_name)
+
+
+def _as_rollback(error: ApplyError) -> ApplyError:
+    """The undo's hint speaks of apply; here the command to run again is the rollback
+    (QA: "run apply again" after a Ctrl-C'd rollback, which would change nothing)."""
+    if error.ref == "apply.rolled-back":
+        error.hint = error.hint.replace("run apply again", "run `reconcile rollback` again")
+    return error
 
 
 def _finish(run_: ApplyRun, result: str, code: int, error: str = "", spec_differs: list[str] = ()) -> dict:
