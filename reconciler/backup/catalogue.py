@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from reconciler.backup import metadata, sharing
 from reconciler.errors import ReconcileError, StorageError
 from reconciler.session import Session
+from reconciler.storage.base import StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def _keys(docs: list[dict]) -> set[str]:
 
 
 def _check(session: Session, name: str, store, entry: dict) -> str | None:
+    """What is wrong with the file of ``entry`` (missing, corrupt), or None. An S3 store that
+    cannot be used (down, stuck, refusing us) is raised instead: it says nothing of the file, so
+    the store is reported as not checked (exit 1), not the file as bad (exit 2: "corrupt")."""
     try:
         if name == "local":
             store.verify(entry["key"], entry["checksum"])
@@ -194,6 +198,8 @@ def _check(session: Session, name: str, store, entry: dict) -> str | None:
             root = session.local.root  # big downloads beside the backups, not in a small /tmp
             with tempfile.TemporaryDirectory(dir=root if root.is_dir() else None) as tmp:
                 store.get(entry["key"], Path(tmp) / "check", entry["checksum"])
+    except StoreUnavailable:
+        raise
     except StorageError as exc:
         return exc.message
     return None

@@ -29,6 +29,12 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
+class StoreUnavailable(StorageError):
+    """The store itself could not be used (unreachable, stuck, refusing us, failing): it says
+    nothing of the files in it, unlike a missing file or a checksum mismatch, so a check of the
+    backups must not count it as a bad one, nor a read that failed so as a file deleted meanwhile."""
+
+
 Advance = Callable[[int], None]
 """Told how many more bytes a long transfer has moved (a progress bar's ``advance``)."""
 

@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 
 from reconciler.errors import StorageError
 from reconciler.spec.models import Retention
-from reconciler.storage.base import METADATA_FOLDER, Store, metadata_key
+from reconciler.storage.base import METADATA_FOLDER, Store, StoreUnavailable, metadata_key
 from reconciler.storage.retention import Decision, Snapshot, decide
 
 
@@ -134,9 +134,13 @@ def read_unless_vanished(store: Store, key: str) -> bytes | None:
     """The file's bytes, or None when it was listed but is gone now: a prune running at the
     same time deleted it, which is no reason to abort this one. Stores report a missing key
     as a plain StorageError, so "gone" is asked of the store again rather than read from the
-    message; any other failure (or a store that cannot answer) is raised as it was."""
+    message; any other failure (or a store that cannot answer) is raised as it was. A store
+    that could not be used (``StoreUnavailable``: stuck, down, refusing us) is not asked again:
+    against a stuck server that doubled the wait, and its answer would prove nothing."""
     try:
         return store.read_bytes(key)
+    except StoreUnavailable:
+        raise
     except StorageError:
         if _still_there(store, key):
             raise

@@ -2,18 +2,20 @@
 
 Settings chosen for S3-compatible stores rather than for AWS alone: path-style
 addressing; request/response checksums only "when required", because some providers
-reject, or silently corrupt, the default CRC trailers newer botocore adds; our own
-SHA-256 in the object metadata, re-hashed on every download, so we never trust the
-provider's idea of integrity. Credentials come only from the environment and never
-appear in messages.
+reject, or silently corrupt, the default CRC trailers newer botocore adds (a Content-MD5
+header instead, on every upload request, which they all check); our own SHA-256 in the object
+metadata, re-hashed on every download, so we never trust the provider's idea of integrity.
+Credentials come only from the environment and never appear in messages.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import os
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,6 +42,7 @@ from reconciler.storage.s3errors import (
     BotoError,
     S3Context,
     display_endpoint,
+    error_code,
     is_missing_key,
     is_transient,
     translate,
@@ -49,8 +52,9 @@ MIB = 1024 * 1024
 MAX_PARTS = 10_000
 STALE_UPLOAD_AGE = 24 * 3600  # a multipart upload older than this is abandoned
 CONNECT_TIMEOUT = 5
-# Per socket read, each of botocore's 3 attempts; a server that stops answering fails a call
-# in about 1.5 minutes (ours do not retry a timeout: botocore did).
+# Per socket read, in each of botocore's 4 attempts (``max_attempts`` 3 counts the retries): a
+# server that stops answering fails a call in about 2 minutes (ours do not retry a timeout:
+# botocore did), one that stops mid-body in 30 s (botocore does not retry reading a body).
 READ_TIMEOUT = 30
 META_SHA256 = "sha256"
 T = TypeVar("T")
@@ -72,6 +76,25 @@ def part_size_bytes(file_size: int, part_size_mb: int) -> int:
     configured = part_size_mb * MIB
     needed = math.ceil(file_size / MAX_PARTS) if file_size > 0 else 0
     return max(configured, math.ceil(needed / MIB) * MIB)
+
+
+def content_md5(params: dict, **_: object) -> None:
+    """Content-MD5 on every upload request: the server checks it and refuses a body damaged on
+    the way (BadDigest, retried), which it would otherwise store under our SHA-256, found bad
+    only by a restore. The classic header every S3-compatible store checks, unlike the CRC
+    trailers newer botocore adds (``when_required`` keeps those off)."""
+    body = params.get("body")
+    if body is None or "Content-MD5" in params["headers"]:
+        return
+    digest = hashlib.md5(usedforsecurity=False)
+    if isinstance(body, (bytes, bytearray)):
+        digest.update(body)
+    else:  # s3transfer's chunk of the file: read it, then go back for the send
+        start = body.tell()
+        while chunk := body.read(MIB):
+            digest.update(chunk)
+        body.seek(start)
+    params["headers"]["Content-MD5"] = base64.b64encode(digest.digest()).decode("ascii")
 
 
 def client_config(settings: spec.S3Store) -> Config:
@@ -103,6 +126,8 @@ class S3Store:
             "s3", endpoint_url=settings.endpoint, region_name=settings.region,
             aws_access_key_id=access_key, aws_secret_access_key=secret_key,
             config=client_config(settings))
+        for operation in ("PutObject", "UploadPart"):
+            self._client.meta.events.register(f"before-call.s3.{operation}", content_md5)
 
     @classmethod
     def from_env(cls, settings: spec.S3Store, environ: Mapping[str, str] | None = None, *,
@@ -156,7 +181,10 @@ class S3Store:
     def delete(self, key: str) -> None:
         """Remove ``key``; S3 treats a missing key as deleted, and so do we."""
         full = self._full(key)
-        self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
+        try:
+            self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
+        except _MissingKey:
+            pass  # some S3-compatible stores answer 404 NoSuchKey where AWS answers 204
 
     # -- reading ---------------------------------------------------------------------
 
@@ -174,7 +202,7 @@ class S3Store:
 
         def fetch() -> bytes:
             response = self._client.get_object(Bucket=self.bucket, Key=full)
-            with response["Body"] as body:
+            with closing(response["Body"]) as body:  # see _download: not ``with Body``
                 return body.read()
 
         return self._call("download", key, fetch)
@@ -267,8 +295,17 @@ class S3Store:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             recorded = response.get("Metadata", {}).get(META_SHA256, "")
-            with response["Body"] as body:
+            # botocore's StreamingBody itself, not ``with Body`` (which yields the raw urllib3
+            # stream): its reads check the length and raise botocore's errors, so a reset, a
+            # short body or a stall mid-download is retried or translated like any other.
+            with closing(response["Body"]) as body:
                 actual, _ = copy_hashing(body, handle, advance)
+        except BotoError:  # some are OSErrors too (a read timeout is requests' IOError)
+            target.abort()
+            raise
+        except OSError as exc:  # not botocore's: the local disk
+            target.abort()
+            raise os_error(exc, "write", dest) from exc
         except BaseException:
             target.abort()
             raise
@@ -283,7 +320,7 @@ class S3Store:
         try:
             return retrying(work)
         except BotoError as exc:
-            if is_missing_key(exc) and action == "look up":
+            if (action == "look up" and is_missing_key(exc)) or (action == "delete" and error_code(exc) == "NoSuchKey"):
                 raise _MissingKey() from None
             # ``from None``: botocore's own exception text is not ours to vouch for.
             raise translate(exc, action, target, self._ctx) from None
@@ -292,7 +329,7 @@ class S3Store:
 
 
 class _MissingKey(Exception):
-    """Internal: HEAD said 404, which ``exists`` reports as False."""
+    """Internal: HEAD said 404, which ``exists`` reports as False (and ``delete`` as done)."""
 
 
 def _clean_prefix(prefix: str) -> str:

@@ -28,7 +28,7 @@ from botocore.exceptions import (
 
 from reconciler.errors import StorageError
 from reconciler.spec.models import endpoint_problem
-from reconciler.storage.base import S3_TIMEOUT_REF
+from reconciler.storage.base import S3_TIMEOUT_REF, StoreUnavailable
 
 ACCESS_KEY_ENV = "S3_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "S3_SECRET_ACCESS_KEY"
@@ -44,8 +44,17 @@ THROTTLE_CODES = frozenset({
     "TooManyRequests", "RequestTimeout", "RequestTimeoutException",
     "InternalError", "ServiceUnavailable", "BadGateway", "GatewayTimeout",
 })
+DAMAGED_CODES = frozenset({"BadDigest"})  # the body did not match its Content-MD5: damaged on the way
 
 BotoError = (BotoCoreError, ClientError, Boto3Error)
+OBJECT_READS = frozenset({"download", "look up", "check upload of"})
+"""Actions of ``S3Store`` that read one object: only to them is a bare 404 a missing key. To
+a listing, an upload or a delete it says the bucket (or the endpoint) is not what we think."""
+
+
+class S3Unavailable(StoreUnavailable):
+    """The S3 store could not be used: unreachable, stuck, refusing our credentials or the
+    bucket, busy or failing (``StoreUnavailable``)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
         return True
     if isinstance(exc, ClientError):
-        return error_code(exc) in THROTTLE_CODES or http_status(exc) >= 500
+        return error_code(exc) in THROTTLE_CODES | DAMAGED_CODES or http_status(exc) >= 500
     return False
 
 
@@ -128,27 +137,28 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def translate(exc: BaseException, action: str, target: str, ctx: S3Context) -> StorageError:
-    """The StorageError for a boto failure while doing ``action`` on ``target``."""
+    """The StorageError for a boto failure while doing ``action`` on ``target``: an
+    ``S3Unavailable`` but for a missing object (the store answered, the object is not there)."""
     real = unwrap(exc)
     where = f"S3 endpoint {ctx.endpoint}"
     if isinstance(real, SSLError):
-        return StorageError(f"TLS error talking to {where} while trying to {action} {target}",
-                            hint="check S3_ENDPOINT (http vs https) and the server's certificate")
+        return S3Unavailable(f"TLS error talking to {where} while trying to {action} {target}",
+                             hint="check S3_ENDPOINT (http vs https) and the server's certificate")
     if isinstance(real, ReadTimeoutError):
-        return StorageError(f"{where} did not answer in time to {action} {target}",
-                            ref=S3_TIMEOUT_REF, hint="it takes connections but does not reply: check that the "
-                                                  "server is not stuck or overloaded")
+        return S3Unavailable(f"{where} did not answer in time to {action} {target}",
+                             ref=S3_TIMEOUT_REF, hint="it takes connections but does not reply: check that the "
+                                                     "server is not stuck or overloaded")
     if isinstance(real, BotoConnectionError):
-        return StorageError(f"cannot reach {where} to {action} {target}",
-                            hint="check S3_ENDPOINT and network (DNS, firewall, proxy)")
+        return S3Unavailable(f"cannot reach {where} to {action} {target}",
+                             hint="check S3_ENDPOINT and network (DNS, firewall, proxy)")
     if isinstance(real, (HTTPClientError, IncompleteReadError)):
-        return StorageError(f"connection to {where} broke while trying to {action} {target}",
-                            hint="check the network; the operation was retried and still failed")
+        return S3Unavailable(f"connection to {where} broke while trying to {action} {target}",
+                             hint="check the network; the operation was retried and still failed")
     if isinstance(real, ClientError):
         return _client_error(real, action, target, ctx)
     detail = scrub(type(real).__name__, ctx.secrets)
-    return StorageError(f"S3 failed to {action} {target} ({detail})",
-                        hint="check the S3 settings in the spec and the endpoint's logs")
+    return S3Unavailable(f"S3 failed to {action} {target} ({detail})",
+                         hint="check the S3 settings in the spec and the endpoint's logs")
 
 
 def _client_error(exc: ClientError, action: str, target: str, ctx: S3Context) -> StorageError:
@@ -161,11 +171,20 @@ def _client_error(exc: ClientError, action: str, target: str, ctx: S3Context) ->
         hint = CREDENTIALS_HINT + " (and that they may use this bucket)"
     elif code == "NoSuchBucket":
         hint = f"create bucket {ctx.bucket} at {ctx.endpoint}, or fix backup.s3.bucket"
+    elif is_missing_key(exc) and code != "NoSuchKey" and action not in OBJECT_READS:
+        message = (f"S3 endpoint {ctx.endpoint} answered {code} (not found) to {action} {target}{place}: "
+                   "no such bucket there, or the endpoint is not the S3 server")
+        hint = (f"check backup.s3.bucket ({ctx.bucket}) and that S3_ENDPOINT is the S3 server itself, "
+                "http(s)://host[:port] without the bucket")
     elif is_missing_key(exc):
         message = f"{target} not found in bucket {ctx.bucket}"
         hint = "list backups with `reconcile backups list`; this copy may have been pruned"
+    elif code in DAMAGED_CODES:
+        hint = "the data was damaged on its way to S3 (network, proxy); it was retried: check the network"
     elif code in THROTTLE_CODES or http_status(exc) >= 500:
         hint = "the S3 server is busy or failing; it was retried, try again later"
     else:
         hint = "check the S3 settings in the spec and the endpoint's logs"
-    return StorageError(message, hint=hint)
+    if is_missing_key(exc) and action in OBJECT_READS:  # the store answered: this object is not there
+        return StorageError(message, hint=hint)
+    return S3Unavailable(message, hint=hint)
