@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.backup import metadata, sharing
+from reconciler.backup import metadata, resume, sharing
 from reconciler.errors import ReconcileError, StorageError
 from reconciler.session import Session
 from reconciler.storage.base import StoreUnavailable
@@ -26,6 +26,8 @@ class StoreProblem:
             return f"{self.key} in the {self.store} store is skipped: {self.message}"
         if self.ref == SHARED:
             return f"the {self.store} store {self.message}"
+        if self.ref == resume.INTERRUPTED_REF:
+            return self.message
         return f"backups in the {self.store} store were not listed: {self.message}"
 
     def as_dict(self) -> dict:
@@ -87,14 +89,32 @@ def catalogue(session: Session) -> Catalogue:
             row = rows.setdefault(doc["backup_id"], {
                 "backup_id": doc["backup_id"], "timestamp": doc["timestamp"],
                 "reason": doc.get("reason", ""), "verified": doc.get("verified", False),
-                "services": {}, "stores": []})
+                "services": {}, "stores": [], "s3_copy": None})
             # each store's own record: a local copy a restore made may name fewer services
             for service, entry in doc["services"].items():
                 row["services"].setdefault(service, {"size": entry.get("size"), "file": entry["file"]})
             row["verified"] = row["verified"] or doc.get("verified", False)
             row["stores"].append(name)
+            if name == "local":
+                row["s3_copy"] = resume.s3_state(doc)
+    problems += _interrupted(session, rows)
     ordered = sorted(rows.values(), key=lambda r: r["timestamp"], reverse=True)
     return Catalogue(ordered, problems, stores)
+
+
+def _interrupted(session: Session, rows: dict[str, dict]) -> list[StoreProblem]:
+    """Backups killed during their S3 copy (``resume``): marked in their row, and a warning.
+    One whose record S3 holds finished that copy (the record is written last)."""
+    if "s3" not in _store_names(session):
+        return []
+    pending = [{"backup_id": r["backup_id"], "storage": {"s3": r.get("s3_copy")}} for r in rows.values()
+               if r.get("s3_copy") == resume.PENDING and "s3" not in r["stores"]]
+    found = []
+    for doc in resume.interrupted(session.local, pending):
+        rows[doc["backup_id"]]["s3_copy"] = "interrupted"
+        found.append(StoreProblem("s3", resume.INTERRUPTED_REF, resume.message(doc["backup_id"]),
+                                  hint=resume.HINT))
+    return found
 
 
 @dataclass(frozen=True)
@@ -133,6 +153,7 @@ def check_files(session: Session) -> FileCheck:
                      for key, reason in unreadable]
         if name == "s3" and any(n == "s3" for n, _, _ in listed):
             problems += _vanished_from_s3(listed, {key for key, _ in unreadable})
+    problems += _interrupted_copies(session, listed)
     return FileCheck(checked, problems, failed, _unrecorded(session, listed, foreign))
 
 
@@ -148,6 +169,17 @@ def _vanished_from_s3(listed: list[tuple[str, object, list[dict]]], unreadable: 
             for doc in by_store.get("local", [])
             if (doc.get("storage") or {}).get("s3") == "ok" and doc["backup_id"] not in on_s3
             and metadata.key_for(doc["backup_id"]) not in unreadable]
+
+
+def _interrupted_copies(session: Session, listed: list[tuple[str, object, list[dict]]]) -> list[dict]:
+    """Local records of backups killed during their S3 copy (``resume``): S3 may hold some of
+    their files, never their record (written last); with S3 enabled, the next backup copies them."""
+    by_store = {name: docs for name, _, docs in listed}
+    if "s3" not in _store_names(session) or "local" not in by_store:
+        return []
+    on_s3 = {doc["backup_id"] for doc in by_store.get("s3", [])}
+    return [resume.problem(doc) for doc in resume.interrupted(session.local, by_store["local"])
+            if doc["backup_id"] not in on_s3]
 
 
 def _unrecorded(session: Session, listed: list[tuple[str, object, list[dict]]],

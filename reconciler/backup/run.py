@@ -3,7 +3,8 @@
 The local copy is primary: if it fails, the backup fails. An S3 failure is recorded
 (``storage.s3: failed``) and is a warning, unless ``s3.required``, when it fails the backup.
 Metadata is written after the data files, so a metadata file never claims a file that is
-not whole.
+not whole. The backup holds its id's claim (``storage.claims``) until its S3 copy ends: a record
+still saying ``s3: pending`` with no claim held was killed during the copy (``resume``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from reconciler.backup import metadata, sharing
 from reconciler.backup.metadata import ServiceEntry
@@ -22,6 +22,7 @@ from reconciler.errors import BackupError, ReconcileError, StorageError
 from reconciler.session import Session
 from reconciler.spec.models import BACKUPABLE_KINDS
 from reconciler.storage.base import S3_TIMEOUT_REF, data_key
+from reconciler.storage.claims import Claim
 
 Progress = Callable[[str], None]
 
@@ -31,6 +32,7 @@ class BackupRun:
     backup_id: str
     document: dict
     warnings: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # backups whose interrupted S3 copy this one made
 
     @property
     def s3_status(self) -> str:
@@ -54,8 +56,11 @@ def backupable(session: Session, services: list[str] | None = None) -> list[str]
 
 def backup_services(session: Session, services: list[str], *, reason: str = "manual",
                     containers: dict[str, str] | None = None,
-                    progress: Progress = lambda _: None, meter: Meter = NO_METER) -> BackupRun:
-    """Back up ``services`` (from ``containers[service]`` when given, else the live ones)."""
+                    progress: Progress = lambda _: None, meter: Meter = NO_METER,
+                    resume_interrupted: bool = False) -> BackupRun:
+    """Back up ``services`` (from ``containers[service]`` when given, else the live ones). With
+    ``resume_interrupted`` (``reconcile backup``; not an apply's backup, which would spend its
+    change window on older backups), copy to S3 the backups killed during their copy too."""
     containers = containers or {}
     services, skipped = _without_partial(session, services)
     targets = {s: session.target(s, containers.get(s)) for s in services}
@@ -72,7 +77,7 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
     taken_at = datetime.now(UTC)
     backup_id, serial, claim = _claim_id(session, taken_at)
     entries: list[ServiceEntry] = []
-    try:
+    try:  # the claim is held to the end of the S3 copy: a record "pending" without it was killed
         try:
             for service, target in targets.items():
                 progress(f"backing up {service}")
@@ -87,10 +92,14 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
         s3 = "pending" if session.spec.backup.s3.enabled else "disabled"
         doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", s3)
         local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
+        run = BackupRun(backup_id, doc, skipped + missing_critical(session, entries))
+        _copy_to_s3(session, run, entries, progress, meter)
     finally:
         local.release(claim)
-    run = BackupRun(backup_id, doc, skipped + missing_critical(session, entries))
-    _copy_to_s3(session, run, entries, progress, meter)
+    if resume_interrupted and run.s3_status == "ok":  # S3 works: finish the copies killed midway
+        from reconciler.backup import resume
+
+        run.resumed = resume.copy_interrupted(session, run.backup_id, run.warnings, progress, meter)
     return run
 
 
@@ -112,7 +121,7 @@ def _without_partial(session: Session, services: list[str]) -> tuple[list[str], 
     return rest, warnings
 
 
-def _claim_id(session: Session, taken_at: datetime) -> tuple[str, int, Path]:
+def _claim_id(session: Session, taken_at: datetime) -> tuple[str, int, Claim]:
     """A backup id no other backup has or is taking: ``YYYY-MM-DD-HHMMSS``, then ``…-2``, ``…-3``
     for more in the same second. Claimed atomically in the local store, so two backups
     started at once never share an id, nor (named after it) a file."""

@@ -109,12 +109,12 @@ def backup(services: ServicesArg = None, as_json: JsonOpt = False,
     say, meter = _say(as_json)
     with runlog.open_run(session, "backup") as log:
         run = backup_services(session, backupable(session, services),
-                              progress=log.progress(say), meter=meter)
+                              progress=log.progress(say), meter=meter, resume_interrupted=True)
         pruned = _prune_after_backup(session, run) if prune else []
         log.event("result", backup_id=run.backup_id, storage=run.document["storage"],
-                  warnings=run.warnings)
+                  warnings=run.warnings, resumed=run.resumed)
     if as_json:
-        output.print_json({**run.document, "warnings": run.warnings, "pruned": pruned})
+        output.print_json({**run.document, "warnings": run.warnings, "pruned": pruned, "resumed": run.resumed})
     else:
         output.print_backup(run.document, run.warnings, pruned)
     if run.warnings:
@@ -195,7 +195,8 @@ def verify(
 
 @backups_app.command("list")
 def backups_list(as_json: JsonOpt = False) -> None:
-    """Backups in the local folder and on S3, newest first. Exit 1 when a store cannot be read.
+    """Backups in the local folder and on S3, newest first. Exit 1 when a store cannot be read
+    (or a backup's S3 copy was interrupted: its process killed during the copy).
 
     With --json, stdout stays the list of backups; a store's error goes to stderr as
     {"warnings": [...], "stores": {...}, "problems": [...]}.
@@ -220,7 +221,8 @@ def backups_list(as_json: JsonOpt = False) -> None:
 def backups_verify(as_json: JsonOpt = False) -> None:
     """Re-hash every stored backup file against its metadata checksum (local and S3).
 
-    Exit 2 when a file or metadata does not match, 1 when a store could not be read (the
+    Exit 2 when a file or metadata does not match, or a backup has no S3 copy its record
+    promised (deleted there, or its copy interrupted), 1 when a store could not be read (the
     others are still checked). Files no metadata names are a warning.
     """
     from reconciler.backup.catalogue import check_files

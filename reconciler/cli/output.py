@@ -279,7 +279,8 @@ def print_catalogue(found) -> None:
         for row in found.rows:
             size = sum(e["size"] or 0 for e in row["services"].values())
             table.add_row(row["backup_id"], ", ".join(row["services"]), _size(size),
-                          ", ".join(row["stores"]), "yes" if row["verified"] else "no")
+                          ", ".join(row["stores"]) + (" (S3 copy interrupted)" if row.get("s3_copy") == "interrupted"
+                                                     else ""), "yes" if row["verified"] else "no")
         print_table(table)
     elif not found.problems:
         print_line(stdout_console(), "No backups yet. Take one with: reconcile backup")
@@ -299,6 +300,8 @@ def print_file_check(found) -> None:
     print_line(console, f"{_count(found.checked, 'file')} checked, {_count(len(found.problems), 'problem')}.")
     for problem in found.problems:
         print_line(console, f"  {problem['store']}: {problem['key']}: {problem['error']}")
+        if problem.get("hint"):
+            print_line(console, f"    hint: {problem['hint']}")
     if found.unrecorded:
         errors = stderr_console()
         print_line(errors, Text.assemble(("warning", "bold yellow"), "[backup.unrecorded] ",

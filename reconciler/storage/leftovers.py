@@ -5,9 +5,10 @@ A backup claims its id with a hidden marker beside its metadata (``LocalStore.re
 that names its process; it writes each file under a hidden temporary name, renames it
 into place, and records the metadata last. Killed halfway, it leaves the marker, maybe a
 temporary file, maybe whole files no metadata names: never used, and never removed by
-retention (which goes by metadata). A claim is abandoned when its process is gone (same
-host and pid namespace, ``reconciler.owner``) or it is older than ``CLAIM_MAX_AGE`` (any
-other's); then its temporary files, its
+retention (which goes by metadata). A claim is abandoned when no process holds its lock
+(``claims``: the backup holds it to the end of its S3 copy), or, for a marker without the
+lock, when its process is gone (same host and pid namespace, ``reconciler.owner``) or it is
+older than ``CLAIM_MAX_AGE`` (any other's); then its temporary files, its
 unrecorded files and the marker are removed. Temporary files no claim covers (an
 interrupted download) go when untouched for ``TEMP_MAX_AGE``. A backup that is still
 running is never touched: its process is alive and its files are written to.
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from reconciler.owner import gone, parse
+from reconciler.storage import claims
 from reconciler.storage.base import METADATA_FOLDER, PARTIAL_MARKER
 
 CLAIM_MAX_AGE = 7 * 24 * 3600
@@ -85,12 +87,26 @@ def _id_of(name: str, ids: set[str]) -> str | None:
     return None
 
 
+def running(root: Path, backup_id: str) -> bool:
+    """Whether the backup ``backup_id`` still runs on a claim (its own, or that of a backup
+    finishing its S3 copy): its marker is there and not abandoned."""
+    marker = root / METADATA_FOLDER / f".backup-{backup_id}.json{PARTIAL_MARKER}reserved"
+    return marker.exists() and not _abandoned(marker, time.time())
+
+
 def _abandoned(marker: Path, now: float) -> bool:
+    """Gone when no process holds the marker's lock and its owner said it would; else (a marker
+    without the lock, or one just created) judged by its owner's pid, or its age."""
+    locked = claims.held(marker)
+    if locked:
+        return False
     try:
-        holder = parse(marker.read_bytes())
+        text = marker.read_bytes()
     except OSError:
-        holder = {}
-    dead = gone(holder)
+        text = b""
+    if locked is False and claims.locks(text):
+        return True
+    dead = gone(parse(text))
     return dead if dead is not None else _age(marker, now) > CLAIM_MAX_AGE
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from reconciler.errors import StorageError
-from reconciler.owner import owner_text
-from reconciler.storage import leftovers
+from reconciler.storage import claims, leftovers
 from reconciler.storage.base import (
     PARTIAL_MARKER,
     Advance,
@@ -27,6 +26,7 @@ from reconciler.storage.base import (
     normalise_sha256,
     sha256_file,
 )
+from reconciler.storage.claims import Claim
 from reconciler.storage.files import (
     AtomicFile,
     ReadBack,
@@ -181,33 +181,39 @@ class LocalStore:
             handle.write(data)
         return StoredObject(key, len(data), _sha256_bytes(data))
 
-    def reserve(self, key: str) -> Path | None:
+    def reserve(self, key: str) -> Claim | None:
         """Claim ``key`` for a file still to be written: a hidden marker beside it, created
         only if neither the marker nor ``key`` exists. None when it is taken. The caller
-        removes the marker with ``release`` once ``key`` is written (or given up). The marker
-        names its owner (``reconciler.owner``), so a claim whose process died can be told."""
+        holds the claim (``claims``: the marker stays open under a lock) for as long as its
+        backup runs, S3 copy included, and ends it with ``release``. The marker names its
+        owner, so a claim whose process died can be told (``leftovers``)."""
         final = self._prepare(key)
-        marker = final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
         if final.exists():
             return None
+        claim = self._claim(final)
+        if claim is not None and final.exists():  # written between the two looks
+            claim.release()
+            return None
+        return claim
+
+    def reclaim(self, key: str) -> Claim | None:
+        """Claim the written ``key`` of a backup that is gone, to finish its work (its S3
+        copy); None when a marker is there already (a running backup's, or one the next sweep
+        removes)."""
+        return self._claim(self._prepare(key))
+
+    def _claim(self, final: Path) -> Claim | None:
+        marker = final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
         try:
-            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            return claims.create(marker)
         except FileExistsError:
             return None
         except OSError as exc:
             raise os_error(exc, "create", marker) from exc
-        try:
-            os.write(fd, owner_text().encode())
-        finally:
-            os.close(fd)
-        if final.exists():  # written between the two looks
-            marker.unlink(missing_ok=True)
-            return None
-        return marker
 
     @staticmethod
-    def release(marker: Path) -> None:
-        marker.unlink(missing_ok=True)
+    def release(claim: Claim) -> None:
+        claim.release()
 
     def sweep_leftovers(self) -> list[str]:
         """Remove what backups killed outright left behind (``leftovers``); their keys."""

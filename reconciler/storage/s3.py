@@ -245,8 +245,9 @@ class S3Store:
         self._call("list", self.prefix + prefix or "/", walk)
         return sorted(found, key=lambda item: item.key)
 
-    def abort_stale_uploads(self, older_than: float = STALE_UPLOAD_AGE) -> list[str]:
-        """Abort multipart uploads under our prefix begun more than ``older_than`` seconds ago.
+    def abort_stale_uploads(self, older_than: float = STALE_UPLOAD_AGE, only: set[str] | None = None) -> list[str]:
+        """Abort multipart uploads under our prefix begun more than ``older_than`` seconds ago
+        (with ``only``, of those keys alone: a killed backup's, whose copy is made again).
 
         An upload whose process was killed stays in the bucket, unseen by listings, and
         providers charge for its parts until it is aborted. Returns the keys aborted.
@@ -259,7 +260,7 @@ class S3Store:
                 Bucket=self.bucket, Prefix=self.prefix)
             for page in pages:
                 for upload in page.get("Uploads", []):
-                    if upload["Initiated"] < cutoff:
+                    if upload["Initiated"] < cutoff and (only is None or upload["Key"][len(self.prefix):] in only):
                         self._client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
                                                             UploadId=upload["UploadId"])
                         aborted.append(upload["Key"][len(self.prefix):])
