@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from reconciler.backup import metadata
 from reconciler.backup.meter import NO_METER, Meter
+from reconciler.backup.run import s3_path
 from reconciler.errors import ReconcileError, StorageError
 from reconciler.storage import leftovers
 from reconciler.storage.prune import PRUNED, read_unless_vanished
@@ -112,9 +113,8 @@ def _copy_one(session, backup_id: str, warnings: list[str], progress, meter: Met
         for entry in doc["services"].values():
             with meter.task(f"uploading {entry['key']}", entry.get("size")) as task:
                 store.put(local.path_of(entry["key"]), entry["key"], entry["checksum"], task.advance)
-        settings = session.spec.backup.s3
         for entry in doc["services"].values():
-            entry["s3_path"] = f"s3://{settings.bucket}/{settings.prefix}{entry['key']}"
+            entry["s3_path"] = s3_path(session, entry["key"])
         doc["storage"]["s3"] = "ok"
         doc.pop("s3_error", None)
         store.write_bytes(key, metadata.encode(doc))

@@ -244,11 +244,15 @@ def _abort_stale_uploads(store, progress: Progress) -> None:
         progress(f"aborted {len(aborted)} unfinished S3 uploads of interrupted backups")
 
 
-def _with_s3_path(session: Session, entry: ServiceEntry) -> ServiceEntry:
+def s3_path(session: Session, key: str) -> str:
+    """Where the metadata says a file is kept in S3: ``s3://bucket/prefix/key``."""
     settings = session.spec.backup.s3
-    path = f"s3://{settings.bucket}/{settings.prefix}{entry.key}"
+    return f"s3://{settings.bucket}/{settings.prefix}{key}"
+
+
+def _with_s3_path(session: Session, entry: ServiceEntry) -> ServiceEntry:
     return ServiceEntry(entry.service, entry.key, entry.size, entry.sha256, entry.compression,
-                        entry.stats, entry.local_path, path)
+                        entry.stats, entry.local_path, s3_path(session, entry.key))
 
 
 def _record(session: Session, run: BackupRun, entries: list[ServiceEntry], s3: str, error: str = "") -> dict:

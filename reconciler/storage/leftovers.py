@@ -87,10 +87,15 @@ def _id_of(name: str, ids: set[str]) -> str | None:
     return None
 
 
+def claim_marker(final: Path) -> Path:
+    """The hidden marker that claims the file ``final`` (``_CLAIM`` reads a metadata one back)."""
+    return final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
+
+
 def running(root: Path, backup_id: str) -> bool:
     """Whether the backup ``backup_id`` still runs on a claim (its own, or that of a backup
     finishing its S3 copy): its marker is there and not abandoned."""
-    marker = root / METADATA_FOLDER / f".backup-{backup_id}.json{PARTIAL_MARKER}reserved"
+    marker = claim_marker(root / METADATA_FOLDER / f"backup-{backup_id}.json")
     return marker.exists() and not _abandoned(marker, time.time())
 
 

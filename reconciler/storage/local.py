@@ -19,7 +19,6 @@ from typing import BinaryIO, TypeVar
 from reconciler.errors import StorageError
 from reconciler.storage import claims, leftovers
 from reconciler.storage.base import (
-    PARTIAL_MARKER,
     Advance,
     StoredObject,
     check_key,
@@ -203,7 +202,7 @@ class LocalStore:
         return self._claim(self._prepare(key))
 
     def _claim(self, final: Path) -> Claim | None:
-        marker = final.with_name(f".{final.name}{PARTIAL_MARKER}reserved")
+        marker = leftovers.claim_marker(final)
         try:
             return claims.create(marker)
         except FileExistsError:
