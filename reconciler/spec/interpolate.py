@@ -5,7 +5,9 @@ The grammar, as in Compose but for the ``env:`` prefix:
 - ``${env:NAME}``: NAME's value; an error when NAME is unset; empty when NAME is set but empty
   (as in a shell), and a field that cannot be empty then fails at load, naming NAME.
 - ``${env:NAME:-default}``: the default when NAME is unset or empty (``${env:NAME:-}`` accepts
-  an empty NAME on purpose).
+  an empty NAME on purpose); ``${env:NAME-default}``: only when NAME is unset.
+- ``${env:NAME:+text}``: ``text`` when NAME is set and not empty, else empty;
+  ``${env:NAME+text}``: ``text`` when NAME is set, even empty (``--flag=${env:DEBUG:+on}``).
 - ``${env:NAME:?message}``: an error, with ``message`` as its hint, when NAME is unset or empty.
 - ``${env:NAME?message}``: an error, with ``message`` as its hint, when NAME is unset.
 - ``${file:PATH}``: the content of a regular file of at most 1 MiB (not a device or a pipe),
@@ -16,7 +18,7 @@ a display text in which each substitution reads ``(sensitive)``, and each ``Refe
 (``${env:NAME}``, how it resolved), so an error can say where a value came from without
 repeating it. ``$${`` escapes a literal ``${``; a ``$`` not followed by ``{`` is itself.
 References do not nest (``${env:A:-${env:B}}``) and must be closed: either is an error, never
-literal text. A message or default ends at the first ``}``.
+literal text. A message, default or text ends at the first ``}``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # load imports this module
 
 SENSITIVE = "(sensitive)"
 _OPEN = re.compile(r"\$\$\{|\$\{")
-_ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|:\?|\?)(?P<arg>.*))?$", re.S)
+_ENV = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$", re.S)
 _FILE = re.compile(r"^file:(?P<path>.+)$", re.S)
 
 
@@ -60,7 +62,9 @@ class Outcome(Enum):
 
     SET = "set"  # the variable's value, or the file's content
     DEFAULT = "default"  # ``${env:NAME:-default}`` of an unset or empty NAME: the spec's default
+    ALTERNATIVE = "alternative"  # ``${env:NAME:+text}`` of a set NAME: the spec's text
     EMPTY = "empty"  # a variable set but empty, or an empty file
+    OMITTED = "omitted"  # ``${env:NAME:+text}`` of an unset or empty NAME: nothing
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Reference:
     env: str = ""  # the variable it reads
     file: Path | None = None  # or the file
     value: str = field(default="", repr=False)
+    state: str = ""  # what NAME was that chose a DEFAULT, ALTERNATIVE or OMITTED: "unset", "set"…
 
 
 @dataclass(frozen=True)
@@ -130,18 +135,24 @@ def _resolve(body: str, environ: Mapping[str, str], base_dir: Path) -> Reference
         return _resolve_file(file["path"].strip(), base_dir)
     raise InterpolationError(
         f"unknown reference ${{{body.split(':', 1)[0]}:…}}",
-        "use ${env:NAME}, ${env:NAME:-default}, ${env:NAME:?message} or ${file:PATH}; "
-        "write $${ for a literal ${")
+        "use ${env:NAME}, ${env:NAME:-default}, ${env:NAME:+text}, ${env:NAME:?message} or "
+        "${file:PATH}; write $${ for a literal ${")
 
 
 def _resolve_env(name: str, op: str | None, arg: str | None, environ: Mapping[str, str]) -> Reference:
     written = f"${{env:{name}{op or ''}{'…' if arg else ''}}}"
     value = environ.get(name)
-    if value or (value is not None and op in (None, "?")):
-        return Reference(written, Outcome.SET if value else Outcome.EMPTY, env=name, value=value)
-    if op == ":-":
-        return Reference(written, Outcome.DEFAULT, env=name, value=arg or "")
+    # the colon forms treat an empty NAME as unset, as in a shell
+    counts = value is not None and (bool(value) or not (op or "").startswith(":"))
     state = "is not set" if value is None else "is set but empty"
+    if op in (":+", "+"):
+        if counts:
+            return Reference(written, Outcome.ALTERNATIVE, env=name, value=arg or "", state=_state(op, True))
+        return Reference(written, Outcome.OMITTED, env=name, state=_state(op, False))
+    if counts:
+        return Reference(written, Outcome.SET if value else Outcome.EMPTY, env=name, value=value or "")
+    if op in (":-", "-"):
+        return Reference(written, Outcome.DEFAULT, env=name, value=arg or "", state=_state(op, False))
     if op is None:
         raise InterpolationError(
             f"environment variable {name} {state}",
@@ -149,6 +160,13 @@ def _resolve_env(name: str, op: str | None, arg: str | None, environ: Mapping[st
     # ``${env:NAME:?message}`` or ``${env:NAME?message}``: the operator's own message is the hint
     raise InterpolationError(f"environment variable {name} {state} (${{env:{name}{op}…}} requires it)",
                              (arg or "").strip() or f"export {name}=… (not empty) before running")
+
+
+def _state(op: str, counts: bool) -> str:
+    """What the variable was, in the terms of ``op``: why the default or the text was chosen."""
+    if counts:
+        return "is set and not empty" if op.startswith(":") else "is set"
+    return "is unset or empty" if op.startswith(":") else "is unset"
 
 
 def _resolve_file(written: str, base_dir: Path) -> Reference:

@@ -85,7 +85,7 @@ def _named(error: SpecError, leaf: str, found: Resolved) -> SpecError:
             message, hint = f"{message} ({why})", "; ".join(filter(None, (_fill(empty), hint)))
     else:
         refs = " and ".join(_described(r) for r in found.references)
-        hidden = any(r.outcome is not Outcome.EMPTY for r in found.references)
+        hidden = any(_hidden(r) for r in found.references)
         message = f"{message} (the value comes from {refs}{'; it is not shown' if hidden else ''})"
         hint = f"{_check(found.references)}; {hint}" if hint else _check(found.references)
     return SpecError(message, hint=hint, location=error.location, ref=ref)
@@ -95,23 +95,44 @@ def _empty(found: Resolved) -> list[Reference]:
     """The references that left the whole value empty, if it is."""
     if found.value.strip():
         return []
-    return [ref for ref in found.references if ref.outcome is Outcome.EMPTY]
+    return [ref for ref in found.references if ref.outcome in (Outcome.EMPTY, Outcome.OMITTED)]
+
+
+def _hidden(ref: Reference) -> bool:
+    """Whether the reference put a value in that a message must not show (any, but nothing)."""
+    return ref.outcome not in (Outcome.EMPTY, Outcome.OMITTED)
 
 
 def _why_empty(refs: list[Reference]) -> str:
-    return "; ".join(f"{r.written} is set but empty" if r.env else f"{r.written} is an empty file"
-                     for r in refs)
+    return "; ".join(_why_one_empty(r) for r in refs)
+
+
+def _why_one_empty(ref: Reference) -> str:
+    if ref.outcome is Outcome.OMITTED:
+        return f"{ref.written} is empty because {ref.env} {ref.state}"
+    return f"{ref.written} is set but empty" if ref.env else f"{ref.written} is an empty file"
 
 
 def _fill(refs: list[Reference]) -> str:
-    return "; ".join(f"give {r.env} a value before running (or write ${{env:{r.env}:?message}} to stop with "
-                     f"your message when it is unset or empty)" if r.env else f"write the value into {r.file}"
-                     for r in refs)
+    return "; ".join(_fill_one(r) for r in refs)
+
+
+def _fill_one(ref: Reference) -> str:
+    if ref.outcome is Outcome.OMITTED:
+        return f"set {ref.env} before running, or write the value without {ref.written}"
+    if ref.env:
+        return (f"give {ref.env} a value before running (or write ${{env:{ref.env}:?message}} to stop with "
+                f"your message when it is unset or empty)")
+    return f"write the value into {ref.file}"
 
 
 def _described(ref: Reference) -> str:
     if ref.outcome is Outcome.DEFAULT:
-        return f"the default of {ref.written} ({ref.env} is unset or empty)"
+        return f"the default of {ref.written} ({ref.env} {ref.state})"
+    if ref.outcome is Outcome.ALTERNATIVE:
+        return f"the text of {ref.written} ({ref.env} {ref.state})"
+    if ref.outcome is Outcome.OMITTED:
+        return f"{ref.written}, empty ({ref.env} {ref.state})"
     if ref.outcome is Outcome.EMPTY:
         return f"{ref.written}, set but empty" if ref.env else f"{ref.written}, an empty file"
     return ref.written
@@ -123,13 +144,17 @@ def _check(refs: tuple[Reference, ...]) -> str:
     for ref in refs:
         if ref.outcome is Outcome.DEFAULT:
             places.append(f"set {ref.env}, or fix the default written in the spec")
+        elif ref.outcome is Outcome.ALTERNATIVE:
+            places.append(f"fix the text written in the spec for {ref.written}, or unset {ref.env}")
+        elif ref.outcome is Outcome.OMITTED:
+            places.append(f"set {ref.env}")
         elif ref.outcome is Outcome.EMPTY:
             places.append(f"give {ref.env} a value" if ref.env else f"write the value into {ref.file}")
         elif ref.env:
             places.append(f"check the environment variable {ref.env}")
         else:
             places.append(f"check the content of {ref.file}")
-    hidden = any(ref.outcome is not Outcome.EMPTY for ref in refs)
+    hidden = any(_hidden(ref) for ref in refs)
     return "; ".join(places) + (" (its value is not shown: interpolated values are secret)" if hidden else "")
 
 

@@ -10,7 +10,8 @@ SCHEMA_ID = "https://reconcile.dev/schemas/reconcile.schema.json"
 
 
 INTERPOLATED = {"type": "string", "pattern": r"\$\{(env|file):",
-                "description": "${env:NAME}, ${env:NAME:-default}, ${env:NAME:?message} or ${file:PATH}"}
+                "description": "${env:NAME}, ${env:NAME:-default}, ${env:NAME:+text}, ${env:NAME:?message} "
+                               "or ${file:PATH}"}
 
 
 def _allow_interpolation(node: object) -> object:

@@ -90,6 +90,26 @@ def test_a_default_that_does_not_fit_says_the_default_was_used(tmp_path):
     assert "set API_PORT, or fix the default" in error.hint and SECRET not in every_text(error)
 
 
+def test_a_default_for_unset_only_says_so(tmp_path):
+    error = only(spec_with(tmp_path, 'ports: ["${env:API_PORT-' + SECRET + '}"]'), {})
+    assert "the default of ${env:API_PORT-…} (API_PORT is unset)" in error.message
+    assert SECRET not in every_text(error)
+
+
+def test_an_alternative_that_does_not_fit_names_it_and_hides_it(tmp_path):
+    error = only(spec_with(tmp_path, 'ports: ["${env:API_PORT:+' + SECRET + '}"]'), {"API_PORT": "1"})
+    assert "the text of ${env:API_PORT:+…} (API_PORT is set and not empty)" in error.message
+    assert "not shown" in error.message and "or unset API_PORT" in error.hint
+    assert SECRET not in every_text(error)
+
+
+def test_an_alternative_left_out_under_a_field_that_rejects_empty_says_why(tmp_path):
+    error = only(spec_with(tmp_path, 'ports: ["${env:API_PORT:+8000}"]'), {"API_PORT": ""})
+    assert error.ref == "spec.empty-value"
+    assert error.message.endswith("is empty: ${env:API_PORT:+…} is empty because API_PORT is unset or empty")
+    assert error.hint.startswith("set API_PORT before running")
+
+
 def test_a_message_that_would_quote_the_value_is_masked(tmp_path):
     """The cross-checks quote a network name and offer a close time zone: not an interpolated one."""
     error = only(spec_with(tmp_path, 'networks: ["${env:NET}"]'), {"NET": SECRET})
@@ -194,6 +214,14 @@ def test_a_required_reference_stops_with_the_operator_s_message(tmp_path, refere
     ("${env:X:-dflt}", {}, "dflt", Outcome.DEFAULT),
     ("${env:X:-}", {}, "", Outcome.DEFAULT),
     ("${env:X:-dflt}", {"X": "v"}, "v", Outcome.SET),
+    ("${env:X-dflt}", {}, "dflt", Outcome.DEFAULT),
+    ("${env:X-dflt}", {"X": ""}, "", Outcome.EMPTY),  # set, even empty: not the default
+    ("${env:X-dflt}", {"X": SECRET}, SECRET, Outcome.SET),
+    ("${env:X:+on}", {"X": SECRET}, "on", Outcome.ALTERNATIVE),
+    ("${env:X:+on}", {"X": ""}, "", Outcome.OMITTED),
+    ("${env:X:+on}", {}, "", Outcome.OMITTED),
+    ("${env:X+on}", {"X": ""}, "on", Outcome.ALTERNATIVE),
+    ("${env:X+on}", {}, "", Outcome.OMITTED),
 ])
 def test_the_grammar_and_what_each_reference_records(text, environ, value, outcome):
     resolved = interpolate(text, environ, Path("."))
