@@ -252,6 +252,14 @@ def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def repo_root(start: Path) -> Path:
     found = git(start, "rev-parse", "--show-toplevel")
+    if found.returncode != 0 and "dubious ownership" in found.stderr:
+        # a checkout another user made (a container job, a runner as another uid): git's own
+        # words, since "not a repository, run in a checkout" would send the user the wrong way
+        quoted = re.search(r"repository at '([^']*)'", found.stderr)
+        top = quoted.group(1) if quoted else str(start)
+        raise ChangesError(f"git refuses the repository at {top}: it is owned by another user "
+                           "(git's \"dubious ownership\" check)", ref="changes.unsafe-repo",
+                           hint=f"trust it for this job: git config --global --add safe.directory {top}")
     if found.returncode != 0:
         raise ChangesError(f"{start} is not inside a git repository", ref="changes.not-a-repo",
                            hint="run in a checkout (actions/checkout), or pass -f with a spec inside one")

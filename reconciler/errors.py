@@ -71,7 +71,14 @@ class SpecErrors(SpecError):
         return "\n".join(str(e) for e in self.errors)
 
     def as_dict(self) -> dict[str, object]:
-        return {"error": "spec", "errors": [e.as_dict() for e in self.errors]}
+        """The one error shape every --json error has (docs/ci.md: message, hint, location, the
+        first problem's), so a CI step reading ``.message`` never gets null; ``errors`` lists all."""
+        more = len(self.errors) - 1
+        message = self.message + (f" (and {more} more problem{'s' if more > 1 else ''}: see errors)"
+                                  if more else "")
+        return {"error": "spec", "message": message, "hint": self.hint,
+                "location": str(self.location) if self.location else None,
+                "errors": [e.as_dict() for e in self.errors]}
 
 
 class EngineError(ReconcileError):

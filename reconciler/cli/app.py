@@ -260,7 +260,7 @@ def _usage_error(error) -> None:
         from reconciler.cli.output import print_json
 
         print_json({"error": "usage", "message": error.format_message(),
-                    "hint": "see `reconcile COMMAND --help`"})
+                    "hint": "see `reconcile COMMAND --help`", "location": None})  # every error's shape
     else:
         error.show()
     sys.exit(1)

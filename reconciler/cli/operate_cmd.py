@@ -139,7 +139,8 @@ def drift(
         "--metrics-file", help="Write Prometheus metrics here (node_exporter textfile collector), "
                                "e.g. /var/lib/node_exporter/textfile_collector/reconcile.prom.")] = None,
 ) -> None:
-    """Compare the stack with the spec, changing nothing. Exit 0 no drift, 2 drift, 1 error."""
+    """Compare the stack with the spec, changing nothing. Exit 0 no drift, 2 drift, 1 error or a
+    plan apply would refuse (blocked)."""
     from reconciler import dockerio
     from reconciler.apply.lock import held_by
     from reconciler.errors import EngineError
@@ -174,6 +175,10 @@ def drift(
     if holder is None:
         _notify_drift(session, drifted, bool(snap.plan.profiles))
     _show(data, as_json, "print_drift")
+    if snap.plan.blocking:  # as plan does (README's exit codes): apply would refuse, a person must act
+        from reconciler.cli.app import _refused
+
+        _refused(snap.plan, as_json)
     raise typer.Exit(2 if drifted else 0)
 
 

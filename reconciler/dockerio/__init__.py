@@ -41,6 +41,14 @@ def connect(timeout: float = 30.0) -> docker.DockerClient:
         client.api.ping()
         return client
     except DockerException as exc:
+        if "PermissionError" in str(exc) or "Permission denied" in str(exc):
+            # the engine runs, this user may not use its socket (a CI runner not in the docker group):
+            # "start it" would send them the wrong way. Same ref: callers treat both as no engine.
+            raise EngineError(
+                f"cannot reach the Docker engine at {shown_address()}: permission denied on its socket",
+                ref="engine.unreachable",
+                hint="run reconcile as a user in the docker group (sudo usermod -aG docker USER, then log in "
+                     "again or restart the CI runner's service), or as root") from None
         raise EngineError(
             f"cannot reach the Docker engine at {shown_address()}",
             ref="engine.unreachable",
