@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,9 +66,10 @@ def apply(options: Options, ui: UI, session: Session | None = None) -> Outcome:
         if lock.took_over is not None:
             ui.emit({"event": "notice", "message": "took over the lock of an apply that is gone "
                      f"({lock.took_over.describe()}); this apply will converge what it left"})
-        plan, observed = _initial_plan(session, options)
-        safety.check_not_blocked(plan)  # a name taken by a container not ours: refused, nothing done
-        sick = heal.diagnose(session, heal.candidates(session, plan, observed))
+        with _unchanged_if_stopped():  # the slow reads before any change (a cancelled CI job lands here)
+            plan, observed = _initial_plan(session, options)
+            safety.check_not_blocked(plan)  # a name taken by a container not ours: refused, nothing done
+            sick = heal.diagnose(session, heal.candidates(session, plan, observed))
         critical = {n: r for n, r in sick.items() if r.level >= Level.CRITICAL}
         if plan.empty and not critical:
             for name, result in sorted(sick.items()):
@@ -82,6 +84,17 @@ def apply(options: Options, ui: UI, session: Session | None = None) -> Outcome:
         if options.saved_plan is None and not options.auto_approve and not ui.confirm("Apply this plan?"):
             raise ReconcileError("apply cancelled: nothing was changed", ref="apply.cancelled")
         return _run(session, options, ui, Journal(session.state_dir(), apply_id), plan, critical)
+
+
+@contextmanager
+def _unchanged_if_stopped() -> Iterator[None]:
+    """Ctrl-C or SIGTERM while apply only reads (plans, diagnoses): the exit 130 says nothing
+    was changed (README: an interrupted command says what it left), as the read-only ones do."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        stop.add_note("nothing was changed")
+        raise
 
 
 def _initial_plan(session: Session, options: Options) -> tuple[Plan, Observed]:

@@ -9,6 +9,7 @@ is one last ``{"event": "error", …}`` line.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -43,11 +44,15 @@ def apply(
         options = _options(plan_file, auto_approve, profile or (), lock_wait)
         ui = JsonUI() if as_json else TextUI()
         session = Session(load_spec(STATE.file))
-        with deploy_run(session, ui.bind(options)) as bound:  # run log + notifications
+        with deploy_run(session, _without_stdout_if_closed(ui.bind(options))) as bound:  # run log + notifications
             outcome = run_apply(options, bound, session)
-    except ReconcileError as error:
+    except (ReconcileError, KeyboardInterrupt) as error:
         if not as_json:
             raise
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM: its exit 130 is an event line too
+            from reconciler.errors import Interrupted
+
+            error = Interrupted.from_stop(error)
         _json_line({"event": "error", **error.as_dict(), "exit_code": error.exit_code})
         raise typer.Exit(error.exit_code) from None
     if outcome.exit_code:
@@ -67,6 +72,30 @@ def _options(plan_file, auto_approve: bool, profiles, lock_wait: str):
     if plan_file is not None and profiles:
         raise typer.BadParameter("a saved plan already fixes its profiles", param_hint="--profile")
     return Options(STATE.file, tuple(profiles), plan_file, auto_approve, wait)
+
+
+def _without_stdout_if_closed(ui):
+    """A reader of stdout that goes away (`| head`, `| grep -q`, a dropped log stream) must not
+    stop an apply midway, its rollback included: the first write that finds the pipe closed sends
+    stdout to /dev/null and the apply carries on (the journal and the run log keep every event;
+    errors still reach stderr, the exit code is the apply's)."""
+    from dataclasses import replace
+
+    def guarded(show):
+        def call(*args) -> None:
+            try:
+                show(*args)
+            except BrokenPipeError:
+                _stdout_gone()
+        return call
+
+    return replace(ui, emit=guarded(ui.emit), show_plan=guarded(ui.show_plan))
+
+
+def _stdout_gone() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _json_line(data: dict) -> None:
@@ -92,6 +121,8 @@ class TextUI:
         from reconciler.cli.output import stdout_console
 
         self.console = stdout_console()
+        # rich's own answer to a closed stdout is SystemExit(1), which no rollback catches
+        self.console.on_broken_pipe = _stdout_gone
         self.status = None
         self.total = 0
         self.index = 0
@@ -121,7 +152,7 @@ class TextUI:
             self._spin(f"[{self.index}/{max(self.total, self.index)}] {event['kind']} {event['resource']}")
         elif kind == "step":
             self._spin(f"[{self.index}/{max(self.total, self.index)}] {event['message']}")
-            if not self.console.is_terminal:
+            if not self._live:
                 self._line(f"    {event['message']}", None)
         elif kind == "action-end":
             ok = event.get("status") == "ok"
@@ -155,8 +186,16 @@ class TextUI:
         for warning in data.get("warnings") or []:
             self._line(f"  warning: {warning}", "yellow")
 
+    @property
+    def _live(self) -> bool:
+        """A terminal someone watches: a spinner there. A CI log (FORCE_COLOR too), and a TERM=dumb
+        terminal, where rich draws no spinner, get each step's line instead."""
+        from reconciler.cli.output import live_terminal
+
+        return live_terminal(self.console) and not self.console.is_dumb_terminal
+
     def _spin(self, text: str) -> None:
-        if not self.console.is_terminal:
+        if not self._live:
             return
         if self.status is None:
             self.status = self.console.status(text)
@@ -227,6 +266,6 @@ def history(as_json: JsonOpt = False) -> None:
     if not records:
         typer.echo("No applies recorded yet.")
         return
-    console = output.stdout_console()  # a terminal's width (COLUMNS too); a pipe gets whole lines
-    for line in history_lines(records, console.width if console.is_terminal else None):
+    console = output.stdout_console()  # a terminal's width (COLUMNS too); a pipe or a CI log gets whole lines
+    for line in history_lines(records, output.wrap_width(console)):
         typer.echo(line)

@@ -75,6 +75,12 @@ def wrap_width(console: Console) -> int | None:
     return None
 
 
+def live_terminal(console: Console) -> bool:
+    """A terminal a person watches (``wrap_width``'s rule): a spinner, a width and a table
+    squeezed to it belong there, never in a CI log that FORCE_COLOR made rich call a terminal."""
+    return wrap_width(console) is not None
+
+
 def print_line(console: Console, text: str | Text, style: str = "", indent: int | None = None) -> None:
     """One line for people. On a terminal wrapped at its width under a hanging indent: the
     terminal itself would break it at column 0, across the plan's symbol column and indented
@@ -151,7 +157,7 @@ def print_table(table, console: Console | None = None) -> None:
     from rich.measure import Measurement
 
     console = console or stdout_console()
-    if not console.is_terminal:
+    if not live_terminal(console):
         unbounded = console.options.update_width(1_000_000)
         console.width = max(Measurement.get(console, unbounded, table).maximum, 1)
         with console.capture() as captured:
@@ -166,7 +172,7 @@ def print_table(table, console: Console | None = None) -> None:
 def table_fits(table, console: Console) -> bool:
     """Whether ``print_table`` shows ``table`` within the console's width: always in a pipe
     (no width there), on a terminal when its no_wrap columns and longest words fit."""
-    return not console.is_terminal or _narrowest(console, table) <= console.width
+    return not live_terminal(console) or _narrowest(console, table) <= console.width
 
 
 def _narrowest(console: Console, table) -> int:
