@@ -92,7 +92,16 @@ def project_snapshot(client: docker.DockerClient, project: str, image_refs) -> d
             "containers": project_containers(client, project),
             "name_holders": name_holders(client, project),
             "networks": project_networks(client, project),
-            "volumes": project_volumes(client, project)}
+            "volumes": project_volumes(client, project),
+            "engine_id": engine_id(client)}
+
+
+def engine_id(client: docker.DockerClient) -> str:
+    """The engine's own random ID (``docker info``), which no plan shows: the key of a plan's
+    spec hash (``plan.planner``), so that a plan posted in a pull request cannot be used to
+    guess a weak secret of the spec offline."""
+    with engine_errors("reading the engine's ID"):
+        return str(client.api.info().get("ID") or "")
 
 
 def name_holders(client: docker.DockerClient, project: str) -> list[dict]:

@@ -65,6 +65,7 @@ def observed_from_dict(data: Mapping | None) -> Observed:
         images=tuple(image_from_dict(i) for i in data.get("images") or ()),
         missing_images=tuple(str(r) for r in data.get("missing_images") or ()),
         engine_version=str(data.get("engine_version") or ""),
+        engine_id=str(data.get("engine_id") or ""),
         name_holders=tuple(holder_from_dict(h) for h in data.get("name_holders") or ()),
     )
 

@@ -54,6 +54,7 @@ def from_raw(project: str, raw: dict) -> Observed:
         images=tuple(image_from(ref, doc) for ref, doc in images.items() if doc is not None),
         missing_images=tuple(ref for ref, doc in images.items() if doc is None),
         engine_version="",
+        engine_id=str(raw.get("engine_id") or ""),
         name_holders=tuple(sorted((h for doc in raw.get("name_holders") or () for h in holders_from(doc)),
                                   key=lambda h: h.name)),
     )

@@ -145,6 +145,7 @@ class Observed:
     missing_images: tuple[str, ...] = ()
     engine_version: str = ""
     name_holders: tuple[NameHolder, ...] = ()
+    engine_id: str = field(default="", repr=False)  # keys a plan's spec hash: never shown
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def image(self, ref: str) -> ObservedImage | None:

@@ -11,6 +11,7 @@ decides what happens and in which order.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -130,14 +131,20 @@ def _plan_spec_hash(ctx: _Context) -> str:
     outside ``services``, every setting of the services the plan covers, the images of all
     (the engine state a plan is fingerprinted on reads them), and the container configs (env
     values as the salted digests the containers' labels keep). Env values themselves are
-    dumped masked; the file's path is left out, so a plan applies from another checkout."""
+    dumped masked; the file's path is left out, so a plan applies from another checkout.
+
+    Keyed (HMAC) with the engine's ID, which no output shows: anyone can rebuild the rest of
+    the document from the repository, and would otherwise test guesses of a weak secret
+    against the hash of a plan posted in a pull request. A saved plan is checked against the
+    same engine (its fingerprint already ties it to one), so the key is the same there."""
     spec = ctx.spec
     doc = {"containers": {n: config_hash(ctx.configs[n]) for n in ctx.scope},
            "services": {n: spec.services[n].model_dump(mode="json") for n in ctx.scope},
            "images": {n: s.image for n, s in spec.services.items()},
            "spec": spec.model_dump(mode="json", exclude={"source", "services"})}
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    key = f"reconcile spec hash/{ctx.observed.engine_id}".encode()
+    return "sha256:" + hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 # -- networks and volumes ---------------------------------------------------------------
@@ -387,6 +394,11 @@ def _env_set_by_hand(config: dict, current: ObservedContainer) -> list[str]:
     return sorted(key for key, seen in (current.env_seen or {}).items() if key in wanted and seen != wanted[key])
 
 
+UNHEALTHY_CAUSE = "unhealthy: "
+"""How the cause of a recreate for an unhealthy service begins: its rollback puts back a container
+that was not healthy before either (``apply.rollback``)."""
+
+
 def _unhealthy_recreate(ctx: _Context, name: str, current: ObservedContainer) -> _Decision:
     """Heal could not fix it in place. A service that runs but stays unhealthy, or that the
     engine cannot start (a deleted network…), keeps its volume: its data is backed up and
@@ -395,7 +407,7 @@ def _unhealthy_recreate(ctx: _Context, name: str, current: ObservedContainer) ->
     starts on a fresh volume (the old one is kept) and the data is restored, from a backup
     taken now if the server can still be read, else from the latest verified backup
     (``fallback``, said in the backup's cause so the operator sees it before confirming)."""
-    cause = f"unhealthy: {ctx.unhealthy[name]}"
+    cause = f"{UNHEALTHY_CAUSE}{ctx.unhealthy[name]}"
     service = ctx.spec.services[name]
     has_volume = any(not m.is_host_path for m in service.volumes)
     if not (_crash_looped(current) and service.stateful and has_volume
