@@ -99,8 +99,13 @@ def _stdout_gone() -> None:
 
 
 def _json_line(data: dict) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
-    sys.stdout.flush()
+    """One event line. A reader gone (``| head -1``) must not stop apply or rollback midway:
+    the rest of the lines go to /dev/null (the journal and the run log keep every event)."""
+    try:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
 
 
 class JsonUI:

@@ -4,11 +4,13 @@ drift it leaves shown by plan; refusals when there is nothing to go back to."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from bench.zero_downtime import HttpLoad
-from tests.integration.apply_support import apply, cli, containers, show
+from tests.integration.apply_support import ROOT, apply, cli, containers, show
 from tests.integration.test_blue_green import stack, version_of
 
 pytestmark = pytest.mark.engine
@@ -62,3 +64,24 @@ def test_rollback_refuses_when_there_is_nothing_to_go_back_to(client, project, t
     assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "rollback.unknown-service"
     no_terminal = cli(spec, env, "rollback")
     assert no_terminal.returncode == 1 and "--auto-approve" in no_terminal.stderr, show(no_terminal)
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_rollback_whose_stdout_reader_goes_away_still_switches_back(client, project, tmp_path, as_json):
+    """`rollback … | head -1`: the first write to the closed pipe raised midway through the
+    switch (BrokenPipeError with --json, rich's SystemExit without), and the switch was undone
+    or cut short. It finishes now; the lines no one reads go nowhere."""
+    spec, env = stack(tmp_path, project)
+    new = {**env, "APP": "2"}
+    assert apply(spec, env, "-p", "web").returncode == 0
+    assert apply(spec, new, "-p", "web").returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "reconciler", "-f", str(spec), "rollback", "api",
+                                "--auto-approve", *(["--json"] if as_json else [])], cwd=ROOT,
+                               env={**new, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, (first, errors)
+    assert version_of(env) == "1"
+    history = json.loads(cli(spec, new, "history", "--json").stdout)
+    assert [r["result"] for r in history] == ["ok", "ok", "ok"], history
