@@ -28,6 +28,8 @@ class StoreProblem:
             return f"the {self.store} store {self.message}"
         if self.ref == resume.INTERRUPTED_REF:
             return self.message
+        if self.ref == NOT_CHECKED:
+            return f"files in the {self.store} store were not all checked: {self.message}"
         return f"backups in the {self.store} store were not listed: {self.message}"
 
     def as_dict(self) -> dict:
@@ -36,6 +38,7 @@ class StoreProblem:
 
 
 SHARED = "backup.shared"
+NOT_CHECKED = "backup.not-checked"
 
 
 def shared_problems(store: str, others: list[dict]) -> list[StoreProblem]:
@@ -233,5 +236,12 @@ def _check(session: Session, name: str, store, entry: dict) -> str | None:
     except StoreUnavailable:
         raise
     except StorageError as exc:
+        if name != "local" and isinstance(exc.__cause__, OSError):  # our disk, not the S3 file: "corrupt" is wrong
+            raise StorageError(f"{exc.message} (each S3 file is downloaded there to be re-hashed)", ref=NOT_CHECKED,
+                               hint=f"free space on the disk holding {session.local.root}, then run it again") from None
         return exc.message
+    except OSError as exc:  # no room even for the folder an S3 file is downloaded into (was a traceback)
+        raise StorageError(f"cannot create a folder in {session.local.root} to download S3 files into: "
+                           f"{exc.strerror or exc}", ref=NOT_CHECKED,
+                           hint=f"free space on the disk holding {session.local.root}, then run it again") from None
     return None

@@ -109,6 +109,11 @@ class _Catalogue:
                     if local.ref == "restore.not-in-backup" and remote.ref == "restore.unknown-id":
                         raise local from None
                     raise
+                except StorageError as down:  # S3's error alone hid that the local folder lacks it
+                    if local.ref != "restore.unknown-id":
+                        raise
+                    raise RestoreError(f"{local.message} in the local folder, and S3 could not be read to look "
+                                       f"for it there: {down.message}", ref=down.ref, hint=down.hint) from None
         return self._from_s3(wanted, services)
 
     def _s3_allowed(self) -> bool:
@@ -155,8 +160,21 @@ class _Catalogue:
         if self.source is not Source.S3 and not self.session.spec.backup.s3.enabled:
             return RestoreError(f"no backup with id {wanted} in the local folder (S3 is disabled in the spec, "
                                 "so it was not looked for there)", ref="restore.unknown-id",
-                                hint="list them with: reconcile backups list")
+                                hint=self.ids_hint(wanted))
         return None
+
+    def ids_hint(self, wanted: str) -> str:
+        """What was found instead of ``wanted`` (a typo'd id): the closest id and the newest."""
+        import difflib
+
+        docs = sorted((self._local or []) + (self._s3 or []), reverse=True,
+                      key=lambda doc: (parse_timestamp(doc["timestamp"]), doc["backup_id"]))
+        ids = list(dict.fromkeys(doc["backup_id"] for doc in docs))
+        if not ids:
+            return "no backup of this project was found: list them with: reconcile backups list"
+        close = difflib.get_close_matches(wanted, ids, n=1)
+        return (f"{f'did you mean {close[0]}? ' if close else ''}newest: {', '.join(ids[:3])}"
+                f"{' …' if len(ids) > 3 else ''} (all of them: reconcile backups list)")
 
     def _local_docs(self) -> list[dict]:
         if self._local is None:
@@ -178,6 +196,10 @@ class _Catalogue:
 def _holding(doc: dict, services: list[str]) -> dict:
     held = doc.get("services") or {}
     missing = [name for name in services if name not in held]
+    if missing and doc.get("partial"):  # a local record a restore from S3 wrote: S3's names more
+        raise RestoreError(f"the local copy of backup {doc['backup_id']} holds no {', '.join(missing)} (a restore "
+                           f"from S3 kept only {', '.join(held) or 'nothing'} here)", ref="restore.not-in-backup",
+                           hint="restore it with --source auto (or s3): S3 holds the whole backup")
     if missing:
         pruned = [name for name in missing if name in (doc.get(PRUNED) or {})]
         why = f" (retention deleted the file of {', '.join(pruned)})" if pruned else ""
@@ -211,6 +233,8 @@ def pick_backups(session: Session, wanted: str, services: list[str] | None, sour
         except RestoreError as exc:
             if exc.ref == "restore.unknown-id" and (other := found.foreign(wanted) or found.elsewhere(wanted)):
                 raise other from None
+            if exc.ref == "restore.unknown-id":
+                raise RestoreError(exc.message, ref=exc.ref, hint=found.ids_hint(wanted)) from None
             raise
         names = services or [name for name in doc["services"] if name in session.spec.services]
         return [_usable(Pick(name, doc)) for name in names]
@@ -269,8 +293,8 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
             if source is Source.LOCAL or session.s3 is None:
                 raise RestoreError(f"local copy of {key} is unusable: {exc.message}",
                                    ref="restore.local", hint=_other_copy_hint(session, pick)) from None
-            local_problem = exc.message
             missing = not session.local.path_of(key).exists()
+            local_problem = "there is no local copy" if missing else f"the local copy is unusable ({exc.message})"
             notes.append(f"no local copy of {key}; using S3" if missing
                          else f"local copy of {key} unusable ({exc.message}); using S3")
     if session.s3 is None:
@@ -284,8 +308,11 @@ def fetch(session: Session, pick: Pick, source: Source, notes: list[str],
             raise
         # The S3 error alone would not say why S3 was asked: the user must learn that the
         # local copy is damaged too, or they may go on trusting it.
-        raise RestoreError(f"no usable copy of {key}: the local copy is unusable ({local_problem}); "
-                           f"the S3 copy too: {exc.message}", ref="restore.no-copy",
+        if isinstance(exc.__cause__, OSError):  # the local disk refused the download: S3's copy may be fine
+            raise RestoreError(f"cannot fetch {key}: {local_problem}, and the S3 copy could not be saved in "
+                               f"the local folder: {exc.message}", ref="restore.local-disk", hint=exc.hint) from None
+        raise RestoreError(f"no usable copy of {key}: {local_problem}; the S3 copy too: {exc.message}",
+                           ref="restore.no-copy",
                            hint=exc.hint or "restore an older backup: reconcile backups list") from None
     _record_local_copy(session, pick)
     return path, "s3"
@@ -338,6 +365,7 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     picks = pick_backups(session, wanted, services, source, notes)
     run = RestoreRun(newest_id(picks))
     run.notes += notes
+    _precheck_all(session, picks, containers)  # before a long download, and before any data is replaced
     files = []
     try:
         for pick in picks:
@@ -367,6 +395,21 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     return run
 
 
+def _precheck_all(session: Session, picks: list[Pick], containers: dict[str, str]) -> None:
+    """Every service's container (there, running) and its engine's refusals, before the first
+    service is replaced: a cache whose container was gone failed the restore only after the
+    databases had been replaced, leaving the stack half restored."""
+    for pick in picks:
+        try:
+            target = session.target(pick.service, containers.get(pick.service))
+            if (precheck := getattr(session.engine(pick.service), "restore_precheck", None)) is not None:
+                precheck(target, BackupStats.from_dict(pick.entry["stats"]))
+        except ReconcileError as exc:
+            if len(picks) == 1:
+                raise
+            raise RestoreError(f"{exc.message}; no service was restored", ref=exc.ref, hint=exc.hint) from None
+
+
 def newest_id(picks: list[Pick]) -> str:
     return max(picks, key=lambda pick: (pick.doc["timestamp"], pick.backup_id)).backup_id
 
@@ -375,9 +418,7 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
                  task: Task, backup_id: str = "") -> RestoreStats:
     target = session.target(service, container)
     stats = BackupStats.from_dict(entry["stats"])
-    engine = session.engine(service)
-    if (precheck := getattr(engine, "restore_precheck", None)) is not None:
-        precheck(target, stats)  # refusals that come before any live data is touched
+    engine = session.engine(service)  # its restore_precheck ran for every service first
     # the live container's data replaced in place (not apply's fresh candidate): recorded
     # until done, so one that stops halfway is known for what it is (``restoring``)
     record = restoring.begin(session.state_dir(), service, backup_id, _running(session, target)) \

@@ -83,15 +83,17 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
                 progress(f"backing up {service}")
                 with meter.task(f"backing up {service}", expected[service]) as task:
                     entries.append(_backup_one(session, service, target, taken_at, serial, task))
+            s3 = "pending" if session.spec.backup.s3.enabled else "disabled"
+            doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", s3)
+            # a disk that fills at the metadata left whole files no record names: never restored,
+            # never pruned, never swept (the claim is released), holding the space that ran out
+            local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
         except BaseException as exc:
             for entry in entries:  # files of a failed run would have no metadata: never kept
                 local.delete(entry.key)
             if isinstance(exc, KeyboardInterrupt):
                 exc.add_note("no backup was kept (the files it had begun are removed)")
             raise
-        s3 = "pending" if session.spec.backup.s3.enabled else "disabled"
-        doc = metadata.document(backup_id, taken_at, session.spec.project, reason, entries, "ok", s3)
-        local.write_bytes(metadata.key_for(backup_id), metadata.encode(doc))
         run = BackupRun(backup_id, doc, skipped + missing_critical(session, entries))
         _copy_to_s3(session, run, entries, progress, meter)
     finally:

@@ -33,7 +33,7 @@ def _check_request(session, command: str, backup_id: str, services: list[str] | 
     """Catch slips before any store is read: a service the spec does not have, one that keeps
     no data, and a service name given where the backup id goes (``verify postgres``)."""
     from reconciler.errors import ReconcileError
-    from reconciler.spec.models import BACKUPABLE_KINDS
+    from reconciler.spec.models import BACKUPABLE_KINDS, Kind
 
     known = session.spec.services
     unknown = [name for name in services or [] if name not in known]
@@ -41,9 +41,14 @@ def _check_request(session, command: str, backup_id: str, services: list[str] | 
         raise ReconcileError(f"unknown service{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
                              ref=f"{command}.unknown-service",
                              hint=f"services: {', '.join(sorted(known))}")
-    holds_none = [name for name in services or [] if known[name].kind not in BACKUPABLE_KINDS]
+    # a generic service without a writable volume is never backed up ("take one with: reconcile
+    # backup" sent the user to a backup that refuses it)
+    holds_none = [name for name in services or [] if known[name].kind not in BACKUPABLE_KINDS
+                  or (known[name].kind is Kind.GENERIC and all(m.read_only for m in known[name].volumes))]
     if holds_none:
-        kinds = ", ".join(f"{name} is kind {known[name].kind.value}" for name in holds_none)
+        kinds = ", ".join(f"{name} is kind {known[name].kind.value}"
+                          + (" with no writable volume" if known[name].kind is Kind.GENERIC else "")
+                          for name in holds_none)
         raise ReconcileError(f"nothing to {command} for {', '.join(holds_none)}: no data is kept ({kinds})",
                              ref=f"{command}.no-data",
                              hint="only postgres, redis and generic services with volumes are backed up")

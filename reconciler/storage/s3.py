@@ -292,7 +292,10 @@ class S3Store:
     def _download(self, key: str, dest: Path, advance: Advance | None) -> tuple[AtomicFile, str, str]:
         """One download attempt into a fresh temporary file (removed if the attempt fails)."""
         target = AtomicFile(dest)
-        handle = target.open()
+        try:
+            handle = target.open()
+        except OSError as exc:  # the local disk: named by its path, not by the S3 key (``_call``)
+            raise os_error(exc, "write", dest) from exc
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             recorded = response.get("Metadata", {}).get(META_SHA256, "")
