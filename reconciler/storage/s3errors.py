@@ -143,14 +143,14 @@ def translate(exc: BaseException, action: str, target: str, ctx: S3Context) -> S
     where = f"S3 endpoint {ctx.endpoint}"
     if isinstance(real, SSLError):
         return S3Unavailable(f"TLS error talking to {where} while trying to {action} {target}",
-                             hint="check S3_ENDPOINT (http vs https) and the server's certificate")
+                             hint="check backup.s3.endpoint (http vs https) and the server's certificate")
     if isinstance(real, ReadTimeoutError):
         return S3Unavailable(f"{where} did not answer in time to {action} {target}",
                              ref=S3_TIMEOUT_REF, hint="it takes connections but does not reply: check that the "
                                                      "server is not stuck or overloaded")
     if isinstance(real, BotoConnectionError):
         return S3Unavailable(f"cannot reach {where} to {action} {target}",
-                             hint="check S3_ENDPOINT and network (DNS, firewall, proxy)")
+                             hint="check backup.s3.endpoint and the network (DNS, firewall, proxy)")
     if isinstance(real, (HTTPClientError, IncompleteReadError)):
         return S3Unavailable(f"connection to {where} broke while trying to {action} {target}",
                              hint="check the network; the operation was retried and still failed")
@@ -174,7 +174,7 @@ def _client_error(exc: ClientError, action: str, target: str, ctx: S3Context) ->
     elif is_missing_key(exc) and code != "NoSuchKey" and action not in OBJECT_READS:
         message = (f"S3 endpoint {ctx.endpoint} answered {code} (not found) to {action} {target}{place}: "
                    "no such bucket there, or the endpoint is not the S3 server")
-        hint = (f"check backup.s3.bucket ({ctx.bucket}) and that S3_ENDPOINT is the S3 server itself, "
+        hint = (f"check backup.s3.bucket ({ctx.bucket}) and that backup.s3.endpoint is the S3 server itself, "
                 "http(s)://host[:port] without the bucket")
     elif is_missing_key(exc):
         message = f"{target} not found in bucket {ctx.bucket}"

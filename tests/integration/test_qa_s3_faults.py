@@ -226,7 +226,7 @@ def test_a_bucket_answered_404_by_something_else_is_not_a_pruned_copy(faulty, pr
         call(faulty)
     assert "pruned" not in caught.value.hint and "not found in bucket" not in caught.value.message
     assert faulty.bucket in caught.value.message and "404" in caught.value.message
-    assert "backup.s3.bucket" in caught.value.hint and "S3_ENDPOINT" in caught.value.hint
+    assert "backup.s3.bucket" in caught.value.hint and "backup.s3.endpoint is the S3 server" in caught.value.hint
     assert proxy.count(method) == 1  # not retried
     assert_no_secrets(caught.value)
 

@@ -194,7 +194,7 @@ def test_unreachable_endpoint_fails_fast_with_a_hint(tmp_path):
         with pytest.raises(StorageError, match="cannot reach S3 endpoint") as caught:
             attempt()
         assert time.monotonic() - started < 10
-        assert "check S3_ENDPOINT and network" in caught.value.hint
+        assert "check backup.s3.endpoint and the network" in caught.value.hint
         assert_no_secrets(full_error_text(caught.value))
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
