@@ -126,6 +126,11 @@ def probe(session: Session, name: str, container: str, timeout: float):
     if service.health.http is not None and kind in (Kind.GENERIC, Kind.HTTP):
         kind = Kind.HTTP
         target = replace(target, port=service.health.http.port)
+    if not target.host and kind in (Kind.POSTGRES, Kind.REDIS, Kind.HTTP):
+        # On no network it has no address: an empty host is PostgreSQL's local socket (the
+        # host's own server, sent the spec's password) and "http://:8000" to the others (QA).
+        return ProbeResult(ProbeStatus.UNREACHABLE, {"error": "it has no IP address: its container is on no network "
+                                                              "(`reconcile diagnose` says which is missing)"}, 0.0)
     return engine_for(kind, session.client).probe(target, timeout)
 
 

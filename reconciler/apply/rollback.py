@@ -2,10 +2,11 @@
 
 Driven by the executor's ``Swap`` (the same facts as the journal's ``step`` lines), never
 re-planned: remove the candidate and the fresh volume generations made for it, rename the
-old container back to the canonical name, start it when it was running, wait until healthy.
-Success → ``ApplyError`` (exit 2: failed, nothing lost). Any rollback step failing →
-``CriticalError`` (exit 3) whose hint is the exact manual recovery: which container to
-remove, which to rename and start, which volume holds the data, which backup file.
+old container back to the canonical name, start it when it was running, wait until healthy
+(until it runs, when it was replaced for being unhealthy). Success → ``ApplyError`` (exit 2:
+failed, nothing lost). Any rollback step failing → ``CriticalError`` (exit 3) whose hint is
+the exact manual recovery: which container to remove, which to rename and start, which volume
+holds the data, which backup file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from reconciler.apply import gate
 from reconciler.apply.context import ApplyRun, Swap
 from reconciler.apply.signals import finishing
 from reconciler.errors import ApplyError, CriticalError, ReconcileError
+from reconciler.plan.planner import UNHEALTHY_CAUSE
 
 
 def rollback(run: ApplyRun, swap: Swap, action_id: str, error: BaseException) -> ApplyError:
@@ -32,11 +34,21 @@ def rollback(run: ApplyRun, swap: Swap, action_id: str, error: BaseException) ->
             f"{reason}; the rollback failed too ({detail})",
             ref="apply.rollback-failed", hint=manual_steps(run, swap))
     run.record("rollback-end", service=swap.service, status="ok")
-    kept = " on its old data" if swap.old_id else ""
-    return ApplyError(f"{reason}; rolled back: {swap.canonical} runs as before{kept}",
+    return ApplyError(f"{reason}; rolled back: {_as_before(run, swap, action_id)}",
                       ref="apply.rolled-back",
                       hint="nothing was lost; run apply again" if reason == "interrupted"
                       else "nothing was lost; fix the cause shown above and run apply again")
+
+
+def _as_before(run: ApplyRun, swap: Swap, action_id: str) -> str:
+    """Where the rollback left the service, truly: "runs as before" of a container left stopped
+    (heal stops one that restarts in a loop before it recreates it) sent people looking (QA)."""
+    if swap.old_id is None:
+        return f"the new {swap.canonical} is removed (there was none before)"
+    if not swap.old_running:
+        return f"{swap.canonical} is back on its old data, stopped as it was when the change began"
+    still = " (unhealthy before the recreate: not awaited to turn healthy)" if was_unhealthy(run, action_id) else ""
+    return f"{swap.canonical} runs as before on its old data{still}"
 
 
 def _undo(run: ApplyRun, swap: Swap, action_id: str) -> None:
@@ -58,7 +70,24 @@ def _undo(run: ApplyRun, swap: Swap, action_id: str) -> None:
     if swap.old_running:
         run.step(action_id, f"rollback: start {swap.canonical}", container=swap.old_id)
         dockerio.start(client, swap.old_id)
+        if was_unhealthy(run, action_id):
+            _wait_running(run, swap)
+            return
         gate.wait_ready(run.session, swap.service, swap.old_id, gate.timeout_for(run.session, swap.service))
+
+
+def was_unhealthy(run: ApplyRun, action_id: str) -> bool:
+    """The old container was replaced because it was unhealthy (heal's recreate, apply's
+    "unhealthy, spec unchanged" row): put back, it is as it was once it runs. Waiting for a
+    health it did not have called a rollback that worked failed (exit 3, "docker start" it) (QA)."""
+    action = run.plan.action(action_id)
+    return action is not None and action.cause.startswith(UNHEALTHY_CAUSE)
+
+
+def _wait_running(run: ApplyRun, swap: Swap) -> None:
+    state = dockerio.inspect_container(run.session.client, swap.old_id).get("State") or {}
+    if not state.get("Running"):
+        raise ApplyError(f"{swap.canonical} did not start again ({state.get('Status')})", ref="apply.rollback-start")
 
 
 def manual_steps(run: ApplyRun, swap: Swap) -> str:

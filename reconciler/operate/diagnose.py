@@ -63,9 +63,9 @@ def run(session: Session, services: list[str] | None = None, *, with_usage: bool
     if deep and facts.host.engine_reachable:
         probed = probes if probes is not None else deep_health(session, facts)
         failing = {n: r for n, r in probed.items() if r.level >= Level.CRITICAL}
-        near = {n: r for n, r in probed.items() if r.status == "degraded" and _limit_words(r)[1]}
+        degraded = {n: _degraded_words(r, facts) for n, r in probed.items() if r.status == "degraded"}
         found = sort_issues(found + heal_rules.probe_issues(found, {n: _probe_words(r) for n, r in failing.items()})
-                            + heal_rules.degraded_issues(found, {n: _limit_words(r) for n, r in near.items()}))
+                            + heal_rules.degraded_issues(found, {n: w for n, w in degraded.items() if w[1]}))
     found = dependencies_first(restore_first(found), {n: list(s.depends_on) for n, s in session.spec.services.items()})
     measured = _usage(session, facts, live) if with_usage else {}
     if remember and facts.host.engine_reachable:
@@ -95,14 +95,19 @@ def dependencies_first(issues: list[Issue], depends_on: dict[str, list[str]]) ->
     """A service whose probe fails while a service it depends on has a critical issue is most
     likely failing because of it (an API answering 503 with its database down): its fix says
     so, rather than proposing to restart and recreate it (heal waits for the dependency too)."""
-    broken = {i.service: i.issue for i in issues if i.severity is Severity.CRITICAL}
+    critical = [i for i in issues if i.severity is Severity.CRITICAL]
+    broken = {i.service: i.issue for i in critical}
+    # "heal does" only of a dependency whose every critical issue heal acts on (QA: it was said
+    # of a database at its connection limit, which heal only reports)
+    left = {i.service for i in critical if heal_rules.fix_for(i) is heal_rules.FixKind.REPORT}
     out = []
     for issue in issues:
         causes = [d for d in depends_on.get(issue.service, ()) if d in broken and d != issue.service]
         if causes and issue.rule in (heal_rules.PROBE_RULE, "healthcheck"):
             named = ", ".join(f"{d} ({broken[d]})" for d in causes)
-            issue = replace(issue, suggested_fix=f"probably caused by {named}, which it depends on: fix that "
-                                                 f"first; heal does, then looks at {issue.service} again")
+            then = (f"first; heal does, then looks at {issue.service} again" if not left.intersection(causes) else
+                    f"first, as said for it (heal cannot); `reconcile heal` then looks at {issue.service} again")
+            issue = replace(issue, suggested_fix=f"probably caused by {named}, which it depends on: fix that {then}")
         out.append(issue)
     return out
 
@@ -137,6 +142,26 @@ def _probe_words(result: ServiceHealth) -> tuple[str, str]:
              if k in ("url", "status_code", "error", "docker_health", "state", "restarts", "exit_code")
              and v not in (None, "", 0)}
     return result.status, ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+STARTING_FAILURES = 3
+"""Failed runs of Docker's check (of the 5 it keeps) that make "still starting" worth a warning."""
+
+
+def _degraded_words(result: ServiceHealth, facts: Facts) -> tuple[str, str]:
+    """How near which limit it is; else, when Docker's own check still says starting (a service
+    with no other signal) and failed again and again, what that check's last runs said."""
+    status, words = _limit_words(result)
+    if words or result.details.get("docker_health") != "starting":
+        return status, words
+    box = service.container if (service := _service(facts, result.service)) else None
+    log = box.health_log if box else ()
+    failed = [p for p in log if p.exit_code != 0]
+    if len(failed) < STARTING_FAILURES:  # a container just started, on its way: nothing to say yet
+        return status, words
+    output = " ".join(failed[-1].output.split())[-rules.PROBE_OUTPUT:] or "(no output)"
+    return status, (f"{heal_rules.STARTING_WORDS}: its last {len(failed)} of {len(log)} checks failed "
+                    f"(exit code {failed[-1].exit_code}: {output})")
 
 
 def _limit_words(result: ServiceHealth) -> tuple[str, str]:

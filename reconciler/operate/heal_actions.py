@@ -126,16 +126,19 @@ class Healer:
         not diagnose. One whose dependencies were broken and are healed is looked at again
         first, over one health-check interval: Docker's own verdict lags until its next check,
         and a restart on it alone dropped requests the service was answering again (QA)."""
-        if fix.after and healthy(self.session, fix.service):
+        if fix.after and symptoms_only(fix) and healthy(self.session, fix.service):
             self.say(fix.service, f"{fix.service} is healthy again with {', '.join(fix.after)}")
             return FixOutcome(Result.FIXED, "none", 0, f"healthy again once {', '.join(fix.after)} was healed")
         waiting = [d for d in self.session.spec.services[fix.service].depends_on if not healthy(self.session, d)]
         if waiting:
-            words = (f"not attempted: it depends on {', '.join(waiting)}, which is not healthy: heal "
-                     f"{'that' if len(waiting) == 1 else 'those'} first (`reconcile heal {' '.join(waiting)}`)")
+            # not "heal that first": what keeps a dependency down may be nothing heal fixes (QA)
+            one = len(waiting) == 1
+            words = (f"not attempted: it depends on {', '.join(waiting)}, which {'is' if one else 'are'} not healthy: "
+                     f"fix {'that' if one else 'those'} first (`reconcile heal {' '.join(waiting)}` fixes what it can "
+                     f"and says how to fix the rest), then heal {fix.service} again")
             self.say(fix.service, f"{fix.service}: {words}")
             return FixOutcome(Result.REPORTED, "wait", 0, words)
-        if fix.after and self._recovers(fix.service):
+        if fix.after and symptoms_only(fix) and self._recovers(fix.service):
             self.say(fix.service, f"{fix.service} is healthy again with {', '.join(fix.after)}")
             return FixOutcome(Result.FIXED, "none", 0, f"healthy again once {', '.join(fix.after)} was healed")
         return None
@@ -189,6 +192,19 @@ class Healer:
         gate.wait_ready(self.session, service, self.container(service), gate.timeout_for(self.session, service))
 
 
+SYMPTOM_RULES = frozenset({PROBE_RULE, "healthcheck", "restart-loop"})
+"""Issues a broken dependency explains (an app failing its checks while its database is down):
+healthy once the dependency is, they are gone. A paused or stopped container, or one cut off
+its network, stays so whatever its dependencies do."""
+
+
+def symptoms_only(fix: Fix) -> bool:
+    """Only then may "healthy again with its dependencies" stand for the fix: a health probe can
+    still pass on a container cut off its network (a worker's heartbeat is a few seconds old),
+    and heal called it fixed without reconnecting it (QA)."""
+    return fix.rules <= SYMPTOM_RULES
+
+
 def healthy(session: Session, service: str) -> bool:
     from reconciler.health import Level, check_service
 
@@ -202,8 +218,8 @@ def _worth_retrying(exc: BaseException) -> bool:
     """Not after a failed rollback (a person must act), nor after a recreate that was rolled
     back: a brand-new container failing too means the cause is in the spec, the image or
     the data, and another try would only take another backup."""
-    if not isinstance(exc, Exception) or isinstance(exc, CriticalError):
-        return False
+    if not isinstance(exc, Exception) or isinstance(exc, CriticalError | LeftToOperator):
+        return False  # LeftToOperator: QA saw it tried 3 times, each a stop and a start of the crashing server
     return getattr(exc, "ref", "") != ROLLED_BACK
 
 
@@ -252,10 +268,14 @@ def _short(text: str, limit: int = 160) -> str:
 def unpause(healer: Healer, fix: Fix, before: list[str]) -> str:
     """``docker pause`` froze the processes: they go on where they stopped (no restart, no
     connection dropped), as apply's ``heal.unpause`` does."""
-    name = healer.container(fix.service)
-    dockerio.unpause(healer.session.client, name)
+    own = "container-paused" in fix.rules or "proxy-paused" not in fix.rules
+    names = [healer.container(fix.service)] if own else []
+    if "proxy-paused" in fix.rules:  # a blue-green service's proxy, which serves its host ports
+        names.append(proxy_name(healer.session.spec.project, fix.service))
+    for name in names:
+        dockerio.unpause(healer.session.client, name)
     healer.wait_ready(fix.service)
-    return f"unpaused {name}"
+    return f"unpaused {', '.join(names)}"
 
 
 def start(healer: Healer, fix: Fix, before: list[str]) -> str:
@@ -282,10 +302,37 @@ def recreate_network(healer: Healer, fix: Fix, before: list[str]) -> str:
     joined = rejoin(session, name, ids, aliases=None)
     if session.spec.services[fix.service].proxied:  # the proxy lost the same network
         joined += rejoin(session, proxy_name(session.spec.project, fix.service), ids, aliases=[])
+    await_docker_verdict(session, name, gate.timeout_for(session, fix.service))
     healer.wait_ready(fix.service)
     parts = [f"created network {', '.join(made)}"] if made else []
     parts += [f"reconnected {', '.join(joined)}"] if joined else []
     return "; ".join(parts + [f"{name} runs"])
+
+
+def await_docker_verdict(session: Session, container: str, limit: float) -> None:
+    """A container kept running through a fix (reconnected) still carries Docker's verdict from
+    before it: ``unhealthy`` until one of its checks passes, which only the fix made possible.
+    ``gate.wait_ready`` takes that verdict as final and fails at once, so heal recreated a worker
+    it had just reconnected (QA). Wait until a check passes, for as many checks as Docker's
+    retries (then the verdict is fresh, and wait_ready judges it)."""
+    doc = dockerio.inspect_container(session.client, container)
+    if _docker_health(doc) != "unhealthy":
+        return
+    check = (doc.get("Config") or {}).get("Healthcheck") or {}
+    interval = (check.get("Interval") or 30 * _NS) / _NS
+    span = interval * ((check.get("Retries") or 3) + 1) + (check.get("Timeout") or 30 * _NS) / _NS
+    deadline = time.monotonic() + min(span, limit)
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, interval))
+        if _docker_health(dockerio.inspect_container(session.client, container)) != "unhealthy":
+            return
+
+
+_NS = 1_000_000_000  # Docker's health check durations are in nanoseconds
+
+
+def _docker_health(doc: dict) -> str | None:
+    return ((doc.get("State") or {}).get("Health") or {}).get("Status")
 
 
 def recreate(healer: Healer, fix: Fix, before: list[str]) -> str:

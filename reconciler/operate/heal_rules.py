@@ -62,6 +62,7 @@ FIX_OF_RULE: dict[str, FixKind] = {
     # a paused container: unpaused, as apply does (``apply.heal.unpause``); restarted only if
     # it is still unhealthy then
     "container-paused": FixKind.UNPAUSE,
+    "proxy-paused": FixKind.UNPAUSE,  # its proxy, the same way (QA: reported only, "docker unpause" it)
     # a blue-green service's proxy: reconnecting the service rejoins its proxy too and starts it
     "proxy-stopped": FixKind.RECREATE_NETWORK,
     "proxy-detached": FixKind.RECREATE_NETWORK,
@@ -215,11 +216,31 @@ def degraded_issues(issues: Iterable[Issue], probes: dict[str, tuple[str, str]])
     """A warning for each service whose probe says degraded (it works, near a limit), unless a
     critical issue already speaks for it: health called it "minor" and diagnose said nothing."""
     explained = {i.service for i in issues if i.severity is Severity.CRITICAL}
-    return [Issue(name, Severity.WARNING, "near a limit", details or status,
-                  "PostgreSQL near max_connections: look for a client that leaks connections (pg_stat_activity) "
-                  "or raise max_connections; a cache near maxmemory: raise it or let it evict "
-                  "(--maxmemory-policy allkeys-lru)", "probe-degraded")
+    return [_degraded(name, status, details)
             for name, (status, details) in sorted(probes.items()) if name not in explained]
+
+
+STARTING_WORDS = "Docker's health check still says starting"
+_NEAR_ADVICE = {
+    "connections in use": "PostgreSQL near max_connections: look for a client that leaks connections "
+                          "(pg_stat_activity) or raise max_connections",
+    "memory ": "a cache near maxmemory: raise it or let it evict (--maxmemory-policy allkeys-lru)",
+}
+
+
+def _degraded(name: str, status: str, details: str) -> Issue:
+    """Advice for the limit it is near only (a cache was told about PostgreSQL's connections);
+    a service whose only signal is Docker's check, still starting, says so (QA: `health` called
+    it degraded, exit 1, and diagnose said nothing)."""
+    if details.startswith(STARTING_WORDS):
+        return Issue(name, Severity.WARNING, "health check still starting", details,
+                     "Docker counts no failure until the image's start period ends: if it does not turn healthy, "
+                     "read its logs and its check's output (docker inspect: State.Health); heal does not restart "
+                     "it for this",
+                     "probe-starting")
+    advice = "; ".join(text for key, text in _NEAR_ADVICE.items() if key in details)
+    return Issue(name, Severity.WARNING, "near a limit", details or status,
+                 advice or "; ".join(_NEAR_ADVICE.values()), "probe-degraded")
 
 
 def _full(name: str, details: str) -> Issue:

@@ -153,8 +153,10 @@ def restart_loop(service: ServiceFacts, facts: Facts) -> list[Issue]:
     if not looping and rise <= 0:
         return []
     since = f"; {rise} since the last diagnose ({service.previous_at})" if rise > 0 else ""
-    details = (f"{box.restart_count} restarts, state {box.state}, last exit code {box.exit_code}"
-               f"{since}")
+    # a running container's exit code is Docker's 0, not its last exit's (QA: "last exit code 0"
+    # of one OOM-killed, 137, at each restart)
+    exited = f", last exit code {box.exit_code}" if not box.running else f", up since {box.started_at}"
+    details = f"{box.restart_count} restarts, state {box.state}{exited}{since}"
     # One crash the engine recovered from at once is no loop: heal would stop a service that
     # runs again and recreate it (QA). Two or more within the short uptime are.
     severity = C if looping or rise >= LOOP_RESTARTS or (short and rise >= 2) else W
@@ -338,7 +340,7 @@ def proxy_down(service: ServiceFacts, facts: Facts) -> list[Issue]:
                        f"{ports}", f"`reconcile apply` creates {name}", "proxy-missing")]
     if box.state == "paused":
         return [_issue(service.name, C, "proxy paused", f"{name} is paused: host port {ports} answers "
-                       "nothing", f"docker unpause {name}", "proxy-paused")]
+                       "nothing", f"`reconcile heal` unpauses it (or: docker unpause {name})", "proxy-paused")]
     if box.state != "running":
         return [_issue(service.name, C, f"proxy {box.state}",
                        f"{name} is {box.state} (exit code {box.exit_code}): nothing serves host port {ports}",

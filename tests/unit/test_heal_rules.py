@@ -68,7 +68,7 @@ def issue(rule: str, severity: Severity = C, service: str = "db", title: str | N
     ("proxy-stopped", C, NETWORK),
     ("proxy-detached", C, NETWORK),
     ("proxy-missing", C, REPORT),  # apply creates it
-    ("proxy-paused", C, REPORT),
+    ("proxy-paused", C, UNPAUSE),  # as a paused service container (QA)
 ])
 def test_each_rule_has_one_fix(rule, severity, kind):
     assert fix_for(issue(rule, severity)) is kind
@@ -112,7 +112,7 @@ RECORDED = {
     "blue-green-stopped": {"api": [START]},  # its own proxy holds the port: no conflict blocks it
     "proxy-stopped": {"api": [NETWORK]},  # rejoins and starts the proxy
     "proxy-detached": {"api": [NETWORK]},
-    "proxy-missing": {"api": [REPORT], "web": [REPORT]},
+    "proxy-missing": {"api": [REPORT], "web": [UNPAUSE]},  # web's proxy is paused: unpaused (QA)
 }
 
 
