@@ -41,8 +41,13 @@ def snapshot(spec_file: Path, profiles: Collection[str] = (), client=None) -> Sn
     if unknown:
         from reconciler.errors import SpecError
 
+        import difflib
+
         known = sorted({s.profile for s in loaded.spec.services.values()})
+        close = [match for name in sorted(unknown)  # a typo, or a short form (infra)
+                 for match in ([k for k in known if k.startswith(name)] or difflib.get_close_matches(name, known))[:1]]
+        meant = f"did you mean {', '.join(repr(name) for name in close)}? " if close else ""
         raise SpecError(f"unknown profile {', '.join(sorted(unknown))}", ref="spec.profile",
-                        hint=f"profiles in {spec_file}: {', '.join(known)}")
+                        hint=f"{meant}profiles in {spec_file}: {', '.join(known)}")
     observed = observe_for(loaded, client)
     return Snapshot(loaded, observed, make_plan(loaded, observed, profiles))

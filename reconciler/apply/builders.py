@@ -103,11 +103,11 @@ def container_args(loaded: LoadedSpec, name: str, image_id: str, *, container: s
     spec = loaded.spec
     service = spec.services[name]
     volume_names = volume_names or {}
-    binds = {}
+    binds = []  # a list, not a mapping keyed by source: one volume mounted at two paths keeps both
     for mount in service.volumes:
         source = mount.source if mount.is_host_path else volume_names.get(
             mount.source, volume_name(spec, mount.source))
-        binds[source] = {"bind": mount.target, "mode": "ro" if mount.read_only else "rw"}
+        binds.append(f"{source}:{mount.target}:{'ro' if mount.read_only else 'rw'}")
     port_bindings = {} if service.proxied else published(service.ports)
     networks = [network_name(spec, n) for n in service.networks]
     host_config = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import posixpath
 from collections.abc import Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -14,8 +15,8 @@ Locate = Callable[[tuple], Location]
 
 def cross_check(spec: Spec, locate: Locate) -> list[SpecError]:
     errors: list[SpecError] = []
-    for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references,
-                  _backupable, _app_depends_only_known_profiles, _blue_green, _retention, _s3):
+    for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references, _mounted_twice,
+                  _backupable, _shared_data, _app_depends_only_known_profiles, _blue_green, _retention, _s3):
         errors.extend(check(spec, locate))
     return errors
 
@@ -32,8 +33,13 @@ def _unknown_dependencies(spec: Spec, locate: Locate) -> list[SpecError]:
                 errors.append(SpecError(
                     f"service {name} depends on unknown service {dep!r}", ref="spec.unknown-service",
                     location=locate(("services", name, "depends_on", dep)),
-                    hint=f"declared services: {', '.join(sorted(spec.services))}"))
+                    hint=_meant(dep, spec.services) + f"declared services: {', '.join(sorted(spec.services))}"))
     return errors
+
+
+def _meant(name: str, declared) -> str:
+    close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
@@ -71,20 +77,20 @@ def _cycles(spec: Spec, locate: Locate) -> list[SpecError]:
 
 
 def _port_clashes(spec: Spec, locate: Locate) -> list[SpecError]:
-    taken: dict[tuple[int, str], tuple[str, str, int]] = {}
+    taken: dict[tuple[int, str], list[tuple[str, str]]] = {}  # every binding so far, not only the first
     errors = []
     for name, service in spec.services.items():
         for index, port in enumerate(service.ports):
             if port.host is None:
                 continue
-            key = (port.host, port.protocol)
+            bound = taken.setdefault((port.host, port.protocol), [])
             ip = port.host_ip or "0.0.0.0"
-            other = taken.get(key)
-            if other and (other[1] == ip or "0.0.0.0" in (ip, other[1])):
+            other = next((o for o in bound if o[1] == ip or "0.0.0.0" in (ip, o[1])), None)
+            if other:
                 errors.append(_port_clash(other[0], name, f"{port.host}/{port.protocol}",
                                           locate(("services", name, "ports", index))))
             else:
-                taken[key] = (name, ip, index)
+                bound.append((name, ip))
     return errors
 
 
@@ -107,7 +113,11 @@ def _undeclared_references(spec: Spec, locate: Locate) -> list[SpecError]:
                     hint=_close(mount.source, spec.volumes, f"declare it under top-level volumes: "
                                                              f"({mount.source}: {{}}) or use an absolute host path")))
         for index, network in enumerate(service.networks):
-            if network not in spec.networks:
+            if network in service.networks[:index]:  # the engine refuses a second join
+                errors.append(SpecError(
+                    f"service {name} joins network {network!r} twice", ref="spec.network-twice",
+                    location=locate(("services", name, "networks", index)), hint="remove one of the two entries"))
+            elif network not in spec.networks:
                 errors.append(SpecError(
                     f"service {name} joins undeclared network {network!r}",
                     ref="spec.undeclared-network", location=locate(("services", name, "networks", index)),
@@ -137,6 +147,47 @@ def _backupable(spec: Spec, locate: Locate) -> list[SpecError]:
             errors.append(SpecError(
                 f"service {name} is stateful but has no volume to back up", location=where,
                 ref="spec.not-backupable", hint="mount its data on a declared volume"))
+    return errors
+
+
+def _mounted_twice(spec: Spec, locate: Locate) -> list[SpecError]:
+    """Docker refuses a container with two mounts at one path ("Duplicate mount point"): said
+    here, at the second, not by the engine halfway through an apply."""
+    errors = []
+    for name, service in spec.services.items():
+        targets: set[str] = set()
+        for index, mount in enumerate(service.volumes):
+            target = posixpath.normpath(mount.target)
+            if target in targets:
+                errors.append(SpecError(
+                    f"service {name} has two mounts at one path in the container", ref="spec.mount-twice",
+                    location=locate(("services", name, "volumes", index)),
+                    hint="give each mount its own path in the container (the part after ':')"))
+            targets.add(target)
+    return errors
+
+
+def _shared_data(spec: Spec, locate: Locate) -> list[SpecError]:
+    """Each stateful service's data is backed up, replaced and restored as its own: on a volume
+    (or host folder) another stateful service also writes, a restore of one would put its backup
+    in place of the other's newer data, and two database servers on one folder corrupt it."""
+    owner: dict[str, str] = {}
+    errors = []
+    for name, service in spec.services.items():
+        if not service.stateful:
+            continue
+        for index, mount in enumerate(service.volumes):
+            declared = spec.volumes.get(mount.source)
+            folder = mount.source if mount.is_host_path else declared.bind if declared else None
+            data = posixpath.normpath(folder) if folder else mount.source  # a bound volume is its folder
+            other = owner.setdefault(data, name) if not mount.read_only else name
+            if other != name:
+                what = "the same host folder" if folder else f"volume {mount.source}"  # a path may be interpolated
+                errors.append(SpecError(
+                    f"stateful services {other} and {name} both write to {what}",
+                    ref="spec.shared-data", location=locate(("services", name, "volumes", index)),
+                    hint="give each stateful service its own volume (a restore of one would replace the "
+                         "other's data), or mount it read-only (:ro) in one of them"))
     return errors
 
 

@@ -135,7 +135,9 @@ def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
     resolved: dict[PathKey, Resolved] = {}
     data = _plain(raw, (), positions, environ, path.parent.resolve(), resolved, errors)
     if not isinstance(data, dict):
-        raise SpecError("the spec must be a mapping at the top level", location=Location(str(path)),
+        found = "the spec file is empty" if data is None else f"the spec file holds {_kind(data)}"
+        raise SpecError(f"{found}: a spec is a mapping (version, project, services…) at the top level",
+                        location=Location(str(path), 1, 1),
                         hint="start from specs/healthcare.yaml", ref="spec.shape")
     _merge_env_files(data, path.parent.resolve(), positions, errors)
     spec = None
@@ -155,6 +157,10 @@ def _load(path: Path, raw: object, environ: Mapping[str, str]) -> LoadedSpec:
         raise SpecErrors(errors)
     display = {at: found.display for at, found in resolved.items()}
     return LoadedSpec(spec, path.resolve(), dict(positions.at), _published(display, spec))
+
+
+def _kind(data: object) -> str:
+    return "a list" if isinstance(data, list) else "a number or flag" if isinstance(data, (int, float)) else "text"
 
 
 def _read_text(path: Path) -> str:
@@ -230,7 +236,8 @@ def _yaml_problem(exc: MarkedYAMLError) -> tuple[str, str]:
         named = f" {key!r}" if _SAFE_KEY.fullmatch(key) else ""
         return (f"duplicate key{named} in a mapping",
                 "a key may appear only once in a mapping: remove or rename one of them")
-    hint = "check indentation and quoting near this line"
+    hint = ("indent with spaces: YAML does not take a tab for indentation" if "'\\t'" in problem
+            else "check indentation and quoting near this line")
     if not problem or any(quote in _QUOTED.sub("", problem) for quote in "'\""):
         return "the file is not well-formed YAML", hint  # a quote we cannot pair: say nothing
     return _QUOTED.sub(lambda m: m[0] if _SAFE_QUOTED.fullmatch(m[0]) else "…", problem), hint
@@ -249,6 +256,12 @@ def _plain(node: object, path: PathKey, positions: _Positions, environ: Mapping[
             name = key.text if isinstance(key, Written) else str(key)
             if isinstance(node, CommentedMap):
                 positions.record(node, key, (*path, name))
+            if name in out:  # two keys YAML tells apart (1 and '1') that are one name here: none is dropped
+                errors.append(SpecError(
+                    "duplicate key" + (f" {name!r}" if _SAFE_KEY.fullmatch(name) else "") + " in a mapping",
+                    location=positions.location((*path, name)), ref="spec.yaml",
+                    hint="a key may appear only once in a mapping, however it is written (1 and '1' are one "
+                         "key): remove or rename one of them"))
             out[name] = _plain(value, (*path, name), positions, environ, base, display, errors)
         return out
     if isinstance(node, list):
@@ -317,6 +330,8 @@ def _merge_env_files(data: dict, base: Path, positions: _Positions, errors: list
     for name, service in services.items():
         if not isinstance(service, dict) or not isinstance(service.get("env_file"), str):
             continue
+        if not isinstance(service.get("env", {}), dict):  # left for validation to refuse, not dropped
+            continue
         env_path = (base / service["env_file"]).resolve()
         try:
             from_file = read_env_file(env_path)
@@ -340,7 +355,7 @@ def _merge_env_files(data: dict, base: Path, positions: _Positions, errors: list
 
 def _from_validation(exc: ValidationError, positions: _Positions) -> list[SpecError]:
     errors = []
-    for err in exc.errors(include_input=False, include_url=False):
+    for err in exc.errors(include_url=False):
         loc: PathKey = tuple(p for p in err["loc"] if not _is_validator_tag(p))
         where = positions.location(loc)
         if err["type"] == "extra_forbidden":
@@ -353,8 +368,24 @@ def _from_validation(exc: ValidationError, positions: _Positions) -> list[SpecEr
             message = err["msg"].removeprefix("Value error, ")
             errors.append(SpecError(f"invalid value: {message}", ref="spec.invalid",
                                     location=positions.location(loc, value=err["loc"][-1] != "[key]"),
-                                    hint=err.get("ctx", {}).get("hint") or _type_hint(loc)))
+                                    hint=err.get("ctx", {}).get("hint") or _choice_hint(err) or _type_hint(loc)))
     return errors
+
+
+def _choice_hint(err: Mapping) -> str:
+    """For a value outside a fixed set (``restart: alway``, ``kind: postgresql``): the choice it is
+    likely a typo of, and the choices. The input is compared, never shown; an interpolated one
+    (which may be secret) is not even compared."""
+    if err["type"] not in ("enum", "literal_error"):
+        return ""
+    choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+    written = err.get("input")
+    if not choices:
+        return ""
+    close = (difflib.get_close_matches(written.lower(), choices, n=1, cutoff=0.6)
+             if isinstance(written, str) and not isinstance(written, Interpolated) else [])
+    listed = f"write one of: {', '.join(choices)}"
+    return f"did you mean {close[0]!r}? ({listed})" if close else listed
 
 
 def _is_validator_tag(part: object) -> bool:
@@ -362,13 +393,19 @@ def _is_validator_tag(part: object) -> bool:
 
 
 def _type_hint(loc: PathKey) -> str:
-    allowed = _fields_at(Spec, loc[:-1])
-    return f"see the JSON Schema (reconcile schema) for {_dotted(loc) or 'the top level'}" + (
-        f"; allowed keys here: {', '.join(sorted(allowed))}" if allowed and len(allowed) < 25 else "")
+    """The keys beside a wrong VALUE are not listed: they are no fix for it."""
+    return f"see the JSON Schema (reconcile schema) for {_dotted(loc) or 'the top level'}"
+
+
+_COMPOSE_KEYS = {"environment": "env"}  # a Compose key too far from ours for difflib to find it
 
 
 def _did_you_mean(key: str, allowed: set[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    if key.startswith("x-"):
+        return ("Compose's extension keys (x-…) are not taken: put the anchor (&name) on a service and merge "
+                "it into the others (<<: *name)")
+    close = [_COMPOSE_KEYS[key]] if _COMPOSE_KEYS.get(key) in allowed else \
+        difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"
     return f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else "remove this key"

@@ -36,6 +36,7 @@ from reconciler.spec.forms import (
     from_file,
     invalid,
 )
+from reconciler.spec.interpolate import Interpolated
 from reconciler.spec.stores import LocalStore, Retention, S3Store
 from reconciler.spec.stores import endpoint_problem as endpoint_problem  # storage imports it from here
 
@@ -43,6 +44,7 @@ NAME = r"^[a-z0-9][a-z0-9_.-]*$"
 NAMES = {"propertyNames": {"pattern": NAME}}  # JSON Schema of a mapping keyed by names
 ENV_NAME = "[^=\\x00]+"  # Docker passes NAME=value: ``A=B: v`` would reach the container as A=B=v
 MAX_MEMORY = 2 ** 63 - 1  # Docker keeps a memory limit in bytes, as an int64
+MIN_MEMORY = 6 * 1024 ** 2  # "Minimum memory limit allowed is 6MB" (dockerd); 0 is no limit
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 
@@ -162,8 +164,11 @@ class Port(Frozen):
 
 
 def _port_as_written(value: object, info: ValidationInfo) -> object:
-    """A mapping is what ``model_dump`` gives back; in a file, its host IP would go unchecked."""
-    if isinstance(value, dict) and from_file(info.context):
+    """A mapping is what ``model_dump`` gives back; in a file, its host IP would go unchecked. In a
+    file, anything but text or a whole number (true, null, 80.5, .inf) is said so, not "a mapping"."""
+    whole = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    if from_file(info.context) and not (whole or isinstance(value, str)):
         raise invalid("a port is written as a number or as text",
                       "write it as 8080, '8080:3000', '127.0.0.1:5432:5432' or '53/udp'")
     return _parse_port(value)
@@ -177,8 +182,10 @@ def _parse_port(value: object) -> object:
     if not isinstance(value, str):
         return value
     match = _PORT.fullmatch(value.strip())
-    if not match:
-        raise ValueError("a port such as '8080:3000', '127.0.0.1:5432:5432' or '53/udp'")
+    if not match:  # Compose forms this spec does not take get their way round in the hint
+        raise invalid("a port such as '8080:3000', '127.0.0.1:5432:5432' or '53/udp'",
+                      "write [ip:][host:]container[/tcp|udp]; a range (8080-8081:80-81) is one entry per port, "
+                      "and a port published on any free host port is the container port alone (80)")
     if match["ip"]:
         _check_host_ip(match["ip"])
     return {"container": _port_number(int(match["ctr"])),
@@ -217,6 +224,29 @@ def _depends_list(value: object) -> object:
     return value
 
 
+# Docker's reference grammar (distribution/reference): [registry[:port]/]path[:tag][@digest].
+_PATH_PART = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*"
+_HOST_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+IMAGE = (rf"(?:(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
+         r":[0-9a-fA-F]{32,})?")
+
+
+def _image_reference(value: str) -> str:
+    """Docker refuses a reference outside its grammar (an upper-case repository, a space, an
+    empty tag) only once plan or apply asks for the image; validate says so first, at its line.
+    The value is not repeated: it may be interpolated."""
+    if not re.fullmatch(IMAGE, value):
+        raise invalid("not an image reference Docker takes",
+                      "write [registry[:port]/]name[:tag][@sha256:…], the name in lower case and "
+                      "without spaces, e.g. postgres:16 or ghcr.io/acme/api:1.2")
+    return value
+
+
+ImageRef = Annotated[str, Field(min_length=1), AfterValidator(_image_reference),
+                     WithJsonSchema({"type": "string", "minLength": 1, "pattern": f"^{IMAGE}$"})]
+
+
 class HttpCheck(Frozen):
     port: Whole = Field(ge=1, le=65535)
     path: str = "/"
@@ -246,8 +276,8 @@ class DeploySpec(Frozen):
                                               "serving in-flight requests after the switch.")
     health_timeout: Duration = 120.0
     stop_grace: Duration = 30.0
-    proxy_image: str = Field("nginx:stable", min_length=1,
-                             description="blue-green HTTP services: the nginx image of the proxy.")
+    proxy_image: ImageRef = Field("nginx:stable",
+                                  description="blue-green HTTP services: the nginx image of the proxy.")
     readiness_delay: Duration = Field(5.0, description="blue-green without any health signal: "
                                                        "how long the new container must keep running.")
 
@@ -268,10 +298,27 @@ def _env_name(name: str) -> str:
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
+def _name(name: object) -> object:
+    """A project, profile, service, volume or network name, with what to write instead of "should
+    match pattern '^…'". A key is checked as a key: the error is at that key's line, whichever
+    entry it is (not at the mapping's first one), and every bad name is reported."""
+    if isinstance(name, str) and not re.fullmatch(NAME, name):
+        lower = name.lower()
+        shown = re.fullmatch(NAME, lower) and not isinstance(name, Interpolated)  # may be a secret
+        advice = f"rename it, e.g. {lower!r}; " if shown else ""
+        raise invalid("a name must be lower-case letters, digits, '_', '.' or '-'",
+                      f"{advice}a name starts with a letter or a digit (Docker names containers and "
+                      "volumes after it)")
+    return name
+
+
+Name = Annotated[str, AfterValidator(_name)]
+
+
 class Service(Frozen):
-    profile: str = Field("app", pattern=NAME)
+    profile: Annotated[str, BeforeValidator(_name)] = Field("app", pattern=NAME)
     kind: Kind = Kind.GENERIC
-    image: str = Field(min_length=1)
+    image: ImageRef
     command: list[str] | None = None
     entrypoint: list[str] | None = None
     env: dict[EnvName, Annotated[SecretStr, OrAlso({"type": ["number", "boolean"]})]] = Field(
@@ -297,6 +344,16 @@ class Service(Frozen):
         """Blue-green behind a proxy: the proxy, not the app container, publishes the ports."""
         return self.deploy.strategy is Strategy.BLUE_GREEN and self.health.http is not None
 
+    @field_validator("mem_limit", mode="before")
+    @classmethod
+    def _memory_as_written(cls, value: object) -> object:
+        """The field's pattern, with what to write instead of "should match pattern '^…'"."""
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"[0-9]+[bkmg]?", value)):
+            raise invalid("mem_limit is a size such as 512m or 1g",
+                          "write a whole number with b, k, m or g after it, in lower case (512m, 2g; not 512M, "
+                          "1.5g or 1gb); a number of bytes alone is quoted ('0': no limit)")
+        return value
+
     @field_validator("mem_limit")
     @classmethod
     def _memory_docker_takes(cls, value: str | None) -> str | None:
@@ -306,6 +363,9 @@ class Service(Frozen):
             if int(digits) * _MEMORY_UNITS[value[len(digits):]] > MAX_MEMORY:
                 raise invalid("mem_limit is larger than Docker can take (8 EiB, an int64 of bytes)",
                               "write a size such as 512m or 4g")
+            if 0 < int(digits) * _MEMORY_UNITS[value[len(digits):]] < MIN_MEMORY:
+                raise invalid("mem_limit is smaller than Docker takes (6m; the engine refuses to create "
+                              "the container)", "write a size such as 512m, or '0' for no limit")
         return value
 
     @field_validator("env", mode="before")
@@ -313,6 +373,20 @@ class Service(Frozen):
     def _env_as_text(cls, value: object) -> object:
         if isinstance(value, dict):
             return {k: v if isinstance(v, str) else _scalar_text(v) for k, v in value.items()}
+        if isinstance(value, list):  # Compose's other form; its items are not repeated (secrets)
+            raise invalid("env is a mapping, not a list of NAME=value",
+                          "write it as env: {DATABASE_URL: 'postgresql://…', DEBUG: 'true'}, or one NAME: value "
+                          "per line under env:")
+        return value
+
+    @field_validator("command", "entrypoint", mode="before")
+    @classmethod
+    def _arguments_as_list(cls, value: object) -> object:
+        """Compose splits a line as a shell would; here the arguments are written out, so what
+        the container runs is exactly what the file says. The line is not repeated (secrets)."""
+        if isinstance(value, str):
+            raise invalid("a command is a list of arguments, not one line",
+                          "write it as [npm, start], or [sh, -c, 'npm start'] to have a shell read the line")
         return value
 
 
@@ -346,13 +420,13 @@ class Spec(Frozen):
     """A whole stack. ``source`` is the file it came from (set by the loader, not by users)."""
 
     version: Annotated[Literal[1], WHOLE] = 1
-    project: str = Field(pattern=NAME)
+    project: Annotated[str, BeforeValidator(_name)] = Field(pattern=NAME)
     state_dir: str = ".reconcile"
-    volumes: dict[str, Annotated[VolumeSpec, OrAlso({"type": "null"})]] = Field(
+    volumes: dict[Name, Annotated[VolumeSpec, OrAlso({"type": "null"})]] = Field(
         default_factory=dict, json_schema_extra=NAMES)
-    networks: dict[str, Annotated[NetworkSpec, OrAlso({"type": "null"})]] = Field(
+    networks: dict[Name, Annotated[NetworkSpec, OrAlso({"type": "null"})]] = Field(
         default_factory=dict, json_schema_extra=NAMES)
-    services: dict[str, Service] = Field(min_length=1, json_schema_extra=NAMES)
+    services: dict[Name, Service] = Field(min_length=1, json_schema_extra=NAMES)
     backup: BackupPolicy = Field(default_factory=BackupPolicy)
     changes: dict[ChangesClass, list[str]] = Field(
         default_factory=dict, json_schema_extra={"propertyNames": {"pattern": f"^{CLASS_NAME.pattern}$"}},
@@ -364,12 +438,4 @@ class Spec(Frozen):
         """``data:`` with nothing after it is ``data: {}``, as in Compose."""
         if isinstance(value, dict):
             return {name: {} if entry is None else entry for name, entry in value.items()}
-        return value
-
-    @field_validator("services", "volumes", "networks")
-    @classmethod
-    def _names(cls, value: dict) -> dict:
-        for name in value:
-            if not re.fullmatch(NAME, name):
-                raise ValueError(f"name {name!r} must be lower-case letters, digits, '_', '.', '-'")
         return value

@@ -24,6 +24,7 @@ from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
     CollectionStartEvent,
+    DocumentStartEvent,
     MappingStartEvent,
     NodeEvent,
     ScalarEvent,
@@ -71,6 +72,11 @@ def check_shape(text: str) -> None:
 def _scan(events: Any) -> None:
     scan = _Scan()
     for event in events:
+        if isinstance(event, DocumentStartEvent) and event.version not in (None, (1, 2)):
+            raise ShapeError(f"a %YAML {'.'.join(map(str, event.version))} directive is not supported",
+                             "remove the %YAML line: a spec is read as YAML 1.2, as editors read it (YAML 1.1 "
+                             "reads ports: [22:22] as port 1342 and yes as true)",
+                             event.start_mark.line + 1, event.start_mark.column + 1, ())
         if isinstance(event, NodeEvent):
             scan.node(event)
         elif isinstance(event, CollectionEndEvent):

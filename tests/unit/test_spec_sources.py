@@ -122,7 +122,7 @@ def test_a_message_that_would_quote_the_value_is_masked(tmp_path):
 
 def test_a_literal_value_keeps_its_error_as_it_was(tmp_path):
     error = only(spec_with(tmp_path, 'ports: ["abc:8000"]'), {})
-    assert "${" not in error.message and error.hint.startswith("see the JSON Schema")
+    assert "${" not in error.message and error.hint.startswith("write [ip:][host:]container")
 
 
 # -- 2. a variable set but empty fails a field that cannot be empty, naming it ---------------------
