@@ -39,9 +39,9 @@ def snapshot(spec_file: Path, profiles: Collection[str] = (), client=None) -> Sn
     loaded = load_spec(spec_file)
     unknown = set(profiles) - {s.profile for s in loaded.spec.services.values()}
     if unknown:
-        from reconciler.errors import SpecError
-
         import difflib
+
+        from reconciler.errors import SpecError
 
         known = sorted({s.profile for s in loaded.spec.services.values()})
         close = [match for name in sorted(unknown)  # a typo, or a short form (infra)

@@ -39,8 +39,7 @@ services:
     kind: generic
     image: {plain_image}
     volumes: ["data:/srv/data"]
-    stateful: true
-"""
+"""  # not stateful: validate refuses two stateful services on one volume; the engine archives it alike
 # An image whose tar does not say it is GNU tar (as BusyBox's does not): the fallback path.
 NOT_GNU = b"""FROM reconcile-lab/nginx:latest
 RUN mv /usr/bin/tar /usr/bin/tar.real && printf '%s\\n' '#!/bin/sh' \
