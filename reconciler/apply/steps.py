@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import assert_never
 
 from reconciler import dockerio
-from reconciler.apply import builders, fallback, gate, networks, swap, volumes
+from reconciler.apply import builders, fallback, gate, networks, orphan, swap, volumes
 from reconciler.apply.context import ApplyRun
 from reconciler.deploy import bluegreen
 from reconciler.errors import ApplyError, EngineError
@@ -195,8 +195,9 @@ def _backup_now(run: ApplyRun, action: Action) -> dict:
     session = run.session
     container = action.container_id
     doc = dockerio.inspect_container(session.client, container)
+    session = orphan.session_for(session, action.resource, doc)  # a service no longer in the spec
     if not (doc.get("State") or {}).get("Running"):
-        _start_and_wait(run, action, container)
+        _start_and_wait(run, action, container, session)
     backup_run = backup_services(session, [action.resource], reason="pre-apply",
                                  containers={action.resource: container},
                                  progress=lambda text: run.step(action.id, text))
@@ -260,9 +261,10 @@ def _image(run: ApplyRun, action: Action) -> str:
     return dockerio.image_id(client, ref)
 
 
-def _start_and_wait(run: ApplyRun, action: Action, container: str) -> None:
+def _start_and_wait(run: ApplyRun, action: Action, container: str, session=None) -> None:
+    session = session or run.session
     run.step(action.id, f"start {action.resource}", container=container)
-    dockerio.start(run.session.client, container)
-    timeout = gate.timeout_for(run.session, action.resource)
+    dockerio.start(session.client, container)
+    timeout = gate.timeout_for(session, action.resource)
     run.step(action.id, f"wait until {action.resource} is healthy (up to {timeout:g}s)")
-    gate.wait_ready(run.session, action.resource, container, timeout)
+    gate.wait_ready(session, action.resource, container, timeout)

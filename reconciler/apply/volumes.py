@@ -38,13 +38,17 @@ def declared_mounts(loaded: LoadedSpec, service: str) -> dict[str, str]:
 
 
 def in_use(loaded: LoadedSpec, service: str, mounts: Iterable[ObservedMount]) -> dict[str, str]:
-    """``{logical: engine name}`` the given container mounts at the spec's targets."""
+    """``{logical: engine name}`` the given container mounts, at the spec's targets first, else
+    wherever it has them: a volume the spec moves to another path (``data:/srv/data`` →
+    ``data:/srv/new``) keeps its generation (QA: after an upgrade or rename had moved the data to
+    a generation, a path change mounted the empty base volume and rolled back)."""
     wanted = declared_mounts(loaded, service)
-    found = {}
-    for mount in mounts:
-        logical = wanted.get(mount.target)
-        if mount.type == "volume" and logical and volume_of(mount.source, loaded.spec.project) == logical:
-            found[logical] = mount.source
+    logicals = set(wanted.values())
+    found: dict[str, str] = {}
+    for mount in sorted(mounts, key=lambda m: m.target not in wanted):
+        logical = volume_of(mount.source, loaded.spec.project)
+        if mount.type == "volume" and logical in logicals:
+            found.setdefault(logical, mount.source)
     return found
 
 

@@ -17,6 +17,7 @@ it again only once the folders match the backup.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -60,7 +61,7 @@ from reconciler.engines.tarscan import (
 )
 from reconciler.errors import BackupError, EngineError, RestoreError
 from reconciler.spec.models import Kind
-from reconciler.spec.normalise import LABEL_PROJECT, volume_of
+from reconciler.spec.normalise import LABEL_CONFIG, LABEL_PROJECT, volume_of
 
 # A restore that fails or is interrupted leaves the service stopped: started, it would work on
 # (and write to) a partial copy of its data; ``restoring`` keeps it from being started.
@@ -268,13 +269,27 @@ def writable_paths(target: Target, doc: dict | None = None) -> list[str]:
     project = ((doc.get("Config") or {}).get("Labels") or {}).get(LABEL_PROJECT, "")
     mounts = [m for m in doc.get("Mounts") or () if m.get("RW", True)]
     paths: list[str] = []
-    for mount in wanted:
+    made = _made_paths(doc, len(wanted))
+    for index, mount in enumerate(wanted):
         same = [m["Destination"] for m in mounts if _holds(m, mount.source, project)]
         found = same[0] if same else next((m["Destination"] for m in mounts if m.get("Destination") == mount.target),
-                                          None)
+                                          made[index] if made else None)
         if found is not None and found not in paths:
             paths.append(found)
     return paths
+
+
+def _made_paths(doc: dict, count: int) -> list[str]:
+    """The writable mount paths the container was made with (its config label, spec order),
+    when it had as many as the spec has now: a volume renamed and moved at once
+    (``data:/srv/data`` → ``data2:/srv/new``) is the one at the same place (QA: its backup
+    found nothing to archive). Empty when the counts differ or the label is unreadable."""
+    label = ((doc.get("Config") or {}).get("Labels") or {}).get(LABEL_CONFIG) or "{}"
+    try:
+        volumes = [v for v in json.loads(label).get("volumes") or () if not v.get("read_only")]
+        return [str(v["target"]) for v in volumes] if len(volumes) == count else []
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return []
 
 
 def _holds(mount: dict, source: str, project: str) -> bool:

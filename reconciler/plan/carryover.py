@@ -1,7 +1,9 @@
 """Can a service's data carry over to its new container? (pure; part of the planner)
 
-It cannot when a mount's volume source or definition changed, or when PostgreSQL's major
-version changes (a 15 data directory will not start on 17). Then the plan gives the new
+It cannot when a mount's volume source or definition changed, when PostgreSQL's major
+version changes (a 15 data directory will not start on 17), or when a stateful cache's command
+turns ``--appendonly yes`` on (Redis then ignores its snapshot), or when PostgreSQL's ``PGDATA``
+changes (the server would initialise an empty cluster there). Then the plan gives the new
 container a fresh volume and restores the backup into it. Going down a major is planned the
 same way, with a warning: PostgreSQL does not promise that a dump loads into an older server
 (17's pg_dump writes settings 15 rejects), so the restore may fail and apply roll back.
@@ -13,6 +15,8 @@ import re
 from typing import TYPE_CHECKING
 
 from reconciler.observe.models import Observed, ObservedContainer
+from reconciler.plan import leftovers
+from reconciler.plan.actions import Action, ActionKind, Blocker
 from reconciler.plan.display import SENSITIVE, Views
 from reconciler.spec.models import Kind
 
@@ -29,8 +33,17 @@ def fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Vie
     if moved is not None:
         return (f"{moved} changed: the new container starts on a fresh volume; "
                 "restore from the backup")
-    if ctx.spec.services[name].kind is not Kind.POSTGRES:
+    service = ctx.spec.services[name]
+    if service.kind is Kind.REDIS and service.stateful and _aof_turned_on(current.config, ctx.configs[name]):
+        return ("appendonly turned on: the new server loads only its append-only file, not the old "
+                "snapshot; it starts on a fresh volume (the old one is kept); restore from the backup")
+    if service.kind is not Kind.POSTGRES:
         return None
+    if service.stateful and current.config is not None and \
+            (current.config.get("env") or {}).get("PGDATA") != (ctx.configs[name].get("env") or {}).get("PGDATA"):
+        # QA: the server initialised an empty cluster at the new PGDATA, verify failed, apply rolled back
+        return ("PGDATA changed: the server would start on an empty data directory; it starts on a fresh "
+                "volume (the old one is kept); restore from the backup")
     old_major, old_fact = _old_pg_major(ctx.observed, current)
     new_major, new_fact = _new_pg_major(ctx.observed, str(ctx.configs[name]["image"]))
     if old_major is None or new_major is None:
@@ -52,15 +65,41 @@ def fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Vie
     return f"PostgreSQL {versions}: the data directory cannot carry over; restore from the backup"
 
 
+def _aof_turned_on(old: dict | None, new: dict) -> bool:
+    """A cache whose command line turns ``--appendonly yes`` on: Redis then loads only its
+    append-only file, none yet, and starts empty beside the old snapshot (QA: the verify after
+    such a recreate found no keys and rolled back, so AOF could never be turned on by apply)."""
+    return old is not None and _appendonly(new) == "yes" and _appendonly(old) != "yes"
+
+
+def _appendonly(config: dict) -> str | None:
+    args = [str(a) for a in (*(config.get("entrypoint") or ()), *(config.get("command") or ()))]
+    found = None
+    for index, arg in enumerate(args):
+        if arg == "--appendonly" and index + 1 < len(args):
+            found = args[index + 1].lower()
+        elif arg.startswith("--appendonly="):
+            found = arg.split("=", 1)[1].lower()
+    return found
+
+
 def _moved_volume(ctx: _Context, name: str, old: dict | None) -> str | None:
-    """A mount whose target stays but whose volume source or definition changed."""
+    """A mount whose target stays but whose volume source or definition changed, or whose volume
+    and target both changed (the new container would start on an empty volume)."""
     if not old or not isinstance(old.get("volumes"), list):
         return None
     before = {v.get("target"): v for v in old["volumes"] if isinstance(v, dict)}
-    for index, entry in enumerate(ctx.configs[name]["volumes"]):
+    new = ctx.configs[name]["volumes"]
+    # a mount whose volume AND path both changed: the old one is gone from the spec, the new one is new
+    gone = {v.get("source") for t, v in before.items() if t not in {e["target"] for e in new}} - \
+        {e["source"] for e in new}
+    for index, entry in enumerate(new):
         prior = before.get(entry["target"])
         if prior is None:
-            continue
+            if gone and entry["source"] not in {v.get("source") for v in before.values()}:
+                prior = {}
+            else:
+                continue
         if prior.get("source") != entry["source"] or prior.get("definition") != entry.get("definition"):
             mount = ctx.spec.services[name].volumes[index]
             hidden = ("services", name, "volumes", index) in ctx.loaded.display
@@ -91,3 +130,33 @@ def tag_major(ref: str) -> int | None:
         return None
     match = _TAG_MAJOR.match(tag)
     return int(match[1]) if match else None
+
+
+def moved_blockers(ctx: _Context, actions: list[Action]) -> tuple[Blocker, ...]:
+    """A stateful generic service whose volume is renamed AND moved in one change: its new
+    container starts on a fresh volume, and the backup it needs holds the old path, which that
+    container does not mount, so the restore would be refused and apply roll back (QA: the plan
+    showed no restore at all, and the backup failed with "no writable volume"). Blocked, with
+    the two applies that work: a path change alone and a rename alone each carry the data."""
+    out = []
+    for action in actions:
+        service = ctx.spec.services.get(action.resource)
+        current = leftovers.live(ctx.observed, action.resource)
+        if (action.kind is not ActionKind.RECREATE or not action.fresh_volume or not action.stateful
+                or service is None or service.kind is not Kind.GENERIC or current is None):
+            continue
+        old = [v for v in (current.config or {}).get("volumes") or () if isinstance(v, dict)]
+        new = ctx.configs[action.resource]["volumes"]
+        gone = [v for v in old if v.get("target") not in {e["target"] for e in new}
+                and v.get("source") not in {e["source"] for e in new}]
+        if gone:
+            # a declared volume's name only: a host folder may have come from an interpolated value
+            was = ", ".join(str(v.get("source")) for v in gone if not str(v.get("source", "/")).startswith("/"))
+            out.append(Blocker(
+                resource=action.resource, ref="plan.volume-renamed-and-moved",
+                message=f"{action.resource}: volume {was or '(a host folder)'} is renamed and moved in one "
+                        "change: the backup holds its old path, which the new container does not mount, so it "
+                        "cannot be restored",
+                hint="change one at a time: first the volume's name (keep the path) and apply, then the "
+                     "path and apply; each carries the data over"))
+    return tuple(out)

@@ -21,7 +21,7 @@ from reconciler.errors import PlanError
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
 from reconciler.plan import inplace, leftovers, names, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
-from reconciler.plan.carryover import fresh_cause
+from reconciler.plan.carryover import fresh_cause, moved_blockers
 from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
 from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
@@ -98,7 +98,8 @@ def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] 
     _strays(ctx, actions, warnings)
     plan = Plan(project=spec.project, actions=tuple(actions), fingerprint=observed.fingerprint(),
                 profiles=tuple(sorted(selected)), warnings=tuple(warnings),
-                spec_hash=_plan_spec_hash(ctx), blocking=names.blockers(loaded, observed, actions))
+                spec_hash=_plan_spec_hash(ctx),
+                blocking=names.blockers(loaded, observed, actions) + moved_blockers(ctx, actions))
     safety.check(plan)
     return plan
 
