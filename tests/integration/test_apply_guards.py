@@ -75,7 +75,10 @@ from pathlib import Path
 from reconciler.apply.lock import ApplyLock
 with ApplyLock(Path(sys.argv[1]), "held-by-test", project=sys.argv[3] if len(sys.argv) > 3 else ""):
     print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
+    if sys.argv[2] == "-":  # until the test says (a line on stdin): however slow the machine is
+        sys.stdin.readline()
+    else:
+        time.sleep(float(sys.argv[2]))
 """
 
 
@@ -102,8 +105,8 @@ def test_an_apply_of_the_project_from_another_state_dir_holds_it_off(project, tm
     """Two checkouts of one stack, each with its own state dir: still one apply at a time, a
     plan says an apply is running, and a queued apply says what it waits for."""
     spec, env = pg_spec(tmp_path), lab_env(project, tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "other-checkout"), "4", project],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "other-checkout"), "-", project],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
         assert holder.stdout.readline().strip() == "held"
         busy = apply(spec, env)
@@ -116,9 +119,20 @@ def test_an_apply_of_the_project_from_another_state_dir_holds_it_off(project, tm
         healed = cli(spec, env, "heal", "--lock-wait", "1s")  # heal too, and it has the option its hint names
         assert healed.returncode == 1 and "(waited 1s)" in healed.stderr, show(healed)
         assert "waiting up to 1s for another apply to finish" in healed.stdout, show(healed)
-        waited = apply(spec, env, "--lock-wait", "2m")
-        assert waited.returncode == 0, show(waited)
-        assert "waiting up to 120s for another apply to finish" in waited.stdout + waited.stderr
+        # released only once the queued apply says it waits (a fixed hold ran out first under load)
+        waited = subprocess.Popen([sys.executable, "-m", "reconciler", "-f", str(spec), "apply", "--auto-approve",
+                                   "--lock-wait", "2m"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, cwd=ROOT, env=env)
+        seen = []
+        for line in waited.stdout:
+            seen.append(line)
+            if "waiting up to 120s for another apply to finish" in line:
+                holder.stdin.write("release\n")
+                holder.stdin.flush()
+                break
+        seen.append(waited.stdout.read())
+        assert waited.wait(timeout=300) == 0, "".join(seen)
+        assert any("waiting up to 120s" in line for line in seen), "".join(seen)
         assert containers(client, project)
     finally:
         holder.kill()
