@@ -44,7 +44,7 @@ def apply(
         options = _options(plan_file, auto_approve, profile or (), lock_wait)
         ui = JsonUI() if as_json else TextUI()
         session = Session(load_spec(STATE.file))
-        with deploy_run(session, _without_stdout_if_closed(ui.bind(options))) as bound:  # run log + notifications
+        with deploy_run(session, ui.bind(options)) as bound:  # run log + notifications
             outcome = run_apply(options, bound, session)
     except (ReconcileError, KeyboardInterrupt) as error:
         if not as_json:
@@ -74,25 +74,11 @@ def _options(plan_file, auto_approve: bool, profiles, lock_wait: str):
     return Options(STATE.file, tuple(profiles), plan_file, auto_approve, wait)
 
 
-def _without_stdout_if_closed(ui):
-    """A reader of stdout that goes away (`| head`, `| grep -q`, a dropped log stream) must not
-    stop an apply midway, its rollback included: the first write that finds the pipe closed sends
-    stdout to /dev/null and the apply carries on (the journal and the run log keep every event;
-    errors still reach stderr, the exit code is the apply's)."""
-    from dataclasses import replace
-
-    def guarded(show):
-        def call(*args) -> None:
-            try:
-                show(*args)
-            except BrokenPipeError:
-                _stdout_gone()
-        return call
-
-    return replace(ui, emit=guarded(ui.emit), show_plan=guarded(ui.show_plan))
-
-
 def _stdout_gone() -> None:
+    """A reader of stdout that went away (`| head`, `| grep -q`, a dropped log stream) must not
+    stop an apply or a rollback midway: the rest of stdout goes to /dev/null and the command
+    carries on (the journal and the run log keep every event; errors still reach stderr). Every
+    write meets it: rich's ``on_broken_pipe`` for the text, ``_json_line`` for JSON."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
