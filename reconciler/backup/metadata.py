@@ -17,8 +17,8 @@ from pathlib import PurePosixPath
 
 from reconciler.engines.base import BackupStats
 from reconciler.errors import RestoreError
-from reconciler.storage.base import metadata_key
-from reconciler.storage.prune import parse_timestamp, read_unless_vanished
+from reconciler.storage.base import CorruptObject, metadata_key
+from reconciler.storage.prune import CORRUPT, parse_timestamp, read_unless_vanished
 
 
 def new_backup_id(moment: datetime) -> str:
@@ -82,7 +82,12 @@ def load_all(store, unreadable: list[tuple[str, str]] | None = None, *, project:
     for obj in store.list("metadata/"):
         if not obj.key.endswith(".json"):
             continue
-        raw = read_unless_vanished(store, obj.key)  # pruned since it was listed: skipped
+        try:
+            raw = read_unless_vanished(store, obj.key)  # pruned since it was listed: skipped
+        except CorruptObject:
+            if unreadable is not None:
+                unreadable.append((obj.key, CORRUPT))
+            continue
         if raw is None:
             continue
         try:

@@ -255,6 +255,7 @@ def backups_prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only 
 
     A store that fails does not stop the others: their reports are printed, the failure
     is a warning (stderr, or an "error" in that store's JSON entry), and the exit code is 1.
+    So is a metadata file that cannot be read (the backup it records is never pruned).
     """
     from reconciler.cli import output
 
@@ -264,7 +265,7 @@ def backups_prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only 
         output.print_json(reports)
     else:
         output.print_prune(reports, dry_run)
-    if any(report["error"] for report in reports):
+    if any(report["error"] or report["unreadable"] for report in reports):
         raise typer.Exit(1)
 
 
@@ -276,6 +277,9 @@ def _prune_after_backup(session, run) -> list[dict]:
         if report["error"]:
             run.warnings.append(f"retention was not applied to {report['name']} "
                                 f"({report['store']}): {report['error']['message']}")
+        run.warnings += [f"{item['key']} in the {report['name']} store cannot be read ({item['reason']}): "
+                         "the files of the backup it records are never pruned; fix or remove it"
+                         for item in report["unreadable"]]
     return reports
 
 

@@ -35,6 +35,11 @@ class StoreUnavailable(StorageError):
     backups must not count it as a bad one, nor a read that failed so as a file deleted meanwhile."""
 
 
+class CorruptObject(StorageError):
+    """A file whose bytes are not the ones recorded for it (its SHA-256 differs): that one
+    file is bad, unlike ``StoreUnavailable``; a listing of many files skips it and says so."""
+
+
 Advance = Callable[[int], None]
 """Told how many more bytes a long transfer has moved (a progress bar's ``advance``)."""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reconciler.errors import StorageError
-from reconciler.storage.base import PARTIAL_MARKER, Advance
+from reconciler.storage.base import PARTIAL_MARKER, Advance, CorruptObject
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -246,9 +246,9 @@ def human_bytes(count: float) -> str:
     raise AssertionError("unreachable")
 
 
-def checksum_mismatch(what: str, where: str) -> StorageError:
+def checksum_mismatch(what: str, where: str) -> CorruptObject:
     """The one error for a file whose bytes are not the bytes we recorded."""
-    return StorageError(
+    return CorruptObject(
         f"checksum mismatch for {what} in {where}: the file is corrupt or was changed",
         hint="use another copy of this backup (local or S3), or a different backup id")
 

@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 
 from reconciler.errors import StorageError
 from reconciler.spec.models import Retention
-from reconciler.storage.base import METADATA_FOLDER, Store, StoreUnavailable, metadata_key
+from reconciler.storage.base import METADATA_FOLDER, CorruptObject, Store, StoreUnavailable, metadata_key
 from reconciler.storage.retention import Decision, Snapshot, decide
 
 
@@ -107,6 +107,10 @@ class PruneReport:
     others: dict[str, int] = field(default_factory=dict)  # other projects' backups here, left alone
 
 
+CORRUPT = "its bytes are not the ones written (SHA-256 mismatch): corrupt or changed"
+"""Why a metadata file that failed its checksum is skipped (an ``unreadable`` reason)."""
+
+
 def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
     """Every backup's metadata in ``store``; unreadable ones are returned, not raised.
 
@@ -117,7 +121,11 @@ def load_records(store: Store) -> tuple[list[BackupRecord], list[Unreadable]]:
     for item in store.list(f"{METADATA_FOLDER}/"):
         if not item.key.endswith(".json"):
             continue
-        raw = read_unless_vanished(store, item.key)
+        try:
+            raw = read_unless_vanished(store, item.key)
+        except CorruptObject:
+            unreadable.append(Unreadable(item.key, CORRUPT))
+            continue
         if raw is None:
             continue
         try:

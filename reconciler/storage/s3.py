@@ -198,14 +198,19 @@ class S3Store:
         return True
 
     def read_bytes(self, key: str) -> bytes:
+        """The object's bytes, checked against the SHA-256 put in its metadata when it was
+        written (``write_bytes``): a metadata file the provider corrupted is not trusted."""
         full = self._full(key)
 
-        def fetch() -> bytes:
+        def fetch() -> tuple[bytes, str]:
             response = self._client.get_object(Bucket=self.bucket, Key=full)
             with closing(response["Body"]) as body:  # see _download: not ``with Body``
-                return body.read()
+                return body.read(), response.get("Metadata", {}).get(META_SHA256, "")
 
-        return self._call("download", key, fetch)
+        data, recorded = self._call("download", key, fetch)
+        if recorded and _normalised_or_blank(recorded) != hashlib.sha256(data).hexdigest():
+            raise checksum_mismatch(key, self.describe())
+        return data
 
     def get(self, key: str, dest: Path, expected_sha256: str, advance: Advance | None = None) -> Path:
         """Download to a temporary name, re-hashing on the fly; commit (0600) only if the

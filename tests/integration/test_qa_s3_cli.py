@@ -118,3 +118,21 @@ def test_backups_verify_still_calls_a_corrupt_or_missing_s3_file_a_mismatch(spec
     assert result.returncode == 2, result.stdout
     assert sorted(p["error"].split(" ")[0] for p in report["problems"]) == ["checksum", "postgres/postgres-2026-11-01"
                                                                                "-020000.sql.zst"]
+
+
+def test_a_metadata_file_corrupted_on_s3_is_skipped_and_named_not_trusted(spec, proxy, s3_settings, s3_client):
+    """The provider changed a record's bytes (still valid JSON, the SHA-256 it was written
+    with no longer matches): list and prune (and restore, which loads records the same way)
+    must not act on what it says."""
+    key = "backups/metadata/backup-2026-11-02-020000.json"
+    stored = s3_client.get_object(Bucket=s3_settings.bucket, Key=key)
+    body = stored["Body"].read().replace(b'"size": 1000', b'"size": 1001')
+    s3_client.put_object(Bucket=s3_settings.bucket, Key=key, Body=body, Metadata=stored["Metadata"])
+    listed = run(spec, proxy, s3_settings.bucket, "backups", "list", "--json")
+    assert "metadata/backup-2026-11-02-020000.json" in listed.stdout + listed.stderr, listed.stdout
+    assert "SHA-256 mismatch" in listed.stdout + listed.stderr
+    pruned = run(spec, proxy, s3_settings.bucket, "backups", "prune", "--dry-run", "--json")
+    assert pruned.returncode == 1, pruned.stdout + pruned.stderr
+    s3 = json.loads(pruned.stdout)[1]
+    assert s3["error"] is None and [u["key"] for u in s3["unreadable"]] == ["metadata/backup-2026-11-02-020000.json"]
+    assert s3["deleted"] == []  # the backup 11-01 is the newest readable one there: kept

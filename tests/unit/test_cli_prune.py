@@ -124,3 +124,22 @@ def test_prune_names_metadata_it_cannot_read_and_leaves_it(spec):
     assert len(local["deleted"]) == 2 and bad.exists()
     result = run(spec, "backups", "prune", env=s3_down())
     assert "metadata/backup-hand-edited.json in the local store is skipped" in result.stderr
+
+
+def test_metadata_it_cannot_read_makes_prune_exit_1_and_warns_after_a_backup(spec):
+    """Cron runs prune (and the retention after a nightly backup) unattended: a record that
+    cannot be read keeps its backup's files forever, so it must not pass as a clean run."""
+    from reconciler.cli.data import _prune_after_backup
+    from reconciler.session import Session
+
+    spec.write_text(SPEC.split("  s3:")[0] + "  retention: { daily: 1, weekly: 0, monthly: 0 }\n")
+    bad = spec.parent / "backups" / "metadata" / "backup-hand-edited.json"
+    bad.write_bytes(b"[]")
+    result = run(spec, "backups", "prune", "--dry-run")
+    assert result.returncode == 1, result.stderr
+    assert "backup-hand-edited.json in the local store is skipped" in result.stderr
+    session = Session(load_spec(spec, dict(os.environ)), environ=dict(os.environ))
+    run_ = SimpleNamespace(s3_status="ok", warnings=[])
+    _prune_after_backup(session, run_)
+    assert [w.split(" (")[0] for w in run_.warnings] == ["metadata/backup-hand-edited.json in the local store cannot be read"]
+    assert "never pruned" in run_.warnings[0]
