@@ -157,12 +157,12 @@ def plan(
             given = "" if default else f" -f {STATE.file}"  # the spec it was made from, as given
             output.echo(f"\nSaved to {out}. Apply it with: reconcile{given} apply {out}")
     if snap.plan.blocking:
-        _refused(snap.plan, as_json or markdown)
+        print_refused(snap.plan, as_json or markdown)
     if detailed_exitcode and not snap.plan.empty:
         raise typer.Exit(2)
 
 
-def _refused(plan, quiet_stdout: bool) -> None:
+def print_refused(plan, quiet_stdout: bool) -> None:
     """A plan apply would refuse (``Plan.blocking``) exits 1, whatever ``--detailed-exitcode``
     says: CI must not read it as changes ready to apply. The plan itself says why; with --json
     or --markdown, stdout is the document, and stderr says it for the log."""

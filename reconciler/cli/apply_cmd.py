@@ -53,7 +53,7 @@ def apply(
             from reconciler.errors import Interrupted
 
             error = Interrupted.from_stop(error)
-        _json_line({"event": "error", **error.as_dict(), "exit_code": error.exit_code})
+        json_line({"event": "error", **error.as_dict(), "exit_code": error.exit_code})
         raise typer.Exit(error.exit_code) from None
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
@@ -78,13 +78,13 @@ def _stdout_gone() -> None:
     """A reader of stdout that went away (`| head`, `| grep -q`, a dropped log stream) must not
     stop an apply or a rollback midway: the rest of stdout goes to /dev/null and the command
     carries on (the journal and the run log keep every event; errors still reach stderr). Every
-    write meets it: rich's ``on_broken_pipe`` for the text, ``_json_line`` for JSON."""
+    write meets it: rich's ``on_broken_pipe`` for the text, ``json_line`` for JSON."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
 
 
-def _json_line(data: dict) -> None:
+def json_line(data: dict) -> None:
     """One event line. A reader gone (``| head -1``) must not stop apply or rollback midway:
     the rest of the lines go to /dev/null (the journal and the run log keep every event)."""
     try:
@@ -98,10 +98,10 @@ class JsonUI:
     def bind(self, options):
         from reconciler.apply.runner import UI
 
-        return UI(emit=_json_line, show_plan=self.show_plan)
+        return UI(emit=json_line, show_plan=self.show_plan)
 
     def show_plan(self, plan, sick) -> None:
-        _json_line({"event": "plan", **plan.to_dict(),
+        json_line({"event": "plan", **plan.to_dict(),
                     "unhealthy": {n: r.as_dict() for n, r in sick.items()}})
 
 

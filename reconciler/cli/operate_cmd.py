@@ -176,9 +176,9 @@ def drift(
         _notify_drift(session, drifted, bool(snap.plan.profiles))
     _show(data, as_json, "print_drift")
     if snap.plan.blocking:  # as plan does (README's exit codes): apply would refuse, a person must act
-        from reconciler.cli.app import _refused
+        from reconciler.cli.app import print_refused
 
-        _refused(snap.plan, as_json)
+        print_refused(snap.plan, as_json)
     raise typer.Exit(2 if drifted else 0)
 
 

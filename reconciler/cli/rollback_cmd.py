@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from reconciler.cli.app import STATE, JsonOpt, LockWaitOpt, app, lock_wait_seconds
-from reconciler.cli.apply_cmd import TextUI, _json_line
+from reconciler.cli.apply_cmd import TextUI, json_line
 
 
 @app.command()
@@ -55,14 +55,14 @@ def rollback(
     except ReconcileError as error:
         if not as_json:
             raise
-        _json_line({"event": "error", **error.as_dict(), "exit_code": error.exit_code})
+        json_line({"event": "error", **error.as_dict(), "exit_code": error.exit_code})
         raise typer.Exit(error.exit_code) from None
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
 
 def _json_ui(ui_type):
-    return ui_type(emit=_json_line, show=lambda lines: _json_line({"event": "rollback-plan", "changes": lines}))
+    return ui_type(emit=json_line, show=lambda lines: json_line({"event": "rollback-plan", "changes": lines}))
 
 
 def _text_ui(ui_type, auto_approve: bool):
