@@ -154,7 +154,9 @@ def volume_from_dict(data: Mapping) -> ObservedVolume:
 def image_from_dict(data: Mapping) -> ObservedImage:
     major = data.get("pg_major")
     return ObservedImage(ref=str(data["ref"]), id=str(data["id"]),
-                         pg_major=int(major) if major is not None else None)
+                         pg_major=int(major) if major is not None else None,
+                         entrypoint=tuple(str(a) for a in data.get("entrypoint") or ()),
+                         command=tuple(str(a) for a in data.get("command") or ()))
 
 
 def _mount(data: Mapping | str) -> ObservedMount:

@@ -208,6 +208,7 @@ def volume_from(doc: dict) -> ObservedVolume:
 
 
 def image_from(ref: str, doc: dict) -> ObservedImage:
-    env = (doc.get("Config") or {}).get("Env") or []
-    major = next((e.split("=", 1)[1] for e in env if e.startswith("PG_MAJOR=")), None)
-    return ObservedImage(ref=ref, id=doc["Id"], pg_major=int(major) if major and major.isdigit() else None)
+    config = doc.get("Config") or {}
+    major = next((e.split("=", 1)[1] for e in config.get("Env") or [] if e.startswith("PG_MAJOR=")), None)
+    return ObservedImage(ref=ref, id=doc["Id"], pg_major=int(major) if major and major.isdigit() else None,
+                         entrypoint=tuple(config.get("Entrypoint") or ()), command=tuple(config.get("Cmd") or ()))

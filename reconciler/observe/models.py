@@ -114,11 +114,14 @@ class ObservedVolume:
 
 @dataclass(frozen=True)
 class ObservedImage:
-    """A local image the spec refers to; ``pg_major`` read from its env, when it says."""
+    """A local image the spec refers to; ``pg_major`` read from its env, when it says;
+    ``entrypoint`` and ``command``: what a container runs when its config sets neither."""
 
     ref: str
     id: str
     pg_major: int | None = None
+    entrypoint: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 It cannot when a mount's volume source or definition changed, when PostgreSQL's major
 version changes (a 15 data directory will not start on 17), or when a stateful cache's command
-turns ``--appendonly yes`` on (Redis then ignores its snapshot), or when PostgreSQL's ``PGDATA``
-changes (the server would initialise an empty cluster there). Then the plan gives the new
-container a fresh volume and restores the backup into it. Going down a major is planned the
-same way, with a warning: PostgreSQL does not promise that a dump loads into an older server
-(17's pg_dump writes settings 15 rejects), so the restore may fail and apply roll back.
+turns ``--appendonly yes`` on (Redis then ignores its snapshot), off, or moves its files
+(``--dir``, ``--dbfilename``…), or when PostgreSQL's ``PGDATA`` changes (the server would
+initialise an empty cluster there). Then the plan gives the new container a fresh volume and
+restores the backup into it. Going down a major is planned the same way, with a warning:
+PostgreSQL does not promise that a dump loads into an older server (17's pg_dump writes
+settings 15 rejects), so the restore may fail and apply roll back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from reconciler.observe.models import Observed, ObservedContainer
+from reconciler.observe.models import Observed, ObservedContainer, ObservedImage
 from reconciler.plan import leftovers
 from reconciler.plan.actions import Action, ActionKind, Blocker
 from reconciler.plan.display import SENSITIVE, Views
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from reconciler.plan.planner import _Context
 
 _TAG_MAJOR = re.compile(r"^(\d+)(?:[.\-_]|$)")
+_REDIS_DEFAULTS = {"dbfilename": "dump.rdb", "appendfilename": "appendonly.aof", "appenddirname": "appendonlydir"}
+"""Redis's own defaults for the files it loads (``--dir`` defaults to the working folder)."""
 
 
 def fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Views,
@@ -34,9 +37,8 @@ def fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Vie
         return (f"{moved} changed: the new container starts on a fresh volume; "
                 "restore from the backup")
     service = ctx.spec.services[name]
-    if service.kind is Kind.REDIS and service.stateful and _aof_turned_on(current.config, ctx.configs[name]):
-        return ("appendonly turned on: the new server loads only its append-only file, not the old "
-                "snapshot; it starts on a fresh volume (the old one is kept); restore from the backup")
+    if service.kind is Kind.REDIS and service.stateful and (moved := _redis_files_moved(ctx, name, current)):
+        return f"{moved}; it starts on a fresh volume (the old one is kept); restore from the backup"
     if service.kind is not Kind.POSTGRES:
         return None
     if service.stateful and current.config is not None and \
@@ -65,22 +67,56 @@ def fresh_cause(ctx: _Context, name: str, current: ObservedContainer, views: Vie
     return f"PostgreSQL {versions}: the data directory cannot carry over; restore from the backup"
 
 
-def _aof_turned_on(old: dict | None, new: dict) -> bool:
-    """A cache whose command line turns ``--appendonly yes`` on: Redis then loads only its
-    append-only file, none yet, and starts empty beside the old snapshot (QA: the verify after
-    such a recreate found no keys and rolled back, so AOF could never be turned on by apply)."""
-    return old is not None and _appendonly(new) == "yes" and _appendonly(old) != "yes"
+def _redis_files_moved(ctx: _Context, name: str, current: ObservedContainer) -> str | None:
+    """Why the new Redis would not load the old one's data files: its command line turns AOF on
+    (QA: it then loads only its append-only file, none yet; verify found no keys and rolled back)
+    or off, or moves where it reads them (``--dir``, and the file or folder it loads: the
+    snapshot's without AOF, the append-only file's with it)."""
+    if current.config is None:
+        return None
+    old, old_known = _runs(current.config, next((i for i in ctx.observed.images if i.id == current.image_id), None))
+    new, new_known = _runs(ctx.configs[name], ctx.observed.image(str(ctx.configs[name]["image"])))
+    if _redis_option(new, "appendonly") == "yes" != _redis_option(old, "appendonly"):
+        return "appendonly turned on: the new server loads only its append-only file, not the old snapshot"
+    if _redis_option(old, "appendonly") == "yes" != _redis_option(new, "appendonly"):
+        return ("appendonly turned off: the new server loads its snapshot, which may be older than "
+                "its append-only file, or missing")
+    if not (old_known and new_known):
+        return None  # an option left to an image the snapshot lacks: its default cannot be compared
+    options = ["dir"] + (["appendfilename", "appenddirname"] if _redis_option(new, "appendonly") == "yes"
+                         else ["dbfilename"])
+    for option in options:
+        before = _redis_option(old, option) or _REDIS_DEFAULTS.get(option, "")
+        after = _redis_option(new, option) or _REDIS_DEFAULTS.get(option, "")
+        if before.rstrip("/") != after.rstrip("/"):
+            return f"--{option} changed: the new server would look for its data files elsewhere"
+    return None
 
 
-def _appendonly(config: dict) -> str | None:
-    args = [str(a) for a in (*(config.get("entrypoint") or ()), *(config.get("command") or ()))]
+def _runs(config: dict, image: ObservedImage | None) -> tuple[list[str], bool]:
+    """The command line a container made from ``config`` runs, as Docker builds it (the image's
+    entrypoint and command where the config sets none; an entrypoint set in the config drops the
+    image's command), and whether it is known: False when it relies on an image not observed."""
+    entrypoint, command = config.get("entrypoint"), config.get("command")
+    if entrypoint is not None:
+        args, known = [*entrypoint, *(command or ())], True
+    elif command is not None:
+        args, known = [*(image.entrypoint if image else ()), *command], True
+    else:
+        args, known = list(image.entrypoint + image.command) if image else [], image is not None
+    return [str(a) for a in args], known
+
+
+def _redis_option(args: list[str], name: str) -> str | None:
+    """The last value the command line gives ``--name`` (``--name value`` or ``--name=value``),
+    lower case for ``appendonly``."""
     found = None
     for index, arg in enumerate(args):
-        if arg == "--appendonly" and index + 1 < len(args):
-            found = args[index + 1].lower()
-        elif arg.startswith("--appendonly="):
-            found = arg.split("=", 1)[1].lower()
-    return found
+        if arg == f"--{name}" and index + 1 < len(args):
+            found = args[index + 1]
+        elif arg.startswith(f"--{name}="):
+            found = arg.split("=", 1)[1]
+    return found.lower() if found is not None and name == "appendonly" else found
 
 
 def _moved_volume(ctx: _Context, name: str, old: dict | None) -> str | None:

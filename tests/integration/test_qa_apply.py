@@ -96,6 +96,7 @@ services:
 backup:
   local: { path: ./backups }
 """
+READY = "until redis-cli ping >/dev/null 2>&1; do sleep 0.1; done"  # materialise does not wait
 AOF = ('    command: ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data",'
        ' "--appendonly", "yes"]\n')
 
@@ -103,7 +104,8 @@ AOF = ('    command: ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "
 def test_turning_redis_appendonly_on_restores_the_keys_the_new_server_would_not_load(client, write_spec, project):
     loaded = write_spec(CACHE)
     old = materialise(client, loaded)["cache"]
-    sh(client, old, "for i in $(seq 1 40); do redis-cli set k$i v$i >/dev/null; done; redis-cli set t v EX 100000")
+    sh(client, old, f"{READY}; for i in $(seq 1 40); do redis-cli set k$i v$i >/dev/null; done; "
+                    "redis-cli set t v EX 100000")
     loaded.file.write_text(CACHE.replace("{project}", project).replace("    stateful: true\n",
                                                                         "    stateful: true\n" + AOF))
 
@@ -114,10 +116,29 @@ def test_turning_redis_appendonly_on_restores_the_keys_the_new_server_would_not_
     new = client.api.inspect_container(f"{project}-cache")["Id"]
     assert new != old and sh(client, new, "redis-cli config get appendonly").split() == ["appendonly", "yes"]
     client.api.restart(new)  # the keys are in its append-only file now, not only in memory
-    assert sh(client, new, "until redis-cli ping >/dev/null 2>&1; do sleep 0.1; done; redis-cli dbsize") == "41"
+    assert sh(client, new, f"{READY}; redis-cli dbsize") == "41"
     assert int(sh(client, new, "redis-cli ttl t")) > 0
     assert cli(loaded.file, "plan", "--detailed-exitcode").returncode == 0
 
+
+
+def test_a_new_redis_dbfilename_restores_the_keys_the_new_server_would_not_find(client, write_spec, project):
+    loaded = write_spec(CACHE)
+    old = materialise(client, loaded)["cache"]
+    assert sh(client, old, f"{READY}; for i in $(seq 1 40); do redis-cli set k$i v$i >/dev/null; done; "
+                           "redis-cli dbsize") == "40"
+    moved = AOF.replace('"--appendonly", "yes"', '"--dbfilename", "moved.rdb"')
+    loaded.file.write_text(CACHE.replace("{project}", project).replace("    stateful: true\n",
+                                                                        "    stateful: true\n" + moved))
+
+    plan = cli(loaded.file, "plan").stdout
+    assert "< restore   cache  --dbfilename changed" in plan, plan
+    applied = cli(loaded.file, "apply", "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr  # was: verify found 0 keys, rolled back
+    new = client.api.inspect_container(f"{project}-cache")["Id"]
+    assert new != old and sh(client, new, "redis-cli config get dbfilename").split() == ["dbfilename", "moved.rdb"]
+    assert sh(client, new, "redis-cli dbsize") == "40"
+    assert cli(loaded.file, "plan", "--detailed-exitcode").returncode == 0
 
 def test_a_volume_renamed_and_moved_at_once_is_blocked_and_two_steps_carry_the_data(client, write_spec, project):
     loaded = write_spec(SPEC)
