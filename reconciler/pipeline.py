@@ -47,6 +47,9 @@ def snapshot(spec_file: Path, profiles: Collection[str] = (), client=None) -> Sn
         close = [match for name in sorted(unknown)  # a typo, or a short form (infra)
                  for match in ([k for k in known if k.startswith(name)] or difflib.get_close_matches(name, known))[:1]]
         meant = f"did you mean {', '.join(repr(name) for name in close)}? " if close else ""
+        if listed := next((name for name in sorted(unknown) if "," in name), None):  # QA: "app,infrastructure"
+            parts = " ".join(f"--profile {part.strip()}" for part in listed.split(",") if part.strip())
+            meant = f"give each profile its own option ({parts}); "  # was: "did you mean 'infrastructure'?"
         raise SpecError(f"unknown profile {', '.join(sorted(unknown))}", ref="spec.profile",
                         hint=f"{meant}profiles in {spec_file}: {', '.join(known)}")
     observed = observe_for(loaded, client)

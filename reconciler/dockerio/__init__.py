@@ -67,10 +67,24 @@ def engine_errors(what: str) -> Iterator[None]:
                           hint="the engine changed under us; run plan again") from None
     except APIError as exc:
         raise EngineError(f"{what}: the engine refused ({_explain(exc)})", ref="engine.api",
-                          hint="see the engine's message above; `docker info` shows its state") from None
+                          hint=_refused_hint(_explain(exc))) from None
     except DockerException as exc:
         raise EngineError(f"{what}: {type(exc).__name__}", ref="engine.unreachable",
                           hint="is the Docker engine running? (bash lab/engine.sh)") from None
+
+
+_PORT_TAKEN = re.compile(r":(\d+): bind: address already in use|Bind for \S*:(\d+) failed: port is already allocated")
+
+
+def _refused_hint(explanation: str) -> str:
+    """What to do: for a host port another process or container holds (a start that publishes
+    it), which port and how to find its holder, not "``docker info``" (QA)."""
+    taken = _PORT_TAKEN.search(explanation)
+    if taken is None:
+        return "see the engine's message above; `docker info` shows its state"
+    port = taken[1] or taken[2]
+    return (f"host port {port} is taken by another process or container: find it (ss -ltnp 'sport = :{port}', "
+            f"docker ps --filter publish={port}), stop it, or publish the service on another host port in the spec")
 
 
 def _explain(exc: APIError) -> str:
@@ -91,7 +105,7 @@ def project_snapshot(client: docker.DockerClient, project: str, image_refs) -> d
     return {"images": inspect_images(client, sorted(set(image_refs))),
             "containers": project_containers(client, project),
             "name_holders": name_holders(client, project),
-            "networks": project_networks(client, project),
+            "networks": project_networks(client, project) + networks_named_like(client, project),
             "volumes": project_volumes(client, project),
             "engine_id": engine_id(client)}
 
@@ -156,6 +170,17 @@ def _unless_missing(what: str, inspect, name: str) -> dict | None:
 def project_networks(client: docker.DockerClient, project: str) -> list[dict]:
     with engine_errors("listing networks"):
         return client.api.networks(filters={"label": f"reconcile.project={project}"})
+
+
+def networks_named_like(client: docker.DockerClient, project: str) -> list[dict]:
+    """Networks not labelled with ``project`` under a name of its form, ``<project>_…``: one may
+    hold the name of a network apply would create, which the plan must say before the engine
+    refuses the create halfway through an apply. The engine's name filter matches anywhere in
+    the name, so the prefix is checked here."""
+    with engine_errors("listing networks"):
+        listed = client.api.networks(filters={"name": f"{project}_"})
+    return [doc for doc in listed if str(doc.get("Name") or "").startswith(f"{project}_")
+            and (doc.get("Labels") or {}).get("reconcile.project") != project]
 
 
 def project_volumes(client: docker.DockerClient, project: str) -> list[dict]:

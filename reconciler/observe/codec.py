@@ -60,7 +60,7 @@ def observed_from_dict(data: Mapping | None) -> Observed:
     return Observed(
         project=project,
         containers=tuple(container_from_dict(c, project) for c in data.get("containers") or ()),
-        networks=tuple(network_from_dict(n) for n in data.get("networks") or ()),
+        networks=tuple(network_from_dict(n, project) for n in data.get("networks") or ()),
         volumes=tuple(volume_from_dict(v) for v in data.get("volumes") or ()),
         images=tuple(image_from_dict(i) for i in data.get("images") or ()),
         missing_images=tuple(str(r) for r in data.get("missing_images") or ()),
@@ -138,11 +138,13 @@ def _in_place_settings(merged: Mapping) -> dict[str, object]:
     return {"restart_policy": _text_or_none(restart), "memory_limit": memory}
 
 
-def network_from_dict(data: Mapping) -> ObservedNetwork:
+def network_from_dict(data: Mapping, project: str = "") -> ObservedNetwork:
+    """A network without ``project`` is the snapshot's own; ``project: null`` is one nobody labelled."""
     name = str(data["name"])
     return ObservedNetwork(name=name, id=str(data.get("id") or name),
                            driver=str(data.get("driver") or "bridge"),
-                           project=_text_or_none(data.get("project")))
+                           project=_text_or_none(data.get("project", project)),
+                           internal=data.get("internal") is True)
 
 
 def volume_from_dict(data: Mapping) -> ObservedVolume:

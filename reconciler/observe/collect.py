@@ -45,9 +45,10 @@ def observe(client, project: str, image_refs: Iterable[str] = ()) -> Observed:
 def from_raw(project: str, raw: dict) -> Observed:
     """The typed snapshot from the engine's own documents (``dockerio.project_snapshot``)."""
     images = raw["images"]
+    network_ids = {doc["Name"]: doc["Id"] for doc in raw["networks"]}
     return Observed(
         project=project,
-        containers=tuple(sorted((container_from(doc) for doc in raw["containers"]),
+        containers=tuple(sorted((container_from(doc, network_ids) for doc in raw["containers"]),
                                 key=lambda c: (c.service or "", c.name))),
         networks=tuple(network_from(doc) for doc in raw["networks"]),
         volumes=tuple(volume_from(doc) for doc in raw["volumes"]),
@@ -67,7 +68,9 @@ def holders_from(doc: dict) -> list[NameHolder]:
             for name in doc.get("Names") or ()]
 
 
-def container_from(doc: dict) -> ObservedContainer:
+def container_from(doc: dict, network_ids: dict[str, str] | None = None) -> ObservedContainer:
+    """``network_ids`` (the engine's networks, name to id) drops an endpoint on a network deleted
+    since and made again under the same name (``_joined``)."""
     config = doc.get("Config") or {}
     labels = config.get("Labels") or {}
     state = doc.get("State") or {}
@@ -95,7 +98,7 @@ def container_from(doc: dict) -> ObservedContainer:
         started_at=state.get("StartedAt"),
         mounts=tuple(_mount(m) for m in doc.get("Mounts") or ()),
         ports=_ports(host_config),
-        networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
+        networks=_joined(doc, network_ids or {}),
         kind=labels.get(LABEL_KIND),
         stateful=labels.get(LABEL_STATEFUL) == "true",
         protected=labels.get(LABEL_PROTECT) == "true",
@@ -193,10 +196,22 @@ def _ports(host_config: dict) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def _joined(doc: dict, network_ids: dict[str, str]) -> tuple[str, ...]:
+    """The networks the container has an endpoint on. An endpoint keeps the id of the network it
+    was made on: after ``docker network rm`` and a create under the same name (apply or heal
+    made it again for another service) it is on no network, and the container cannot start
+    until it is joined again, so it is not counted as on it (QA: the second stopped service on a
+    re-made network failed to start, its rejoin dropped as done)."""
+    endpoints = (doc.get("NetworkSettings") or {}).get("Networks") or {}
+    return tuple(sorted(name for name, endpoint in endpoints.items()
+                        if not (name in network_ids and (endpoint or {}).get("NetworkID")
+                                and endpoint["NetworkID"] != network_ids[name])))
+
+
 def network_from(doc: dict) -> ObservedNetwork:
     labels = doc.get("Labels") or {}
     return ObservedNetwork(name=doc["Name"], id=doc["Id"], driver=doc.get("Driver", ""),
-                           project=labels.get(LABEL_PROJECT))
+                           project=labels.get(LABEL_PROJECT), internal=bool(doc.get("Internal")))
 
 
 def volume_from(doc: dict) -> ObservedVolume:

@@ -102,6 +102,9 @@ class ObservedNetwork:
     id: str
     driver: str
     project: str | None = None
+    """Its ``reconcile.project`` label: another project's, or None, for a network named like one of
+    the project's that reconcile did not make (``plan.networks`` blocks the plan on it)."""
+    internal: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ network disconnect`` are in the plan as ``update`` actions (or a recreate, for a
 cannot be removed in place); their line also says the command that would undo the edit by hand.
 A paused container (``docker pause``) is in no plan, but apply unpauses it: that is drift too.
 A plan's blocking issue (a container reconcile did not make under a service's name) is said
-with that service's reasons: apply would refuse, so a scheduled drift check must not only say
-"create it".
+with that service's reasons, one about a network (``plan.networks``) with those of each service
+on it: apply would refuse, so a scheduled drift check must not only say "create it".
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ def drift_of(loaded: LoadedSpec, plan: Plan, observed: Observed | None = None) -
         reasons.setdefault(owner, []).append(_reason(loaded, action))
     for blocker in plan.blocking:  # apply would refuse the whole plan: the drift cannot be fixed until then
         what = blocker.message.removeprefix(f"{blocker.resource}: ")
-        reasons.setdefault(blocker.resource, []).append(
-            f"blocked: {what} (apply refuses until that container is renamed or removed)")
+        until = "that container is renamed or removed"
+        blocked = [blocker.resource]
+        if blocker.resource not in spec.services and blocker.resource in spec.networks:  # said by each user
+            until, blocked = "that network is removed", users_of(loaded, plan, blocker.resource, "network")
+        for name in blocked:
+            reasons.setdefault(name, []).append(f"blocked: {what} (apply refuses until {until})")
     for name in _paused(loaded, plan, observed):
         reasons.setdefault(name, []).append(
             f"container paused: its processes are frozen (apply would unpause it; by hand: docker unpause "

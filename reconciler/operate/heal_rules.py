@@ -27,6 +27,7 @@ from reconciler.operate.facts import Facts
 from reconciler.operate.issues import ENGINE, HOST, Issue, Severity
 from reconciler.plan import leftovers, safety
 from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.networks import WHOLE_PLAN
 from reconciler.spec.models import Spec
 from reconciler.spec.normalise import network_name, role_from_name
 
@@ -327,12 +328,15 @@ def subplan(plan: Plan, spec: Spec, services: Collection[str]) -> Plan:
     Heal recreates one service; anything else the full plan would change (a spec edit not yet
     applied to another service) is left to ``reconcile apply``. Dependencies on dropped
     actions (another service's last step) are dropped too; the executor still checks each
-    ``depends_on`` condition of the spec before it starts a container.
+    ``depends_on`` condition of the spec before it starts a container. So is a network not as the
+    spec says that the services are not on (``networks.WHOLE_PLAN``: it stops a whole apply, not
+    a fix elsewhere).
     """
     wanted = set(services)
     networks = {n for s in wanted for n in spec.services[s].networks}
     volumes = {m.source for s in wanted for m in spec.services[s].volumes if not m.is_host_path}
-    return _keep(plan, [a for a in plan.actions if _concerns(a, wanted, networks, volumes, spec.project)])
+    kept = _keep(plan, [a for a in plan.actions if _concerns(a, wanted, networks, volumes, spec.project)])
+    return replace(kept, blocking=tuple(b for b in plan.blocking if b.ref not in WHOLE_PLAN or b.resource in networks))
 
 
 def without_done(plan: Plan, observed: Observed, spec: Spec) -> Plan:

@@ -117,6 +117,8 @@ class Views:
         old = _elements(name, value)
         replacing = set() if hidden else _replacing(name, old, new)
         was_hidden = set(self.old_sensitive.get(name, ()))
+        if name == "networks" and not hidden and not was_hidden:  # QA: "(sensitive), (sensitive) → p_edge"
+            return self._scrubbed(_join(name, old))  # names of declared networks: keys, which are never interpolated
         shown = []
         for index, element in enumerate(old):
             if index in was_hidden:

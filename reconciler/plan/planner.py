@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from reconciler.deploy import planning
 from reconciler.errors import PlanError
 from reconciler.observe.models import Health, Observed, ObservedContainer, Role, State
-from reconciler.plan import inplace, leftovers, names, safety
+from reconciler.plan import inplace, leftovers, names, networks, outside, safety
 from reconciler.plan.actions import Action, ActionKind, Change, Plan
 from reconciler.plan.carryover import fresh_cause, moved_blockers
 from reconciler.plan.display import SENSITIVE, Views, changed_fields, short_id
@@ -27,7 +27,6 @@ from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import BACKUPABLE_KINDS, Kind, Spec
 from reconciler.spec.normalise import (
     config_hash,
-    network_name,
     normalised_config,
     volume_name,
     volume_of,
@@ -96,10 +95,13 @@ def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] 
             actions.extend(group)
             last_of[name] = group[-1].id
     _strays(ctx, actions, warnings)
+    warnings.extend(outside.dependency_warnings(spec, observed, scope, actions))
+    warnings.extend(networks.leftover_warnings(spec, observed))
     plan = Plan(project=spec.project, actions=tuple(actions), fingerprint=observed.fingerprint(),
                 profiles=tuple(sorted(selected)), warnings=tuple(warnings),
                 spec_hash=_plan_spec_hash(ctx),
-                blocking=names.blockers(loaded, observed, actions) + moved_blockers(ctx, actions))
+                blocking=names.blockers(loaded, observed, actions) + moved_blockers(ctx, actions)
+                + networks.network_blockers(spec, observed, scope))
     safety.check(plan)
     return plan
 
@@ -151,10 +153,7 @@ def _plan_spec_hash(ctx: _Context) -> str:
 # -- networks and volumes ---------------------------------------------------------------
 
 def _network_actions(ctx: _Context) -> list[Action]:
-    used = sorted({n for s in ctx.scope for n in ctx.spec.services[s].networks})
-    engine = {net: network_name(ctx.spec, net) for net in used}
-    return [Action(ActionKind.CREATE_NETWORK, net, f"new network {engine[net]}")
-            for net in used if ctx.observed.network(engine[net]) is None]
+    return networks.network_actions(ctx.spec, ctx.observed, ctx.scope)
 
 
 def _volume_actions(ctx: _Context) -> list[Action]:

@@ -65,6 +65,7 @@ import re
 from reconciler.plan.actions import Action, ActionKind, Plan
 
 NO_CHANGES = "No changes. The stack matches the spec."
+NO_ACTIONS = "No actions, but the stack does not match the spec: apply cannot change what is Blocked below."
 BLOCKED_HEADING = "Blocked: apply refuses this plan until this is fixed:"
 BLOCKED_MARK = " (blocked)"
 REFUSED = "Apply would refuse this plan before changing anything (see Blocked above)."
@@ -129,7 +130,7 @@ def render_text(plan: Plan, color: bool = False) -> str:
     esc = escape if color else _same
     lines = [_paint(esc(header(plan)), "bold", color), ""]
     if plan.empty:
-        lines.append(NO_CHANGES)
+        lines.append(NO_ACTIONS if plan.blocking else NO_CHANGES)
     else:
         lines.extend(_action_lines(plan, color))
     if plan.blocking:
@@ -208,8 +209,9 @@ def render_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     if plan.warnings:
         tail += ["", "**Warnings**", ""] + [f"- ⚠️ {_cell(_clip(w))}" for w in plan.warnings]
     tail += ["", f"<sub>fingerprint `{plan.fingerprint}`</sub>"]
-    if plan.empty:
-        return "\n".join([*head, f"**{NO_CHANGES}**", *tail]) + "\n"
+    if plan.empty:  # a network not as the spec says blocks a plan with no action
+        said = [f"**{NO_ACTIONS}**", "", *_blocked_markdown(plan)] if plan.blocking else [f"**{NO_CHANGES}**"]
+        return "\n".join([*head, *said, *tail]) + "\n"
     head += [f"**{summary(plan)}**", "", *_blocked_markdown(plan),
              "| | action | resource | cause |", "|:-:|---|---|---|"]
     budget = limit - _size(head) - _size(tail) - 400  # the notes of what was left out

@@ -25,6 +25,7 @@ from collections.abc import Collection
 
 from reconciler.errors import SafetyError
 from reconciler.plan.actions import Action, ActionKind, Plan
+from reconciler.plan.networks import WHOLE_PLAN
 
 
 def check(plan: Plan) -> None:
@@ -56,8 +57,10 @@ def check_step(plan: Plan, action: Action, done_ids: Collection[str]) -> None:
 def check_not_blocked(plan: Plan) -> None:
     """Raise ``SafetyError`` (exit 1: refused, nothing changed) when a blocking issue of the plan
     concerns one of its actions. An issue of a service the plan no longer acts on (heal's plan
-    for one service, taken from a whole plan) does not stop it."""
-    blockers = [b for b in plan.blocking if any(a.resource == b.resource for a in plan.actions)]
+    for one service, taken from a whole plan) does not stop it; a network not as the spec says
+    stops any plan, even one with no action (``plan`` exits 1 on it: apply must not say "No changes")."""
+    blockers = [b for b in plan.blocking
+                if b.ref in WHOLE_PLAN or any(a.resource == b.resource for a in plan.actions)]
     if not blockers:
         return
     hints = list(dict.fromkeys(b.hint for b in blockers if b.hint))
