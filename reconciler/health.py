@@ -149,7 +149,7 @@ def check_all(session: Session, services: list[str] | None = None) -> list[Servi
     """Every service's health; an engine that cannot be reached is ``EngineUnreachable``.
 
     A name the spec does not have is a mistake (exit 1), not a missing container (3)."""
-    names = services or sorted(session.spec.services)
+    names = list(dict.fromkeys(services)) if services else sorted(session.spec.services)  # once each
     unknown = sorted(set(names) - set(session.spec.services))
     if unknown:
         raise ReconcileError(f"unknown service {', '.join(unknown)}", ref="health.unknown-service",

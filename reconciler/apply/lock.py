@@ -44,6 +44,8 @@ class Holder:
     command: str = ""  # apply, rollback, heal, restore: what holds it
 
     def describe(self) -> str:
+        if not self.pid:  # ``held_by``'s holder of a lock whose file names nobody (yet)
+            return "holder unknown"
         return f"{self.who}@{self.host} pid {self.pid} since {self.since}"
 
     @property

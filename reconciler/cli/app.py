@@ -110,7 +110,8 @@ def validate(as_json: JsonOpt = False) -> None:
         return
     from reconciler.cli.output import echo
 
-    echo(f"{STATE.file}: valid ({len(spec.services)} services, project {spec.project}).")
+    count = len(spec.services)
+    echo(f"{STATE.file}: valid ({count} service{'' if count == 1 else 's'}, project {spec.project}).")
 
 
 @app.command()

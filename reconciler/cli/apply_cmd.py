@@ -237,6 +237,8 @@ def _event_text(event: dict) -> str:
             f" ({event['error']})" if event.get("error") else "")
     if kind == "replan":
         return f"re-planned: {', '.join(event['services'])} stay unhealthy and will be recreated"
+    if kind == "warning":  # said as one where colour does not (a CI log, NO_COLOR), as the summary does
+        return f"warning: {event.get('message', '')}"
     return str(event.get("message", kind))
 
 

@@ -123,7 +123,8 @@ class _HealPrinter:
                       + ("" if ok else f": {event.get('error', '')}"), len(mark))
         elif kind in ("rollback-begin", "rollback-end", "warning"):
             words = {"rollback-begin": f"rolling back {event.get('service')}: {event.get('reason')}",
-                     "rollback-end": f"rollback of {event.get('service')}: {event.get('status')}"}
+                     "rollback-end": f"rollback of {event.get('service')}: {event.get('status')}",
+                     "warning": f"warning: {event.get('message', '')}"}
             self.line(f"    {words.get(kind, event.get('message', ''))}")
         elif kind == "logs":
             self.line(f"    last log lines ({event.get('action')}):")

@@ -37,14 +37,21 @@ def stdout_console() -> Console:
 
     color = color_stdout()
     return Console(highlight=False, markup=False, no_color=not color, soft_wrap=True,
-                   force_terminal=color or None)
+                   force_terminal=color or None, **_no_styles())
 
 
 def stderr_console() -> Console:
     from rich.console import Console
 
     color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
-    return Console(stderr=True, highlight=False, markup=False, no_color=not color, soft_wrap=True)
+    return Console(stderr=True, highlight=False, markup=False, no_color=not color, soft_wrap=True,
+                   **_no_styles())
+
+
+def _no_styles() -> dict:
+    """With ``NO_COLOR`` no style at all (rich's ``no_color`` keeps bold and italic): a
+    terminal or log that asked for plain text gets no escape codes, as on ``TERM=dumb``."""
+    return {"color_system": None} if "NO_COLOR" in os.environ else {}
 
 
 def print_plan_text(text: str, console: Console | None = None) -> None:

@@ -50,18 +50,25 @@ class RichMeter:
 
     @contextmanager
     def task(self, label: str, total: int | None) -> Iterator[_Bar]:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import Progress
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
-                      transient=True) as progress:
+        with Progress(*bar_columns(self.console.width), console=self.console, transient=True) as progress:
             bar = _Bar(progress, progress.add_task(label, total=total or None), total or None)
             yield bar
             progress.update(bar._task, total=bar.done, completed=bar.done)
+
+
+_NUMBERS_WIDTH = 38  # "0.6/3.0 GB 123.4 MB/s 0:00:20", the spaces between the columns and a sliver of bar
+
+
+def bar_columns(width: int) -> tuple:
+    """One line at any width: the numbers whole, the label (``restoring <service>``) cut with
+    "…" where a long service name leaves them no room (the "… restoring" line above says it
+    whole). Left to rich, the label took the line and the numbers wrapped into "1…", "?"."""
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.table import Column
+
+    label = Column(no_wrap=True, overflow="ellipsis", max_width=max(width - _NUMBERS_WIDTH, 10))
+    return (TextColumn("{task.description}", table_column=label), BarColumn(),
+            DownloadColumn(table_column=Column(no_wrap=True)), TransferSpeedColumn(table_column=Column(no_wrap=True)),
+            TimeRemainingColumn(table_column=Column(no_wrap=True)))

@@ -322,8 +322,12 @@ def read_file(client: docker.DockerClient, container: str, path: str, limit: int
 
 
 def logs(client: docker.DockerClient, container: str, lines: int = 30) -> str:
+    """The last ``lines`` a container printed, without the terminal codes in them (printed raw
+    they would colour, move or clear the terminal that shows them)."""
+    from reconciler.operate.logscan import readable_logs
+
     with engine_errors(f"reading logs of {container[:24]}"):
-        return client.api.logs(container, tail=lines).decode("utf-8", "replace")
+        return readable_logs(client.api.logs(container, tail=lines).decode("utf-8", "replace"))
 
 
 def engine_info(client: docker.DockerClient) -> dict:

@@ -29,6 +29,7 @@ from reconciler.operate.facts import (
     Probe,
     ServiceFacts,
 )
+from reconciler.operate.logscan import readable_logs
 from reconciler.operate.redact import Redactor
 from reconciler.plan import leftovers
 from reconciler.session import Session
@@ -124,7 +125,7 @@ def container_facts(doc: dict, redact: Redactor) -> ContainerFacts:
         restart_policy=(host_config.get("RestartPolicy") or {}).get("Name") or "no",
         memory_limit=int(host_config.get("Memory") or 0),
         health=health.get("Status"), failing_streak=int(health.get("FailingStreak") or 0),
-        health_log=tuple(Probe(int(p.get("ExitCode", -1)), redact((p.get("Output") or "").strip()),
+        health_log=tuple(Probe(int(p.get("ExitCode", -1)), redact(readable_logs(p.get("Output") or "").strip()),
                                p.get("End", "")) for p in (health.get("Log") or [])[-HEALTH_PROBES:]),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
         published=published_ports(doc),

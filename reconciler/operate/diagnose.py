@@ -197,9 +197,12 @@ def _service(facts: Facts, name: str):
 
 
 def failing_logs(facts: Facts, issues: list[Issue]) -> dict[str, list[str]]:
-    """Last log lines (already redacted) of each service with a warning or critical issue."""
+    """Last log lines (already redacted) of each service with a warning or critical issue. A
+    service without a container has none to show: "last log lines: (no output)" would say its
+    container ran and printed nothing."""
     failing = {i.service for i in issues if i.severity is not Severity.INFO} - {HOST, ENGINE}
-    return {s.name: list(s.logs[-REPORT_LOG_LINES:]) for s in facts.services if s.name in failing}
+    return {s.name: list(s.logs[-REPORT_LOG_LINES:]) for s in facts.services
+            if s.name in failing and s.container is not None}
 
 
 def load_memory(state_dir: Path) -> dict:

@@ -21,6 +21,9 @@ _MOUNT_ERRORS = re.compile(
     r"error while mounting volume|no such file or directory.*(?:mount|bind)|"
     r"(?:mount|bind) source path does not exist|invalid mount config", re.I)
 _NO_SPACE = re.compile(r"No space left on device|could not extend file|disk full", re.I)
+# What a terminal acts on (colour, cursor moves, a window title): CSI, OSC, then any other ESC pair
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,15 @@ _CONFIG_PATTERNS: tuple[tuple[re.Pattern, str, str], ...] = (
      "nginx refuses its configuration:{x}",
      "fix the nginx configuration file named in the log line; `nginx -t` checks it"),
 )
+
+
+def readable_logs(text: str) -> str:
+    """A container's log text fit to print: its colour and other terminal codes removed (a
+    log line could move the cursor over our lines, retitle the window, or leave escapes in a
+    CI log), every other control character written as an escape (``\\x07``). Line breaks
+    and tabs stay; the rules then match the words the service printed."""
+    text = _TERMINAL_CODES.sub("", text)
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def bind_error(texts: list[str]) -> tuple[str, int | None] | None:

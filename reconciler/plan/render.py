@@ -81,6 +81,7 @@ COLOURS = {"+": "green", "~": "yellow", "^": "yellow", ">": "cyan", "-": "red", 
            "?": "blue", "=": "cyan"}
 _NOUNS = {ActionKind.CREATE_NETWORK: "network ", ActionKind.CREATE_VOLUME: "volume "}
 _MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def verb(action: Action) -> str:
@@ -146,7 +147,7 @@ def render_text(plan: Plan, color: bool = False) -> str:
         lines += ["", _paint(summary(plan), "bold", color)]
     if plan.blocking:
         lines.append(_paint(REFUSED, "bold red", color))
-    return "\n".join(lines) + "\n"
+    return "\n".join(visible(line) for line in lines) + "\n"
 
 
 def _action_lines(plan: Plan, color: bool) -> list[str]:
@@ -176,6 +177,13 @@ def _paint(text: str, style: str, color: bool) -> str:
 
 def _same(text: str) -> str:
     return text
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character written as an escape (``\\x1b``, ``\\n``): a
+    value (a label, a command argument) holding one would otherwise colour, move or clear
+    the terminal or CI log that shows the plan, or split its line in two."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def escape(text: str) -> str:
@@ -284,7 +292,7 @@ def _clip(text: str, limit: int = CAUSE_LIMIT) -> str:
 def _cell(text: str) -> str:
     """Table-safe, HTML-inert and shown as it is: a cause cannot break the table, inject
     markup, or lose a character to Markdown (a backtick, ``*`` or ``_`` is escaped, not read)."""
-    return "".join(_CELL_ESCAPES.get(char, char) for char in text)
+    return "".join(_CELL_ESCAPES.get(char, char) for char in visible(text.replace("\n", " ")))
 
 
 _CELL_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ",
@@ -297,7 +305,7 @@ def _code(text: str) -> str:
     than the longest run of backticks inside, and a space pads a value that starts or ends
     with a backtick (or with spaces at both ends, which a code span would strip). Only what
     a table cell cannot hold changes: a newline reads as a space, ``|`` is escaped."""
-    body = text.replace("\n", " ")
+    body = visible(text.replace("\n", " "))
     if not body:
         return ""  # an empty code span cannot be written: an empty cell says it
     fence = "`" * (max((len(run) for run in _BACKTICKS.findall(body)), default=0) + 1)
