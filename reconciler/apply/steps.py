@@ -73,8 +73,23 @@ def create(run: ApplyRun, action: Action) -> dict:
     _name_free(session, args["name"])
     run.step(action.id, f"create {args['name']}", **({"volumes": names} if names else {}))
     container = dockerio.create_container(session.client, args)
-    _start_and_wait(run, action, container)
+    try:
+        _start_and_wait(run, action, container)
+    except (Exception, KeyboardInterrupt):
+        _remove_new(run, action, args["name"], container)
+        raise
     return {"container": container}
+
+
+def _remove_new(run: ApplyRun, action: Action, name: str, container: str) -> None:
+    """Undo a create that failed (did not start, or never turned healthy), as a swap's candidate
+    is undone: exit 2 says the failed step was rolled back, and a container left in a restart
+    loop made the next plan say "no changes" (QA). Its last log lines are already taken."""
+    run.step(action.id, f"rollback: remove {name} (new: there was none before)", container=container)
+    try:
+        dockerio.remove_container(run.session.client, container)
+    except EngineError as exc:
+        run.step(action.id, f"rollback: could not remove {name} ({exc.message}): docker rm -f {name}")
 
 
 def _name_free(session, name: str) -> None:

@@ -153,10 +153,14 @@ class _Catalogue:
 
     def elsewhere(self, wanted: str) -> RestoreError | None:
         """The error for an id the chosen source lacks: it is in the local folder while
-        ``--source s3`` was asked, or S3 was not looked at since the spec disables it."""
+        ``--source s3`` was asked (or on S3 while ``--source local`` was), or S3 was not looked
+        at since the spec disables it."""
         if self.source is Source.S3 and any(d["backup_id"] == wanted for d in self._local_docs()):
             return RestoreError(f"backup {wanted} is not on S3: its metadata is in the local folder only",
                                 ref="restore.unknown-id", hint="restore it with --source local (or auto)")
+        if self.source is Source.LOCAL and any(d["backup_id"] == wanted for d in self._s3_docs()):
+            return RestoreError(f"backup {wanted} is not in the local folder: its metadata is on S3 only",
+                                ref="restore.unknown-id", hint="restore it with --source s3 (or auto)")
         if self.source is not Source.S3 and not self.session.spec.backup.s3.enabled:
             return RestoreError(f"no backup with id {wanted} in the local folder (S3 is disabled in the spec, "
                                 "so it was not looked for there)", ref="restore.unknown-id",
@@ -175,6 +179,15 @@ class _Catalogue:
         close = difflib.get_close_matches(wanted, ids, n=1)
         return (f"{f'did you mean {close[0]}? ' if close else ''}newest: {', '.join(ids[:3])}"
                 f"{' …' if len(ids) > 3 else ''} (all of them: reconcile backups list)")
+
+    def _s3_docs(self) -> list[dict]:
+        """S3's documents, for an error about an id: none when S3 is off or cannot be read."""
+        if self._s3 is None and self.session.s3 is not None:
+            try:
+                self._s3 = self._load(self.session.s3, "S3")
+            except ReconcileError:
+                return []
+        return self._s3 or []
 
     def _local_docs(self) -> list[dict]:
         if self._local is None:

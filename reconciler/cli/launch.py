@@ -49,11 +49,12 @@ def main() -> None:
 
             prefetch.start(spec.resolve(), containers_only=command != "plan")
         from reconciler.apply.signals import stop_on_sigterm
-        from reconciler.cli.app import main as run
 
-        stop_on_sigterm()
-    except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback, and nothing was begun
-        sys.stderr.write("error[interrupted] interrupted while starting: nothing was done\n")
+        stop_on_sigterm()  # before the CLI's imports: a SIGTERM while they load exits 130 too, not 143 (QA)
+        from reconciler.cli.app import main as run
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM while starting up: nothing was begun
+        why = "stopped by SIGTERM" if stop.args == ("SIGTERM",) else "interrupted"
+        sys.stderr.write(f"error[interrupted] {why} while starting: nothing was done\n")
         sys.exit(130)
 
     try:
