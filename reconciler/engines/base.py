@@ -217,13 +217,18 @@ class DatabaseLocale:
 class DatabaseStats:
     """One PostgreSQL database as dumped: exact rows per table from the dump's snapshot, keyed
     ``schema.table`` (a part that needs quoting in SQL is quoted: ``s."a.b"``, so no two
-    tables share a key), its encoding and (since it was recorded) its locale."""
+    tables share a key), its encoding and (since it was recorded) its locale. ``orphan_rows``:
+    rows a ``NOT VALID`` foreign key let in (by constraint key, only those with some), data the
+    dump holds and a restore brings back, so verify expects them. ``large_objects``: how many
+    (``None`` in backups made before it was counted)."""
 
     name: str
     size_bytes: int
     tables: Mapping[str, int] = field(default_factory=dict)
     encoding: str = "UTF8"
     locale: DatabaseLocale | None = None
+    orphan_rows: Mapping[str, int] = field(default_factory=dict)
+    large_objects: int | None = None
 
 
 @dataclass(frozen=True)
@@ -291,7 +296,8 @@ class BackupStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> BackupStats:
         databases = tuple(DatabaseStats(d["name"], int(d["size_bytes"]), dict(d["tables"]),
-                                        d.get("encoding", "UTF8"), DatabaseLocale.from_dict(d.get("locale")))
+                                        d.get("encoding", "UTF8"), DatabaseLocale.from_dict(d.get("locale")),
+                                        dict(d.get("orphan_rows") or {}), _optional_int(d.get("large_objects")))
                           for d in data.get("databases") or [])  # type: ignore[union-attr]
         keys = data.get("keys_per_db") or {}
         expiring = data.get("expiring_per_db") or {}

@@ -297,7 +297,9 @@ def _take(keys: list[bytes], replies: list[object], sent_at: int, write: _Writer
     append, header = parts.append, cachefmt.key_header
     expiring = gone = 0
     for key, value, ttl in zip(keys, replies[0::2], replies[1::2], strict=True):
-        if value is None or ttl == -2 or isinstance(value, ReplyError):
+        if isinstance(value, ReplyError) or isinstance(ttl, ReplyError):
+            raise _refused_dump(value if isinstance(value, ReplyError) else ttl)
+        if value is None or ttl == -2:
             gone += 1
             continue
         if ttl >= 0:
@@ -312,6 +314,16 @@ def _take(keys: list[bytes], replies: list[object], sent_at: int, write: _Writer
     totals[2] += gone
     if parts:
         write(b"".join(parts))
+
+
+def _refused_dump(reply: ReplyError) -> BackupError:
+    """DUMP or PTTL answered an error (renamed away, denied by an ACL, a type the server cannot
+    dump): the key is there, not expired. Counted as expired, every key was skipped and an
+    empty backup reported success. The server's words stop before the key it quotes."""
+    said = reply.message.split(", with args", 1)[0]
+    return BackupError(f"the cache refused to dump a key: {said}", ref="backup.cache-dump",
+                       hint="a backup reads every key with DUMP and PTTL: allow both on the server "
+                            "(rename-command, ACL) for the backup's user; no backup was kept")
 
 
 def _now_ms() -> int:

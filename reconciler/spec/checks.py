@@ -16,7 +16,8 @@ Locate = Callable[[tuple], Location]
 def cross_check(spec: Spec, locate: Locate) -> list[SpecError]:
     errors: list[SpecError] = []
     for check in (_unknown_dependencies, _cycles, _port_clashes, _undeclared_references, _mounted_twice,
-                  _backupable, _shared_data, _app_depends_only_known_profiles, _blue_green, _retention, _s3):
+                  _backupable, _backup_databases, _shared_data, _app_depends_only_known_profiles, _blue_green,
+                  _retention, _s3):
         errors.extend(check(spec, locate))
     return errors
 
@@ -147,6 +148,25 @@ def _backupable(spec: Spec, locate: Locate) -> list[SpecError]:
             errors.append(SpecError(
                 f"service {name} is stateful but has no volume to back up", location=where,
                 ref="spec.not-backupable", hint="mount its data on a declared volume"))
+    return errors
+
+
+def _backup_databases(spec: Spec, locate: Locate) -> list[SpecError]:
+    """A database listed twice was dumped twice into one backup that no restore could load
+    (the second copy's schema clashes with the first); an empty name named nothing."""
+    errors = []
+    for name, service in spec.services.items():
+        listed = service.backup.databases
+        for index, database in enumerate(listed):
+            where = locate(("services", name, "backup", "databases", index))
+            if not database:
+                errors.append(SpecError(f"service {name} lists an empty database name in backup.databases",
+                                        ref="spec.database-name", location=where,
+                                        hint="write the database's name, or remove the entry"))
+            elif database in listed[:index]:
+                errors.append(SpecError(f"service {name} lists database {database!r} twice in backup.databases",
+                                        ref="spec.database-twice", location=where,
+                                        hint="remove one of the two entries"))
     return errors
 
 
