@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.deploy import planning
 from reconciler.errors import PlanError
@@ -33,6 +33,10 @@ from reconciler.spec.normalise import (
 )
 
 INFRASTRUCTURE = "infrastructure"
+NO_VOLUME = ("no volume is declared for its data: the new container starts on an empty anonymous volume of its "
+             "image; restore from the backup")
+"""Why a stateful service with no ``volumes`` is restored after any recreate (QA: verify found its
+data gone and rolled back, so apply could never change it)."""
 _STOPPED = frozenset({State.CREATED, State.EXITED, State.DEAD})
 _CANNOT_RUN = frozenset({State.RESTARTING, State.EXITED, State.DEAD})
 
@@ -270,6 +274,8 @@ def _main_group(ctx: _Context, name: str, decision: _Decision, deps: list[str], 
     common = dict(resource=name, profile=service.profile, stateful=service.stateful,
                   protected=service.protect, container_id=current.id if current else None)
     guarded = decision.kind is ActionKind.RECREATE and service.stateful
+    if guarded and decision.fresh_cause is None and not service.volumes:
+        decision = replace(decision, fresh_cause=NO_VOLUME)
     if guarded:
         cause = "back up the data before the container is replaced"
         if decision.fallback:

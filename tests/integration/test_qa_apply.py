@@ -140,6 +140,27 @@ def test_a_new_redis_dbfilename_restores_the_keys_the_new_server_would_not_find(
     assert sh(client, new, "redis-cli dbsize") == "40"
     assert cli(loaded.file, "plan", "--detailed-exitcode").returncode == 0
 
+
+def test_a_stateful_cache_without_a_declared_volume_is_restored_after_its_recreate(client, write_spec, project):
+    """Its data is in the image's anonymous volume, which the new container does not get (QA:
+    verify found no keys and apply rolled back every time: the service could never change)."""
+    bare = CACHE.replace('    volumes: ["cachedata:/data"]\n', "").replace("volumes: { cachedata: {} }\n", "")
+    loaded = write_spec(bare)
+    old = materialise(client, loaded)["cache"]
+    assert sh(client, old, f"{READY}; for i in $(seq 1 40); do redis-cli set k$i v$i >/dev/null; done; "
+                           "redis-cli dbsize") == "40"
+    loaded.file.write_text(bare.replace("{project}", project).replace(
+        "    stateful: true\n", "    stateful: true\n" + AOF.replace('"yes"', '"no", "--maxmemory", "64mb"')))
+
+    plan = cli(loaded.file, "plan").stdout
+    assert "< restore   cache  no volume is declared for its data" in plan, plan
+    applied = cli(loaded.file, "apply", "--auto-approve")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    new = client.api.inspect_container(f"{project}-cache")["Id"]
+    assert new != old and sh(client, new, "redis-cli config get maxmemory").split() == ["maxmemory", "67108864"]
+    assert sh(client, new, "redis-cli dbsize") == "40"
+    assert cli(loaded.file, "plan", "--detailed-exitcode").returncode == 0
+
 def test_a_volume_renamed_and_moved_at_once_is_blocked_and_two_steps_carry_the_data(client, write_spec, project):
     loaded = write_spec(SPEC)
     old = materialise(client, loaded, ["files"])["files"]
