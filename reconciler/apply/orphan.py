@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from reconciler.engines.base import _env_of
+from reconciler.engines.base import env_of
 from reconciler.session import Session
 from reconciler.spec.models import Service
 from reconciler.spec.normalise import LABEL_CONFIG, LABEL_KIND, LABEL_PROFILE
@@ -27,7 +27,7 @@ def session_for(session: Session, service: str, doc: dict) -> Session:
     config = doc.get("Config") or {}
     labels = config.get("Labels") or {}
     made = json.loads(labels.get(LABEL_CONFIG) or "{}")
-    env = _env_of(config.get("Env"))
+    env = env_of(config.get("Env"))
     volumes = [f"{v['source']}:{v['target']}{':ro' if v.get('read_only') else ''}"
                for v in made.get("volumes") or () if isinstance(v, dict)]
     fields = {"kind": labels.get(LABEL_KIND) or "generic", "image": made.get("image") or config.get("Image"),

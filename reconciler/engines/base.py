@@ -93,7 +93,7 @@ def make_target(service_name: str, service: Service, container_id: str, host: st
     env = {k: v.get_secret_value() for k, v in service.env.items()}
     args = [*(service.entrypoint or ()), *(service.command or ())]
     if config is not None:
-        running_env = _env_of(config.get("Env"))
+        running_env = env_of(config.get("Env"))
         running_args = [*(config.get("Entrypoint") or ()), *(config.get("Cmd") or ())]
     else:
         running_env, running_args = env, args
@@ -121,7 +121,7 @@ def make_target(service_name: str, service: Service, container_id: str, host: st
     return Target(service_name, service, container_id, host, DEFAULT_PORT.get(service.kind, 0), env=running_env)
 
 
-def _env_of(pairs: object) -> dict[str, str]:
+def env_of(pairs: object) -> dict[str, str]:
     """An inspect document's ``Env`` (``["NAME=value", …]``) as a mapping."""
     return dict(item.split("=", 1) for item in pairs or () if isinstance(item, str) and "=" in item)
 
