@@ -70,24 +70,27 @@ class ApplyRecord:
 
 def read_records(path: Path) -> list[dict]:
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             break  # a torn last line from a killed apply ends the readable record
+        if not isinstance(record, dict):
+            break  # not a journal line (a damaged or foreign file): what came before is the record
+        records.append(record)
     return records
 
 
 def summarise(path: Path) -> ApplyRecord | None:
     records = read_records(path)
-    if not records:
-        return None
+    if not records or not {"apply_id", "ts"} <= records[0].keys():
+        return None  # empty, or not a journal (history, status and the metrics crashed on one: QA)
     start, last = records[0], records[-1]
-    finish = next((r for r in reversed(records) if r["event"] == "finish"), None)
+    finish = next((r for r in reversed(records) if r.get("event") == "finish"), None)
     duration = None
     if finish:
         duration = (datetime.fromisoformat(finish["ts"]) - datetime.fromisoformat(start["ts"])).total_seconds()
-    done = sum(1 for r in records if r["event"] == "action-end" and r.get("status", "ok") == "ok")
+    done = sum(1 for r in records if r.get("event") == "action-end" and r.get("status", "ok") == "ok")
     if finish:
         result = finish.get("result", "unknown")
     else:
@@ -115,7 +118,7 @@ def command_of(start: dict) -> str:
 def _interrupted(last: dict) -> str:
     """``interrupted during recreate:postgres``: where a killed apply stopped."""
     where = last.get("action")
-    return f"interrupted during {where}" if where else f"interrupted after {last['event']}"
+    return f"interrupted during {where}" if where else f"interrupted after {last.get('event')}"
 
 
 def running(start: dict) -> bool:

@@ -107,6 +107,7 @@ def _initial_plan(session: Session, options: Options) -> tuple[Plan, Observed]:
         return make_plan(session.loaded, observed, options.profiles), observed
     plan = load_saved(options.saved_plan, session.spec.project)
     fresh = make_plan(session.loaded, observed, plan.profiles)
+    same_engine(plan, observed, options.saved_plan)  # the spec hash is keyed by the engine
     _same_spec(plan, fresh, options.saved_plan)  # first: the spec names images, which the engine state includes
     if plan.fingerprint != observed.fingerprint():
         raise PlanError("plan is stale: run plan again", ref="plan.stale",
@@ -115,11 +116,29 @@ def _initial_plan(session: Session, options: Options) -> tuple[Plan, Observed]:
     return as_reviewed(plan, fresh, options.saved_plan), observed
 
 
+def same_engine(saved: Plan, observed: Observed, path: Path) -> None:
+    """A plan saved on another engine (another DOCKER_HOST) is refused as such; its spec hash,
+    keyed by the engine, differs too, and "the spec changed" sent people diffing a spec that had
+    not (QA). Plans saved before the tag was written are judged by the other checks alone."""
+    from reconciler.plan.planner import engine_tag
+
+    made_on = saved.meta.get("engine") if isinstance(saved.meta, dict) else None
+    if made_on and made_on != engine_tag(observed):
+        raise PlanError(f"{path} was made on another Docker engine than the one this apply reaches",
+                        ref="plan.other-engine",
+                        hint="apply it with the DOCKER_HOST it was planned on, or make and review a plan on "
+                             "this engine: `reconcile plan --out FILE`")
+
+
 def _same_spec(saved: Plan, fresh: Plan, path: Path) -> None:
+    if not saved.spec_hash:  # "the spec changed" of a spec that had not (QA)
+        raise PlanError(f"{path} carries no spec hash: it was made by an older reconcile, or edited",
+                        ref="plan.tampered", hint="make a new plan with `reconcile plan --out FILE`")
     if fresh.spec_hash != saved.spec_hash:
         raise PlanError(f"the spec changed since {path} was made: it is not the reviewed plan",
                         ref="plan.spec-changed",
-                        hint="its file, or a value its ${env:…} / ${file:…} references resolve to, differs; "
+                        hint="its file, an env_file it reads, or a value its ${env:…} / ${file:…} references "
+                             "resolve to, differs; "
                              "make and review a new plan: `reconcile plan --out FILE`, then apply that file")
 
 
@@ -244,8 +263,9 @@ def _heal(run: ApplyRun, options: Options, ui: UI, critical: dict) -> None:
         return
     session = run.session
     observed = observe_for(session.loaded, session.client)
+    settled = _done_by_heal(run, observed)
     if not still:  # fixed in place: what heal started or reconnected is not done twice
-        run.plan = heal.without_done(run.plan, observed, session.spec)
+        run.plan = settled
         run.record("plan-settled", reason="heal fixed services in place", actions=[a.id for a in run.plan.actions])
         return
     if options.saved_plan is not None:
@@ -262,6 +282,20 @@ def _heal(run: ApplyRun, options: Options, ui: UI, critical: dict) -> None:
         if not ui.confirm("Recreate the services that stay unhealthy?"):
             raise ReconcileError("apply stopped before recreating unhealthy services", ref="apply.cancelled",
                                  hint="they were restarted once; nothing else was changed")
+
+
+def _done_by_heal(run: ApplyRun, observed: Observed) -> Plan:
+    """The plan minus the starts and networks heal did in place, which are done: an ``ok``
+    ``action-end`` (``by: heal``) each, so the summary, the journal and ``history`` count every
+    action of the plan that was carried out (QA: "4 action(s) done" of a plan of 5, the fifth a
+    start heal did first, read as a step skipped)."""
+    settled = heal.without_done(run.plan, observed, run.session.spec)
+    left = {a.id for a in settled.actions}
+    for action in run.plan.actions:
+        if action.id not in left:
+            run.done.append(action.id)
+            run.record("action-end", action=action.id, status="ok", seconds=0, by="heal")
+    return settled
 
 
 def _finish(run: ApplyRun, result: str, code: int, error: str = "") -> dict:

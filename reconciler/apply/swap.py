@@ -2,7 +2,7 @@
 
 Stateless (``swap_stateless``): rename the old one ``<p>-<s>-old-<t>`` → create the candidate
 ``<p>-<s>-new-<t>`` → stop the old one gracefully (``deploy.stop_grace``) → start the candidate
-→ wait healthy → remove the old one → rename the candidate to ``<p>-<s>``.
+→ wait healthy → rename the candidate to ``<p>-<s>`` → remove the old one.
 
 Stateful (``open_stateful`` … ``finish``): rename and stop the old one first (its data must
 not change under the backup just taken, and the new server must not share a live data
@@ -109,13 +109,16 @@ def start_candidate(run: ApplyRun, action: Action, swap: Swap) -> None:
 
 
 def finish(run: ApplyRun, action: Action, swap: Swap) -> None:
-    """The candidate is good: remove the old container, give the candidate the canonical name."""
+    """The candidate is good: give it the canonical name, then remove the old container. In
+    that order: a rename the engine refuses leaves the old one for the rollback to put back
+    (QA: removed first, the rollback then removed the candidate as well, and its hint said to
+    rename and start the old one, which was gone)."""
     client = run.session.client
+    run.step(action.id, f"rename {swap.new_name} → {swap.canonical}", container=swap.new_id)
+    dockerio.rename(client, swap.new_id, swap.canonical)
     if swap.old_id is not None:
         run.step(action.id, f"remove {swap.previous_name}", container=swap.old_id)
         dockerio.remove_container(client, swap.old_id)
-    run.step(action.id, f"rename {swap.new_name} → {swap.canonical}", container=swap.new_id)
-    dockerio.rename(client, swap.new_id, swap.canonical)
     swap.finished = True
     volumes.record_current(run.session.state_dir(), swap.fresh)
     for logical, engine in swap.fresh.items():

@@ -191,9 +191,11 @@ def _with_running_apply(snap):
 
 def save_plan(snap, out: Path) -> None:
     """A saved plan: the plan, its fingerprint, and where it came from (no secrets)."""
+    from reconciler.plan.planner import engine_tag
+
     data = snap.plan.to_dict()
     data["meta"] = {"spec_file": str(snap.loaded.file), "created_at": datetime.now(UTC).isoformat(),
-                    "reconcile_version": __version__}
+                    "reconcile_version": __version__, "engine": engine_tag(snap.observed)}
     write_output(out, (json.dumps(data, indent=2) + "\n").encode(), "the plan", ref="plan.write")
 
 

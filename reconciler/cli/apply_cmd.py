@@ -149,7 +149,8 @@ class TextUI:
             ok = event.get("status") == "ok"
             extra = f" → {event['backup_id']}" if event.get("backup_id") else ""
             mark = f"{'ok' if ok else 'FAILED'}  "  # a long error continues under the action
-            text = f"{mark}{event['action']}{extra} ({event.get('seconds', 0)}s)"
+            took = f"by {event['by']}" if event.get("by") else f"{event.get('seconds', 0)}s"  # heal did it first
+            text = f"{mark}{event['action']}{extra} ({took})"
             self._line(text if ok else f"{text}: {event.get('error', '')}", None if ok else "red", len(mark))
         elif kind == "logs":
             self._line(f"last log lines of the new container ({event['action']}):", "red")

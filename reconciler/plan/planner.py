@@ -154,6 +154,13 @@ def _plan_spec_hash(ctx: _Context) -> str:
     return "sha256:" + hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
+def engine_tag(observed: Observed) -> str:
+    """Which engine a saved plan was made on, without its ID (the spec hash's key): the spec
+    hash differs on another engine, and apply must not call that an edited spec (QA)."""
+    key = f"reconcile engine/{observed.engine_id}".encode()
+    return "sha256:" + hmac.new(key, b"engine", hashlib.sha256).hexdigest()
+
+
 # -- networks and volumes ---------------------------------------------------------------
 
 def _network_actions(ctx: _Context) -> list[Action]:
@@ -453,12 +460,26 @@ def _config_recreate(ctx: _Context, name: str, current: ObservedContainer,
         parts.append(f"image {image.before} → {image.after}{ids}")
     if rest:
         parts.append(f"{rest[0]} changed" if len(rest) == 1 else f"config changed: {', '.join(rest)}")
+    rebuilt = _rebuilt_too(ctx, name, current) if image is None else None
+    if rebuilt:
+        parts.append(rebuilt)
     if not parts:
         parts.append("spec hash changed (the container carries no readable config label)"
                      if not old else "spec hash changed")
     cause = "; ".join(parts) + _pull_note(ctx, name)
     return _Decision(ActionKind.RECREATE, cause, changes,
-                     fresh_cause(ctx, name, current, views, warnings, image is not None))
+                     fresh_cause(ctx, name, current, views, warnings, image is not None or bool(rebuilt)))
+
+
+def _rebuilt_too(ctx: _Context, name: str, current: ObservedContainer) -> str | None:
+    """The same image reference now names another image: a recreate for a config change runs
+    that build too, and its cause must say so (QA: a reviewed "env.MODE changed" deployed a
+    rebuilt image nobody saw in the plan)."""
+    image = ctx.observed.image(str(ctx.configs[name]["image"]))
+    if image is None or not current.image_id or image.id == current.image_id:
+        return None
+    ref = ctx.loaded.shown(("services", name, "image"), ctx.configs[name]["image"])
+    return f"image {ref} was rebuilt{_ids_text(current.image_id, image.id)}"
 
 
 def _rebuilt_recreate(ctx: _Context, name: str, current: ObservedContainer, new_id: str,
