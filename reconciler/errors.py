@@ -117,6 +117,12 @@ class StorageError(ReconcileError):
     ref = "storage"
 
 
+class StateError(ReconcileError):
+    """The state dir (apply journal, run logs) cannot be written: a full disk, a read-only mount."""
+
+    ref = "state"
+
+
 class ApplyError(ReconcileError):
     """An apply failed; state was rolled back and nothing was lost."""
 

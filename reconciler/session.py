@@ -104,6 +104,10 @@ class Session:
         if not (doc.get("State") or {}).get("Running") and self.spec.services[service].kind is not Kind.GENERIC:
             raise ReconcileError(f"service {service}'s container {name} is not running",
                                  ref="service.stopped", hint=f"start it: docker start {name}")
+        if (doc.get("State") or {}).get("Paused") and self.spec.services[service].kind is not Kind.GENERIC:
+            raise ReconcileError(f"service {service}'s container {name} is paused: its server answers nothing, "
+                                 "so reconcile would only wait on it, then time out",
+                                 ref="service.paused", hint=f"unpause it: docker unpause {name}")
         return make_target(service, self.spec.services[service], doc["Id"], container_ip(doc),
                            read_file=lambda path: self._read_file(doc["Id"], path), config=doc.get("Config"))
 

@@ -13,6 +13,7 @@ progress interrupted or failed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconciler.errors import StateError
 from reconciler.owner import gone, owner
 
 RUNNING = "running"
@@ -33,20 +35,39 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def unwritable(exc: OSError, what: str, path: Path) -> StateError:
+    """A state dir that cannot be written (a full disk, a read-only mount): an error naming the
+    file, with a hint, where a traceback was. Raised before an apply's first change, it changes
+    nothing: no change starts without the journal line a rollback would read."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StateError(f"cannot write {what} {path}: the disk is full", ref="state.disk-full",
+                          hint=f"free space on the disk holding {path.parent} (the spec's state_dir), "
+                               "then run the command again")
+    return StateError(f"cannot write {what} {path}: {exc.strerror or exc}", ref="state.unwritable",
+                      hint=f"check that {path.parent} (the spec's state_dir) is writable by uid {os.geteuid()} "
+                           "and its disk is not read-only")
+
+
 class Journal:
     def __init__(self, state_dir: Path, apply_id: str) -> None:
         folder = state_dir / "journal"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.apply_id = apply_id
         self.path = folder / f"{apply_id}.jsonl"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise unwritable(exc, "the apply journal", self.path) from None
 
     def write(self, event: str, **fields: object) -> None:
         record = {"ts": _now(), "apply_id": self.apply_id, "event": event, **fields}
         if event == "start":
             record["owner"] = {**owner(), "since": process_start(os.getpid())}
-        os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())
-        os.fsync(self._fd)
+        try:
+            os.write(self._fd, (json.dumps(record, default=str) + "\n").encode())
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise unwritable(exc, "the apply journal", self.path) from None
 
     def close(self) -> None:
         os.close(self._fd)

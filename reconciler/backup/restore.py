@@ -373,9 +373,34 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
                      progress: Progress = lambda _: None, meter: Meter = NO_METER) -> RestoreRun:
     """Fetch and check EVERY file first, then restore one service after another: a missing
     or corrupt file stops the restore before any live data is touched."""
-    containers = containers or {}
     notes: list[str] = []
     picks = pick_backups(session, wanted, services, source, notes)
+    held = _hold(session, picks)
+    try:
+        return _restore_picks(session, picks, notes, source, containers or {}, progress, meter)
+    finally:
+        for claim in held:
+            claim.release()
+
+
+def _hold(session: Session, picks: list[Pick]) -> list:
+    """Claims on the backups the restore reads (``LocalStore.reclaim``), held to its end: retention
+    (another backup's, or ``backups prune``) keeps a claimed backup, so it cannot delete a file
+    between its check and its use. One claimed already is held by its own user (this apply, a
+    backup copying it to S3); a folder we cannot write to is one we cannot protect, nor need to."""
+    held = []
+    for backup_id in dict.fromkeys(pick.backup_id for pick in picks):
+        try:
+            claim = session.local.reclaim(metadata.key_for(backup_id))
+        except ReconcileError:
+            continue
+        if claim is not None:
+            held.append(claim)
+    return held
+
+
+def _restore_picks(session: Session, picks: list[Pick], notes: list[str], source: Source,
+                   containers: dict[str, str], progress: Progress, meter: Meter) -> RestoreRun:
     run = RestoreRun(newest_id(picks))
     run.notes += notes
     _precheck_all(session, picks, containers)  # before a long download, and before any data is replaced
@@ -393,7 +418,7 @@ def restore_services(session: Session, wanted: str = "latest", services: list[st
     for pick, path in files:
         progress(f"restoring {pick.service} from {run.sources[pick.service]} copy of {pick.entry['key']}")
         try:
-            with meter.task(f"restoring {pick.service}", path.stat().st_size) as task:
+            with meter.task(f"restoring {pick.service}", pick.entry.get("size")) as task:  # the checked file's
                 run.results[pick.service] = _restore_one(session, pick.service, pick.entry, path,
                                                          containers.get(pick.service), task, pick.backup_id)
         except (ReconcileError, KeyboardInterrupt) as exc:
@@ -432,17 +457,21 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
     target = session.target(service, container)
     stats = BackupStats.from_dict(entry["stats"])
     engine = session.engine(service)  # its restore_precheck ran for every service first
+    raw = _open_checked(path)  # before the record: a file it cannot open leaves the data untouched
     # the live container's data replaced in place (not apply's fresh candidate): recorded
     # until done, so one that stops halfway is known for what it is (``restoring``)
     record = restoring.begin(session.state_dir(), service, backup_id, _running(session, target)) \
         if container is None and stats.kind in restoring.IN_PLACE else None
-    with path.open("rb") as raw:
+    with raw:
         reader = DecompressingReader(CountingReader(raw, task), Compression(entry["compression"]),
                                      entry["checksum"])
+        began = datetime.now(UTC)
         try:
             result = engine.restore(target, reader, stats)
-        except ReconcileError:
-            raise
+        except ReconcileError as exc:
+            from reconciler.backup import killed
+
+            raise killed.explained(session, service, target.container_id, exc, began) from None
         except OSError as exc:
             raise RestoreError(f"reading {path.name} failed: {exc.strerror}", ref="restore.io",
                                hint="check the disk holding the backups") from None
@@ -454,6 +483,14 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
 
         dockerio.start(session.client, target.container_id)
     return result
+
+
+def _open_checked(path: Path):
+    try:
+        return path.open("rb")
+    except OSError as exc:  # was a traceback
+        raise RestoreError(f"cannot open {path}, checked a moment ago: {exc.strerror}", ref="restore.io",
+                           hint="something removed or changed it since (by hand?): run the restore again") from None
 
 
 def _running(session: Session, target) -> bool:

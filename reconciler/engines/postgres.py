@@ -51,8 +51,9 @@ from reconciler.engines.base import (
 )
 from reconciler.engines.compress import ZSTD_DEFAULT
 from reconciler.engines.pgswap import staging_name
-from reconciler.errors import BackupError, RestoreError
+from reconciler.errors import BackupError, ReconcileError, RestoreError
 from reconciler.spec.models import Kind
+from reconciler.storage.files import human_bytes
 
 CONNECTIONS_DEGRADED = 0.8
 # Each psql session of a restore: no per-statement WAL flush worth waiting for (the staging
@@ -65,6 +66,7 @@ _POST_PRELUDE = b"SET default_tablespace = '';\n"
 # SQL after the table data larger than this (large objects, say) waits on disk, not in memory.
 _POST_IN_MEMORY = 64 * 1024 * 1024
 RESTORE_WORKERS = min(4, max(2, os.cpu_count() or 2))
+RESTORE_SPACE_MARGIN = 0.10  # over the backed-up databases' size, for the staging copies a restore loads
 _CHUNK = 1024 * 1024
 
 
@@ -177,6 +179,39 @@ class PostgresEngine(DockerBacked):
         check_dump_complete(tail.data, db)
 
     # -- restore -----------------------------------------------------------------------------
+
+    def restore_precheck(self, target: Target, stats: BackupStats) -> None:
+        """Refuse, before any staging database is made, a restore the server's disk clearly
+        cannot hold: each database is loaded beside the live one, so its disk needs room for a
+        second copy: the smaller of its size when backed up (bloat included) and the dump's
+        (indexes not), plus a margin. Running out mid-load took the server down (QA: PANIC on
+        its next checkpoint, then a crash loop, the staging copy holding the space). A disk it
+        cannot measure is not refused."""
+        size = sum(db.size_bytes for db in stats.databases)
+        needed = min(size, stats.raw_bytes or size)
+        free = self._free_bytes(target) if needed else None
+        required = int(needed * (1 + RESTORE_SPACE_MARGIN))
+        if free is None or free >= required:
+            return
+        raise RestoreError(f"not enough free space on {target.service_name}'s data disk for the restore: the copy "
+                           f"it loads beside the live data needs about {human_bytes(required)} ({human_bytes(needed)} "
+                           f"+ 10 % margin), and {human_bytes(free)} is free",
+                           ref="restore.disk-space",
+                           hint=f"free space on the volume or disk holding {target.service_name}'s data (or make it "
+                                "larger), then restore again; the live databases are unchanged")
+
+    def _free_bytes(self, target: Target) -> int | None:
+        """Free bytes on the server's data directory, as ``df`` inside its container says."""
+        out: list[bytes] = []
+        try:
+            result = dockerio.exec_stream(self.client, target.container_id,
+                                          ["sh", "-c", 'df -Pk "${PGDATA:-/var/lib/postgresql/data}"'],
+                                          sink=out.append)
+        except (ReconcileError, dockerio.StreamAborted):
+            return None
+        lines = b"".join(out).decode("utf-8", "replace").split("\n")
+        fields = lines[1].split() if result.exit_code == 0 and len(lines) > 1 else []
+        return int(fields[3]) * 1024 if len(fields) >= 4 and fields[3].isdigit() else None
 
     def restore(self, target: Target, stream: BinaryIO, stats: BackupStats) -> RestoreStats:
         started = time.monotonic()

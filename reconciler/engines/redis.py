@@ -383,6 +383,10 @@ def _partly_restored(exc: BaseException, target: Target) -> RestoreError:
     """After the flush the cache holds only what was loaded so far: the error says so."""
     if isinstance(exc, RestoreError):  # the backup itself is at fault: its hint says what to do
         return RestoreError(f"{_PARTLY}: {exc.message}", ref=exc.ref, hint=exc.hint)
+    if "OOM command not allowed" in str(exc):  # maxmemory with noeviction: again would fail alike
+        return RestoreError(f"{_PARTLY}: {_describe(exc, target)}", ref="restore.cache-maxmemory",
+                            hint="raise the cache's maxmemory (e.g. --maxmemory in its command in the spec; "
+                                 "`reconcile apply`) above what the backup holds, then run the restore again")
     return RestoreError(f"{_PARTLY}: {_describe(exc, target)}", ref="restore.cache-partial",
                         hint="run the restore again: it empties the cache and loads every key of the backup")
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from reconciler.apply.journal import unwritable
 from reconciler.operate.redact import Redactor
 
 KINDS = frozenset({"deploy", "backup", "restore", "drift", "diagnose", "heal"})
@@ -40,6 +41,7 @@ class RunLog:
         self.kind = kind
         self.redactor = redactor
         self.started = time.monotonic()
+        self.failed: OSError | None = None  # the write that stopped the log (its disk full)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
 
     def event(self, name: str, **fields: object) -> None:
@@ -51,7 +53,16 @@ class RunLog:
                   "event": name}
         record.update({(f"_{k}" if k in record else k): v for k, v in fields.items()})
         line = json.dumps(self.redactor.redact_data(json.loads(json.dumps(record, default=str))))
-        os.write(self._fd, (line + "\n").encode())
+        try:
+            os.write(self._fd, (line + "\n").encode())
+        except OSError as exc:  # its disk filled mid-run: the log stops there, the run goes on
+            self.failed = exc   # (apply's journal, which a rollback reads, raises for itself)
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def progress(self, also: Callable[[str], object] | None = None) -> Callable[[str], None]:
         """A progress callback that logs each message and passes it on to ``also``."""
@@ -65,8 +76,7 @@ class RunLog:
         if self._fd is None:
             return
         self.event("run-finish", result=result, seconds=round(time.monotonic() - self.started, 2), **fields)
-        os.close(self._fd)
-        self._fd = None
+        self._drop()
 
     def __enter__(self) -> RunLog:
         return self
@@ -86,10 +96,18 @@ def open_run(session, kind: str, now: datetime | None = None) -> RunLog:
         raise ValueError(f"unknown run kind {kind!r}")
     now = now or datetime.now(UTC)
     folder = session.state_dir() / FOLDER
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    prune(folder, now)
-    log = RunLog(_free_name(folder, kind, now), kind, Redactor.for_spec(session.loaded))
-    log.event("run-start", project=session.spec.project, spec_file=str(session.loaded.file), pid=os.getpid())
+    path = folder / f"{kind}-{now.astimezone(UTC).strftime(_STAMP)}.jsonl"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prune(folder, now)
+        path = _free_name(folder, kind, now)
+        log = RunLog(path, kind, Redactor.for_spec(session.loaded))
+        log.event("run-start", project=session.spec.project, spec_file=str(session.loaded.file), pid=os.getpid())
+        if log.failed is not None:  # not even its first line fits: no empty log left behind
+            path.unlink(missing_ok=True)
+            raise log.failed
+    except OSError as exc:  # a full state dir: said before the run changes anything, not a traceback
+        raise unwritable(exc, "the run log", path) from None
     return log
 
 

@@ -43,10 +43,35 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 T = TypeVar("T")
 
 
+class DiskWrites:
+    """The file of a checked write as its writer sees it. A write the disk refuses (full) raises
+    the store's error naming the file, and is kept in ``failure``: an engine streaming into it
+    made its own error of the OSError (the cache's asked whether the cache was up and its
+    password right), so ``write_checked`` reports this one, the cause, instead."""
+
+    def __init__(self, handle: BinaryIO, path: Path) -> None:
+        self._handle = handle
+        self._path = path
+        self.failure: StorageError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            self.failure = os_error(exc, "write", self._path)
+            raise self.failure from exc
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
 class CheckedWrite:
     """The open file of ``LocalStore.write_checked`` and the digest its writer says it wrote."""
 
-    def __init__(self, handle: BinaryIO, read_back: ReadBack) -> None:
+    def __init__(self, handle: DiskWrites, read_back: ReadBack) -> None:
         self.handle = handle
         self.read_back = read_back
         self.expected = ""
@@ -139,12 +164,16 @@ class LocalStore:
         reached the disk has that digest; otherwise nothing is kept and a StorageError says so.
         """
         with self.open_for_write(key, replace=False) as handle:  # any error here: nothing kept
-            checked = CheckedWrite(handle, ReadBack(handle.fileno()))
+            checked = CheckedWrite(DiskWrites(handle, self.path_of(key)), ReadBack(handle.fileno()))
             try:
                 yield checked
                 assert checked.expected, "write_checked: the block must call expect(sha256)"
                 handle.flush()
                 actual = self._guard("read back", self.path_of(key), checked.read_back.digest)
+            except Exception as exc:
+                if (failure := checked.handle.failure) is not None and exc is not failure:
+                    raise failure from exc  # the disk, not what the engine made of it
+                raise
             finally:
                 checked.read_back.close()
             if actual != checked.expected:
