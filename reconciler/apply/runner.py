@@ -207,6 +207,14 @@ def run_plan(session: Session, plan: Plan, emit: Callable[[dict], None], *, reas
 
 def _execute(run: ApplyRun, prepare: Callable[[], None] | None = None) -> Outcome:
     try:
+        return _execute_held(run, prepare)
+    finally:  # this apply's backups: no retention deleted them while it restored and verified them
+        for backup in run.backups.values():
+            backup.release()
+
+
+def _execute_held(run: ApplyRun, prepare: Callable[[], None] | None) -> Outcome:
+    try:
         if prepare is not None:
             prepare()
         executor.execute(run)

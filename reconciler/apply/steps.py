@@ -215,7 +215,8 @@ def _backup_now(run: ApplyRun, action: Action) -> dict:
         _start_and_wait(run, action, container, session)
     backup_run = backup_services(session, [action.resource], reason="pre-apply",
                                  containers={action.resource: container},
-                                 progress=lambda text: run.step(action.id, text))
+                                 progress=lambda text: run.step(action.id, text),
+                                 hold_claim=True)  # kept from retention until the apply ends
     run.backups[action.resource] = backup_run
     for warning in backup_run.warnings:
         run.warn(warning)

@@ -10,6 +10,7 @@ still saying ``s3: pending`` with no claim held was killed during the copy (``re
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,12 @@ class BackupRun:
     document: dict
     warnings: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)  # backups whose interrupted S3 copy this one made
+    claim: Claim | None = None  # held past the run with ``hold_claim``: ``release`` ends it
+
+    def release(self) -> None:
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
 
     @property
     def s3_status(self) -> str:
@@ -57,13 +64,15 @@ def backupable(session: Session, services: list[str] | None = None) -> list[str]
 def backup_services(session: Session, services: list[str], *, reason: str = "manual",
                     containers: dict[str, str] | None = None,
                     progress: Progress = lambda _: None, meter: Meter = NO_METER,
-                    resume_interrupted: bool = False) -> BackupRun:
+                    resume_interrupted: bool = False, hold_claim: bool = False) -> BackupRun:
     """Back up ``services`` (from ``containers[service]`` when given, else the live ones). With
     ``resume_interrupted`` (``reconcile backup``; not an apply's backup, which would spend its
-    change window on older backups), copy to S3 the backups killed during their copy too."""
+    change window on older backups), copy to S3 the backups killed during their copy too. With
+    ``hold_claim`` (an apply, which restores and verifies it later) the id's claim is kept in
+    ``run.claim``, so no retention deletes the backup until the caller releases it."""
     containers = containers or {}
     services, skipped = _without_partial(session, services)
-    targets = {s: session.target(s, containers.get(s)) for s in services}
+    targets = _targets(session, services, containers)
     local = session.local
     local.ensure_root()
     local.check_writable()
@@ -96,13 +105,31 @@ def backup_services(session: Session, services: list[str], *, reason: str = "man
             raise
         run = BackupRun(backup_id, doc, skipped + missing_critical(session, entries))
         _copy_to_s3(session, run, entries, progress, meter)
+        run.claim, claim = (claim, None) if hold_claim else (None, claim)
     finally:
-        local.release(claim)
+        if claim is not None:
+            local.release(claim)
     if resume_interrupted and run.s3_status == "ok":  # S3 works: finish the copies killed midway
         from reconciler.backup import resume
 
         run.resumed = resume.copy_interrupted(session, run.backup_id, run.warnings, progress, meter)
     return run
+
+
+def _targets(session: Session, services: list[str], containers: dict[str, str]) -> dict:
+    """Each service's running container. One missing while an apply (or a restore, a heal) of the
+    project runs is one it is replacing: a scheduled backup then says so, not "run apply"."""
+    try:
+        return {s: session.target(s, containers.get(s)) for s in services}
+    except ReconcileError as exc:
+        from reconciler.apply.lock import held_by
+
+        holder = held_by(session.state_dir(), session.spec.project) if exc.ref == "service.missing" else None
+        if holder is None or holder.pid == os.getpid():
+            raise
+        raise BackupError(f"{exc.message}: {holder.running} is changing the stack ({holder.describe()})",
+                          ref=exc.ref, hint="back up once it has finished (an apply backs up what it replaces "
+                                            "first); no backup was taken") from None
 
 
 def _without_partial(session: Session, services: list[str]) -> tuple[list[str], list[str]]:

@@ -191,11 +191,28 @@ def verify(
     STATE.json = as_json
     session = _session()
     _check_request(session, "verify", backup_id, services)
+    _not_being_restored(session, services)
     found, reports = verify_services(session, backup_id, services)
     data = as_seed_dict(found, reports)
     output.print_json(data) if as_json else output.print_verify(data)
     if data["status"] != "success":
         raise typer.Exit(2)
+
+
+def _not_being_restored(session, services: list[str] | None) -> None:
+    """A restore running now is refilling the data in place: verify would report its half-way
+    state as a mismatch (exit 2, which CI reads as lost data). One that stopped halfway is
+    partial data, which verify reports as it is."""
+    from reconciler.backup import restoring
+    from reconciler.errors import ReconcileError
+
+    state = session.loaded.state_dir()
+    running = {name: record for name, record in restoring.open_records(state).items()
+               if (not services or name in services) and restoring.interrupted(state, name) is None}
+    if running:
+        what = ", ".join(f"{name} (from backup {record.get('backup_id')})" for name, record in sorted(running.items()))
+        raise ReconcileError(f"a restore is replacing the data of {what} right now: not verified",
+                             ref="verify.restore-running", hint="verify once the restore has finished")
 
 
 @backups_app.command("list")
@@ -291,7 +308,6 @@ def _prune_all(session, dry_run: bool, with_s3: bool = True) -> list[dict]:
 
 
 def _prune_one(session, name: str, dry_run: bool) -> dict:
-    from reconciler.backup import restoring
     from reconciler.errors import ReconcileError
     from reconciler.storage.prune import PrunePartlyDone, prune_store
 
@@ -301,9 +317,8 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
     try:
         store = session.local if name == "local" else session.s3  # opening S3 can fail too
         entry["store"] = store.describe()
-        restoring_from = {r.get("backup_id") for r in restoring.open_records(session.loaded.state_dir()).values()}
         report = prune_store(store, session.spec.backup.retention, dry_run=dry_run, project=session.spec.project,
-                             keep_ids=restoring_from)
+                             keep_ids=_in_use(session))
     except ReconcileError as exc:
         entry["error"] = {"error": exc.ref, "message": exc.message, "hint": exc.hint}
         report = exc.report if isinstance(exc, PrunePartlyDone) else None
@@ -315,6 +330,19 @@ def _prune_one(session, name: str, dry_run: bool) -> dict:
         if name == "s3" and not dry_run and report.deleted_metadata:
             _mark_s3_pruned(session, entry, report.deleted_metadata)
     return entry
+
+
+def _in_use(session) -> set[str]:
+    """Backups retention keeps whatever it decides: one a restore was loading (running, or
+    stopped halfway), and those a live process holds the claim of (a backup still copying to
+    S3, one a restore or an apply is using). QA: a backup's retention deleted the files of
+    another backup mid-copy, whose record then named files that were gone, and of the backup a
+    restore was loading, which failed halfway with a traceback."""
+    from reconciler.backup import restoring
+    from reconciler.storage.leftovers import running_ids
+
+    restoring_from = {r.get("backup_id") for r in restoring.open_records(session.loaded.state_dir()).values()}
+    return restoring_from | running_ids(session.local.root)
 
 
 def _mark_s3_pruned(session, entry: dict, keys: list[str]) -> None:

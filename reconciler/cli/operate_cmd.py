@@ -166,6 +166,7 @@ def drift(
             "drifted": [d.to_dict() for d in drifted], "warnings": list(snap.plan.warnings)}
     if holder is not None:
         data["apply_running"] = holder.apply_id or None
+        data["running"] = holder.running  # a restore or a heal holds it too: "an apply" was untrue then
         data["warnings"].append(f"{holder.running} is running ({holder.describe()}): drift is judged once it ends")
     if metrics_file is not None:
         scope = gather.scope_of(snap.loaded.spec, snap.plan.profiles)

@@ -59,7 +59,7 @@ def _print_usage(console, usage: dict) -> None:
 def print_drift(data: dict) -> None:
     console = stdout_console()
     if "apply_running" in data:
-        print_line(console, "Not judged: an apply is changing the stack.", "yellow")
+        print_line(console, f"Not judged: {data.get('running') or 'an apply'} is changing the stack.", "yellow")
     elif not data["drifted"]:
         print_line(console, "No drift: the stack matches the spec.", "green")
     for entry in data["drifted"]:

@@ -59,6 +59,12 @@ def claimed_ids(root: Path) -> set[str]:
     return {found["id"] for marker in metadata.iterdir() if (found := _CLAIM.match(marker.name))}
 
 
+def running_ids(root: Path) -> set[str]:
+    """Ids of the backups whose claim a live process holds: being taken or copied to S3, or in use
+    by a restore or an apply (``LocalStore.reclaim``). Retention must not delete them meanwhile."""
+    return {backup_id for backup_id in claimed_ids(root) if running(root, backup_id)}
+
+
 def of_backup(name: str, ids: set[str]) -> bool:
     """Whether the data file ``name`` is one of the backups ``ids``."""
     return _of(name, ids)
