@@ -94,12 +94,16 @@ class RespConnection:
         """``count`` replies, in order (an array reply comes back as a list)."""
         out: list[object] = []
         append, gets = out.append, self._reader.gets
-        while len(out) < count:
-            reply = gets()
-            if reply is False:  # hiredis: not enough data buffered yet
-                self._more()
-            else:
-                append(reply)
+        try:
+            while len(out) < count:
+                reply = gets()
+                if reply is False:  # hiredis: not enough data buffered yet
+                    self._more()
+                else:
+                    append(reply)
+        except hiredis.ProtocolError:  # something else answers there (QA: an HTTP server, a traceback)
+            raise RespError("the server's answer is not the Redis protocol: is another program "
+                            "listening on the cache's address and port?") from None
         return out
 
     def read_reply(self) -> object:

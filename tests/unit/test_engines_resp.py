@@ -68,3 +68,13 @@ def test_read_ok_returns_the_error_replies_in_order_and_stays_in_step():
             assert [e.message for e in errors] == ["ERR bad payload", "BUSYKEY exists"]
             assert conn.read_ok(1) == []
             assert conn.read_reply() == 1
+
+
+def test_a_server_that_does_not_speak_redis_is_a_resp_error_not_a_traceback():
+    """What answers at the cache's address may be another program (an HTTP server): hiredis'
+    ProtocolError escaped every handler as a traceback (QA)."""
+    import pytest
+
+    with resp.RespConnection("127.0.0.1", serve(b"HTTP/1.1 400 Bad Request\r\n\r\n", 1000)) as conn:
+        with pytest.raises(resp.RespError, match="not the Redis protocol"):
+            conn.read_reply()  # no send: the stand-in closes once it has answered
