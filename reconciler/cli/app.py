@@ -156,7 +156,9 @@ def plan(
         if out is not None:
             default = os.environ.get("RECONCILE_FILE") or STATE.file == Path("reconcile.yaml")
             given = "" if default else f" -f {STATE.file}"  # the spec it was made from, as given
-            output.echo(f"\nSaved to {out}. Apply it with: reconcile{given} apply {out}")
+            then = ("apply refuses it until what is Blocked above is fixed; then plan again" if snap.plan.blocking
+                    else f"Apply it with: reconcile{given} apply {out}")
+            output.echo(f"\nSaved to {out}. {then}")
     if snap.plan.blocking:
         print_refused(snap.plan, as_json or markdown)
     if detailed_exitcode and not snap.plan.empty:

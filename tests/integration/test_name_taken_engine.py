@@ -48,8 +48,10 @@ def test_a_name_taken_by_hand_blocks_the_plan_and_apply_refuses_before_any_chang
     name = f"{project}-web"
     other = client.containers.run("reconcile-lab/debian:bookworm", ["sleep", "600"], name=name, detach=True)
     try:
-        plan = run_cli(loaded, "plan")
+        plan = run_cli(loaded, "plan", "--out", str(loaded.file.parent / "plan.json"))
         assert plan.returncode == 1, plan.stdout + plan.stderr
+        assert "apply refuses it until what is Blocked above is fixed" in plan.stdout  # was: "Apply it with: …"
+        assert "Apply it with" not in plan.stdout
         assert "  + create  web              new service (blocked)\n" in plan.stdout, plan.stdout
         assert "  + create  worker           new service\n" in plan.stdout
         assert (f"  ! web: the name {name} is taken by container {other.id[:12]} (image "
