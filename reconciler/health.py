@@ -163,6 +163,23 @@ def check_all(session: Session, services: list[str] | None = None) -> list[Servi
                                 hint=exc.hint) from None
 
 
+REPLACING = "replacing"
+
+
+def while_changing(results: list[ServiceHealth], holder: str | None, running: str) -> list[ServiceHealth]:
+    """Results taken while an apply (``running``, held by ``holder``) changes the stack: a
+    service with no container under its name is most likely the one being swapped (its old
+    and new containers carry other names meanwhile), a minor finding (1), not "missing" (3),
+    which paged the on-call person in the middle of every deploy (QA). Once the apply ends,
+    a service it left without a container is "missing" again."""
+    if holder is None:
+        return results
+    return [ServiceHealth(r.service, REPLACING, Level.MINOR,
+                          {**r.details, "error": f"no container under its name while {running} changes the stack "
+                                                 f"({holder}): check again once it has finished"})
+            if r.level is Level.MISSING and r.status == "missing" else r for r in results]
+
+
 def report(results: list[ServiceHealth]) -> dict:
     """The seed's format: overall ``status``, per service ``status`` and ``details``, ``timestamp``."""
     worst = max((r.level for r in results), default=Level.HEALTHY)

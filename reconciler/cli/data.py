@@ -87,12 +87,15 @@ def health(services: ServicesArg = None, as_json: JsonOpt = False) -> None:
     Exit 0 healthy, 1 minor, 2 critical (or the engine cannot be reached), 3 containers missing.
     """
     from reconciler import health as checks
+    from reconciler.apply.lock import held_by
     from reconciler.cli import output
     from reconciler.operate.hooks import notify_health
 
     STATE.json = as_json
     session = _session()
     results = checks.check_all(session, services)
+    if (holder := held_by(session.loaded.state_dir(), session.spec.project)) is not None:
+        results = checks.while_changing(results, holder.describe(), holder.running)
     notify_health(session, results)
     if as_json:
         output.print_json(checks.report(results))

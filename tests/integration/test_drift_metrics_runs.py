@@ -125,3 +125,18 @@ def test_status_shows_the_image_the_container_was_made_from(client, write_spec, 
     text = run(loaded, newer, "status").stdout
     assert "reconcile-lab/app:1 (spec: reconcile-lab/app:2)" in next(
         line for line in text.splitlines() if line.startswith("worker "))
+
+
+def test_health_during_an_apply_calls_a_service_without_its_container_replacing_not_missing(client, write_spec,
+                                                                                              env):
+    """Its old and new containers carry other names while apply swaps them: exit 3 ("containers
+    missing") paged someone in the middle of every deploy. Exit 1 while the lock is held, 3 after."""
+    loaded = write_spec(SPEC)
+    materialise(client, loaded, ["cache"])
+    with ApplyLock(loaded.state_dir(), "20260105T040000Z-abcdef"):
+        during = run(loaded, env, "health", "--json")
+    assert during.returncode == 1, during.stdout + during.stderr
+    worker = json.loads(during.stdout)["services"]["worker"]
+    assert worker["status"] == "replacing" and "an apply changes the stack" in worker["details"]["error"]
+    after = run(loaded, env, "health", "--json")
+    assert after.returncode == 3 and json.loads(after.stdout)["services"]["worker"]["status"] == "missing"
