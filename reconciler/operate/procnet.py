@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.operate.facts import PortHolder
+from reconciler.operate.redact import MASK, mask_flag_values
 
 LISTEN = "0A"
 COMMAND_CHARS = 120
@@ -47,7 +48,10 @@ def decode_address(hex_address: str) -> str:
 
 
 def parse_cmdline(raw: bytes) -> str:
-    return " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)[:COMMAND_CHARS]
+    """The command line, each secret flag's value masked (``--requirepass ***``): the process is not
+    the spec's, so no redactor knows its password (QA: diagnose printed another server's)."""
+    args = [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+    return " ".join(mask_flag_values(args, MASK))[:COMMAND_CHARS]
 
 
 def holders(ports: Collection[int], proc: Path = Path("/proc")) -> list[PortHolder]:

@@ -12,11 +12,12 @@ name does (``plan.names``): the engine would refuse the create halfway through a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from reconciler.observe.models import Observed, ObservedNetwork
 from reconciler.plan.actions import Action, ActionKind, Blocker
 from reconciler.plan.display import short_id
+from reconciler.spec.load import LoadedSpec
 from reconciler.spec.models import NetworkSpec, Spec
 from reconciler.spec.normalise import network_name
 
@@ -42,16 +43,17 @@ def _ours(spec: Spec, live: ObservedNetwork | None) -> bool:
     return live is not None and live.project == spec.project
 
 
-def network_blockers(spec: Spec, observed: Observed, scope: Collection[str]) -> tuple[Blocker, ...]:
+def network_blockers(loaded: LoadedSpec, observed: Observed, scope: Collection[str]) -> tuple[Blocker, ...]:
     """One ``Blocker`` per network of the services in scope that is not the project's, or not as the spec says."""
-    found = []
+    spec, found = loaded.spec, []
     for net in used(spec, scope):
         live = observed.network(network_name(spec, net))
         if live is None:
             continue
         if live.project != spec.project:
             found.append(_taken(spec, net, live))
-        elif differences := _differences(spec.networks[net], live):
+        elif differences := _differences(spec.networks[net], live, lambda key, value: loaded.shown(
+                ("networks", net, key), value)):
             found.append(_differs(spec, net, differences))
     return tuple(found)
 
@@ -66,12 +68,14 @@ def leftover_warnings(spec: Spec, observed: Observed) -> list[str]:
             if live.project == spec.project and live.name not in declared]
 
 
-def _differences(declared: NetworkSpec, live: ObservedNetwork) -> list[str]:
+def _differences(declared: NetworkSpec, live: ObservedNetwork, shown: Callable[[str, object], str]) -> list[str]:
+    """What differs, the spec's side as ``shown`` (an interpolated driver reads ``(sensitive)``, as
+    everywhere in a plan: QA, it reached drift's JSON, its webhook and apply's error as it resolved)."""
     out = []
     if live.driver and live.driver != declared.driver:
-        out.append(f"driver {live.driver} → {declared.driver}")
+        out.append(f"driver {live.driver} → {shown('driver', declared.driver)}")
     if live.internal != declared.internal:
-        out.append(f"internal {str(live.internal).lower()} → {str(declared.internal).lower()}")
+        out.append(f"internal {str(live.internal).lower()} → {shown('internal', str(declared.internal).lower())}")
     return out
 
 

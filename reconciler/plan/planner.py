@@ -105,7 +105,7 @@ def make_plan(loaded: LoadedSpec, observed: Observed, profiles: Collection[str] 
                 profiles=tuple(sorted(selected)), warnings=tuple(warnings),
                 spec_hash=_plan_spec_hash(ctx),
                 blocking=names.blockers(loaded, observed, actions) + moved_blockers(ctx, actions)
-                + networks.network_blockers(spec, observed, scope))
+                + networks.network_blockers(loaded, observed, scope))
     safety.check(plan)
     return plan
 
