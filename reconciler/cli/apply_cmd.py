@@ -237,7 +237,9 @@ def _event_text(event: dict) -> str:
         return f"rollback of {event['service']}: {event['status']}" + (
             f" ({event['error']})" if event.get("error") else "")
     if kind == "replan":
-        return f"re-planned: {', '.join(event['services'])} stay unhealthy and will be recreated"
+        services = event["services"]
+        verb = "stays" if len(services) == 1 else "stay"
+        return f"re-planned: {', '.join(services)} {verb} unhealthy and will be recreated"
     if kind == "warning":  # said as one where colour does not (a CI log, NO_COLOR), as the summary does
         return f"warning: {event.get('message', '')}"
     return str(event.get("message", kind))

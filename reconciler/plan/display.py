@@ -24,6 +24,7 @@ from difflib import SequenceMatcher
 
 from reconciler.operate.redact import (
     MIN_LENGTH,
+    NAMES_AND_PLACES,
     SECRET_NAME,
     command_secrets,
     mask_flag_values,
@@ -265,7 +266,9 @@ def _masked(name: str, elements: list[str]) -> list[str]:
 
 
 def _spec_secrets(loaded: LoadedSpec) -> list[str]:
-    values = list(interpolated_values(loaded))
+    """As ``Redactor.for_spec``: the project's name and folders are not secrets, interpolated or
+    not (QA: "networks: (none) → (sensitive)_backend" for a project set by ``${env:…}``)."""
+    values = list(interpolated_values(loaded, skip=NAMES_AND_PLACES))
     for name, service in loaded.spec.services.items():
         values += command_secrets(loaded, name)
         for key, secret in service.env.items():
