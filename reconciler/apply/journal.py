@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.errors import StateError
@@ -26,6 +26,12 @@ from reconciler.owner import gone, owner
 
 RUNNING = "running"
 """The result of an apply whose process still runs (no ``finish`` record yet)."""
+
+KEEP_DAYS = 90
+KEEP_LAST = 100
+"""Journal rotation: a journal older than ``KEEP_DAYS`` is removed when an apply opens its own,
+unless it is one of the newest ``KEEP_LAST`` (or its apply still runs). Without it the folder
+grew by a file per apply forever, and ``history``, ``status`` and every ``drift`` read them all."""
 
 def new_apply_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -55,6 +61,7 @@ class Journal:
         self.path = folder / f"{apply_id}.jsonl"
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            prune(folder, datetime.now(UTC))
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise unwritable(exc, "the apply journal", self.path) from None
@@ -161,6 +168,34 @@ def process_start(pid: int) -> str | None:
         return None
     fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and parentheses
     return fields[19] if len(fields) > 19 else None
+
+
+def prune(folder: Path, now: datetime, keep_days: int = KEEP_DAYS, keep_last: int = KEEP_LAST) -> list[Path]:
+    """Delete the journals older than ``keep_days`` (by the time in the apply id, else mtime)
+    beyond the newest ``keep_last``; never the journal of an apply still running."""
+    cutoff = now - timedelta(days=keep_days)
+    paths = sorted(folder.glob("*.jsonl"))
+    removed = []
+    for path in paths[:max(len(paths) - keep_last, 0)]:
+        try:
+            if _written_at(path) < cutoff and not _still_running(path):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not a file: rotation never stops an apply
+            continue
+    return removed
+
+
+def _written_at(path: Path) -> datetime:
+    try:
+        return datetime.strptime(path.name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def _still_running(path: Path) -> bool:
+    records = read_records(path)
+    return bool(records) and running(records[0])
 
 
 def history(state_dir: Path) -> list[ApplyRecord]:
