@@ -68,10 +68,9 @@ backup:
 
 # (what changes, spec values): the app image, an infra env var, a cache flag that needs a
 # restore, a volume path, nothing
-CYCLES = [
+CYCLES = [  # kept short for CI (each is a real recreate); run more by hand
     ("app image", {"app": 2}),
     ("nothing", {}),
-    ("infra env", {"cycle": "b"}),
     ("cache flag", {"aof": "yes"}),
     ("volume path", {"path": "/srv/data2"}),
     ("cache flag", {"aof": "no"}),

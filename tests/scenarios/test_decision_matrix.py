@@ -62,7 +62,10 @@ def test_3_a_container_stopped_by_hand_is_healed_by_a_start_then_the_app_follows
     assert "starting it" in healed[0] and "healthy again" in healed[-1], healed
     first_action = run.kinds().index("action-begin")
     assert run.kinds().index("heal") < first_action  # heal, then the app
-    assert run.actions() == ok("recreate:api", "recreate:worker")  # the start is not planned twice
+    # heal's start counts as done (by heal), and is not run twice
+    assert run.actions() == ok("start:postgres", "recreate:api", "recreate:worker")
+    assert run.first("action-end", action="start:postgres")["by"] == "heal"
+    assert [e["action"] for e in run.events if e["event"] == "action-begin"] == ["recreate:api", "recreate:worker"]
     assert run.finish()["result"] == "ok"
     after = lab.identities()
     assert after["postgres"][0] == before["postgres"][0]  # the same container…
