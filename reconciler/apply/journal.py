@@ -33,6 +33,7 @@ KEEP_LAST = 100
 unless it is one of the newest ``KEEP_LAST`` (or its apply still runs). Without it the folder
 grew by a file per apply forever, and ``history``, ``status`` and every ``drift`` read them all."""
 
+
 def new_apply_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
