@@ -457,12 +457,11 @@ def _restore_one(session: Session, service: str, entry: dict, path: Path, contai
     target = session.target(service, container)
     stats = BackupStats.from_dict(entry["stats"])
     engine = session.engine(service)  # its restore_precheck ran for every service first
-    raw = _open_checked(path)  # before the record: a file it cannot open leaves the data untouched
-    # the live container's data replaced in place (not apply's fresh candidate): recorded
-    # until done, so one that stops halfway is known for what it is (``restoring``)
-    record = restoring.begin(session.state_dir(), service, backup_id, _running(session, target)) \
-        if container is None and stats.kind in restoring.IN_PLACE else None
-    with raw:
+    with _open_checked(path) as raw:  # before the record: a file it cannot open leaves the data untouched
+        # the live container's data replaced in place (not apply's fresh candidate): recorded
+        # until done, so one that stops halfway is known for what it is (``restoring``)
+        record = restoring.begin(session.state_dir(), service, backup_id, _running(session, target)) \
+            if container is None and stats.kind in restoring.IN_PLACE else None
         reader = DecompressingReader(CountingReader(raw, task), Compression(entry["compression"]),
                                      entry["checksum"])
         began = datetime.now(UTC)
